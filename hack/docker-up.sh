@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# docker-up.sh: make sure a Docker Engine answers on the local socket.
+# Installs Debian's docker.io when dockerd is missing, starts dockerd when it
+# is not running (clearing a stale pid file), and waits until `docker info`
+# answers. Idempotent; safe to run on a machine where Docker already runs.
+set -euo pipefail
+
+log() { echo "docker-up: $*" >&2; }
+
+if docker info >/dev/null 2>&1; then
+  log "engine already answering"
+  exit 0
+fi
+
+if ! command -v dockerd >/dev/null 2>&1; then
+  log "installing docker.io from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends docker.io iptables ca-certificates >/dev/null
+fi
+
+pidfile=/var/run/docker.pid
+if [ -f "$pidfile" ]; then
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q dockerd "/proc/$pid/cmdline" 2>/dev/null; then
+    log "dockerd (pid $pid) running but not answering yet"
+  else
+    log "removing stale $pidfile"
+    rm -f "$pidfile"
+  fi
+fi
+
+if [ ! -f "$pidfile" ]; then
+  # containerd's own stale state is harmless; dockerd starts its own containerd.
+  log "starting dockerd (log: /var/log/dockerd.log)"
+  nohup dockerd >/var/log/dockerd.log 2>&1 &
+fi
+
+for _ in $(seq 1 120); do
+  if docker info >/dev/null 2>&1; then
+    log "engine ready: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+    exit 0
+  fi
+  sleep 0.5
+done
+log "dockerd did not answer within 60s; last log lines:"
+tail -n 30 /var/log/dockerd.log >&2 || true
+exit 1

@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Endpoint is one ready replica of a function.
+type Endpoint struct {
+	// Container is the Docker container ID, reported in logs and X-Served-By-like diagnostics.
+	Container string
+	// Addr is host:port reachable from the daemon, e.g. "172.18.0.2:8080".
+	Addr string
+}
+
+// snapshot is an immutable view of all endpoints. A key that is present with
+// no endpoints means "known function, nothing ready".
+type snapshot struct {
+	eps     map[string][]Endpoint
+	changed chan struct{} // closed when this snapshot is replaced
+}
+
+// Cache is the observed endpoint cache: written by the controller only, read
+// lock-free by the proxy on every request. Writes copy the map and swap it.
+type Cache struct {
+	mu  sync.Mutex // serialises writers
+	cur atomic.Pointer[snapshot]
+}
+
+// NewCache returns an empty Cache.
+func NewCache() *Cache {
+	c := &Cache{}
+	c.cur.Store(&snapshot{eps: map[string][]Endpoint{}, changed: make(chan struct{})})
+	return c
+}
+
+// Lookup returns the endpoints of key and whether the function is known.
+// The returned slice must not be modified.
+func (c *Cache) Lookup(key string) ([]Endpoint, bool) {
+	eps, ok := c.cur.Load().eps[key]
+	return eps, ok
+}
+
+// lookupOrWait is Lookup plus a channel that is closed on the next change,
+// for callers that wait for an endpoint to appear.
+func (c *Cache) lookupOrWait(key string) ([]Endpoint, bool, <-chan struct{}) {
+	s := c.cur.Load()
+	eps, ok := s.eps[key]
+	return eps, ok, s.changed
+}
+
+// Set publishes the ready endpoints of key (possibly none: a known function
+// with nothing ready). eps is copied.
+func (c *Cache) Set(key string, eps []Endpoint) {
+	cp := append([]Endpoint(nil), eps...)
+	c.swap(func(m map[string][]Endpoint) bool {
+		if old, ok := m[key]; ok && equal(old, cp) {
+			return false
+		}
+		m[key] = cp
+		return true
+	})
+}
+
+// Delete forgets key: requests to it get 404.
+func (c *Cache) Delete(key string) {
+	c.swap(func(m map[string][]Endpoint) bool {
+		if _, ok := m[key]; !ok {
+			return false
+		}
+		delete(m, key)
+		return true
+	})
+}
+
+// Keys returns the known keys (for diagnostics).
+func (c *Cache) Keys() []string {
+	m := c.cur.Load().eps
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// swap applies mutate to a copy of the current map and publishes it when
+// mutate reports a change.
+func (c *Cache) swap(mutate func(map[string][]Endpoint) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.cur.Load()
+	next := make(map[string][]Endpoint, len(old.eps)+1)
+	for k, v := range old.eps {
+		next[k] = v
+	}
+	if !mutate(next) {
+		return
+	}
+	c.cur.Store(&snapshot{eps: next, changed: make(chan struct{})})
+	close(old.changed)
+}
+
+func equal(a, b []Endpoint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,85 @@
+// Package status holds the observed state of functions as published by the
+// controller. The controller is its only writer; the API and the debug page
+// read it. Nothing here is persisted: it is rebuilt from Docker on start.
+package status
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Function is what the controller last observed for one function key.
+type Function struct {
+	Key                string    `json:"key"`
+	DesiredReplicas    uint64    `json:"desiredReplicas"`
+	CurrentReplicas    uint64    `json:"currentReplicas"`
+	ReadyReplicas      uint64    `json:"readyReplicas"`
+	Generation         int64     `json:"generation"`
+	ObservedGeneration int64     `json:"observedGeneration"`
+	SpecHash           string    `json:"specHash"`
+	LastReconcile      time.Time `json:"lastReconcile"`
+	LastResult         string    `json:"lastResult"`
+	LastError          string    `json:"lastError,omitempty"`
+	Restarts           int       `json:"restarts"`
+	NextRetry          time.Time `json:"nextRetry,omitempty"`
+	// Reason says in a few words why the function is not converged, e.g.
+	// "CrashLoopBackOff" or "ImageNotFound"; empty when all is well.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Board is a concurrency-safe map of function statuses.
+type Board struct {
+	mu sync.RWMutex
+	m  map[string]Function
+}
+
+// NewBoard returns an empty Board.
+func NewBoard() *Board { return &Board{m: make(map[string]Function)} }
+
+// Set records the status of f.Key.
+func (b *Board) Set(f Function) {
+	b.mu.Lock()
+	b.m[f.Key] = f
+	b.mu.Unlock()
+}
+
+// Update applies fn to the status of key (the zero Function with Key set
+// when there is none yet) and stores the result atomically.
+func (b *Board) Update(key string, fn func(*Function)) {
+	b.mu.Lock()
+	f, ok := b.m[key]
+	if !ok {
+		f = Function{Key: key}
+	}
+	fn(&f)
+	b.m[key] = f
+	b.mu.Unlock()
+}
+
+// Delete forgets key.
+func (b *Board) Delete(key string) {
+	b.mu.Lock()
+	delete(b.m, key)
+	b.mu.Unlock()
+}
+
+// Get returns the status of key.
+func (b *Board) Get(key string) (Function, bool) {
+	b.mu.RLock()
+	f, ok := b.m[key]
+	b.mu.RUnlock()
+	return f, ok
+}
+
+// List returns all statuses sorted by key.
+func (b *Board) List() []Function {
+	b.mu.RLock()
+	out := make([]Function, 0, len(b.m))
+	for _, f := range b.m {
+		out = append(out, f)
+	}
+	b.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}

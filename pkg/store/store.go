@@ -1,0 +1,98 @@
+// Package store keeps dockerfaasd's desired state: the functions users
+// deployed and how many replicas they want. It is the only source of truth the
+// controller reconciles Docker towards. Every write is committed durably before
+// it returns, and writers notify watchers without ever blocking on them.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/openfaas/faas-provider/types"
+)
+
+// DefaultNamespace is the namespace functions land in when none is given.
+// faas-cli always appends it on invoke, so it must be called exactly this.
+const DefaultNamespace = "openfaas-fn"
+
+// Sentinel errors callers branch on; implementations wrap them with %w.
+var (
+	// ErrNotFound means no record exists under the key.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a record already exists under the key.
+	ErrConflict = errors.New("already exists")
+)
+
+// Function is one desired function: the deployment exactly as submitted, the
+// replicas wanted, and bookkeeping. Values returned by a Store are copies the
+// caller may keep and modify.
+type Function struct {
+	// Spec is the FunctionDeployment as submitted, kept verbatim so that list
+	// and describe echo back exactly what was deployed. Spec.Namespace may be
+	// empty; Namespace below is the effective one.
+	Spec types.FunctionDeployment `json:"spec"`
+	// Namespace is the effective namespace (DefaultNamespace when Spec's is empty).
+	Namespace string `json:"namespace"`
+	// Replicas is the desired replica count.
+	Replicas uint64 `json:"replicas"`
+	// Generation increases whenever Spec or Replicas change, so the controller
+	// can report which desired state it has observed.
+	Generation int64 `json:"generation"`
+	// Revision is a store-wide sequence number of the last write to the record.
+	Revision uint64 `json:"revision"`
+	// CreatedAt is when the function was first deployed; UpdatedAt the last change.
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Key returns the function's store key.
+func (f Function) Key() string { return Key(f.Namespace, f.Spec.Service) }
+
+// Name returns the function's name.
+func (f Function) Name() string { return f.Spec.Service }
+
+// Key builds the store key "namespace/name".
+func Key(namespace, name string) string { return namespace + "/" + name }
+
+// SplitKey is the inverse of Key.
+func SplitKey(key string) (namespace, name string, err error) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			if i == 0 || i == len(key)-1 {
+				break
+			}
+			return key[:i], key[i+1:], nil
+		}
+	}
+	return "", "", fmt.Errorf("malformed key %q", key)
+}
+
+// Store is desired state. All methods are safe for concurrent use and every
+// successful write is durable (fsynced) before the method returns.
+type Store interface {
+	// Get returns the function under key or an error wrapping ErrNotFound.
+	Get(ctx context.Context, key string) (Function, error)
+	// List returns all functions in namespace, or in all namespaces when
+	// namespace is "", sorted by key.
+	List(ctx context.Context, namespace string) ([]Function, error)
+	// Create stores a new function with the given desired replicas; it fails
+	// with ErrConflict when the key exists. Generation starts at 1.
+	Create(ctx context.Context, spec types.FunctionDeployment, replicas uint64) (Function, error)
+	// Update replaces the spec of an existing function (ErrNotFound otherwise).
+	// replicas is applied through the clamp function, which receives the
+	// current replicas and returns the new ones (nil keeps them). Generation
+	// is bumped only when the spec or the replicas actually change.
+	Update(ctx context.Context, spec types.FunctionDeployment, clamp func(current uint64) uint64) (Function, error)
+	// Scale sets the desired replicas of an existing function (ErrNotFound
+	// otherwise), bumping Generation when the value changes.
+	Scale(ctx context.Context, key string, replicas uint64) (Function, error)
+	// Delete removes the function (ErrNotFound when absent).
+	Delete(ctx context.Context, key string) error
+	// Watch returns a Watcher that receives the key of every committed change
+	// from now on, until ctx is done.
+	Watch(ctx context.Context) *Watcher
+	// Close releases the store.
+	Close() error
+}

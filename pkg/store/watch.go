@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+	"sort"
+	"sync"
+)
+
+// Watcher receives the keys of committed changes. Keys are coalesced: a key
+// changed many times before Next is called is reported once, so a slow
+// reader never blocks a writer and never grows without bound beyond the
+// number of distinct keys.
+type Watcher struct {
+	mu      sync.Mutex
+	pending map[string]struct{}
+	signal  chan struct{} // capacity 1: "pending is not empty"
+	done    <-chan struct{}
+}
+
+func newWatcher(ctx context.Context) *Watcher {
+	return &Watcher{
+		pending: make(map[string]struct{}),
+		signal:  make(chan struct{}, 1),
+		done:    ctx.Done(),
+	}
+}
+
+// notify records key and wakes the reader. It never blocks.
+func (w *Watcher) notify(key string) {
+	w.mu.Lock()
+	w.pending[key] = struct{}{}
+	w.mu.Unlock()
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
+// Next blocks until at least one key changed or ctx (or the Watch context)
+// is done, and returns the changed keys sorted.
+func (w *Watcher) Next(ctx context.Context) ([]string, error) {
+	for {
+		if keys := w.drain(); len(keys) > 0 {
+			return keys, nil
+		}
+		select {
+		case <-w.signal:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-w.done:
+			return nil, context.Canceled
+		}
+	}
+}
+
+func (w *Watcher) drain() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(w.pending))
+	for k := range w.pending {
+		keys = append(keys, k)
+	}
+	clear(w.pending)
+	sort.Strings(keys)
+	return keys
+}
+
+// watchers is a set of Watchers an implementation fans changes out to.
+type watchers struct {
+	mu  sync.Mutex
+	set map[*Watcher]struct{}
+}
+
+// add registers a Watcher that is dropped when ctx is done.
+func (ws *watchers) add(ctx context.Context) *Watcher {
+	w := newWatcher(ctx)
+	ws.mu.Lock()
+	if ws.set == nil {
+		ws.set = make(map[*Watcher]struct{})
+	}
+	ws.set[w] = struct{}{}
+	ws.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		ws.mu.Lock()
+		delete(ws.set, w)
+		ws.mu.Unlock()
+	}()
+	return w
+}
+
+// notify tells every Watcher that key changed.
+func (ws *watchers) notify(key string) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for w := range ws.set {
+		w.notify(key)
+	}
+}
