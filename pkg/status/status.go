@@ -18,11 +18,11 @@ type Function struct {
 	Generation         int64     `json:"generation"`
 	ObservedGeneration int64     `json:"observedGeneration"`
 	SpecHash           string    `json:"specHash"`
-	LastReconcile      time.Time `json:"lastReconcile"`
+	LastReconcile      time.Time `json:"lastReconcile,omitzero"`
 	LastResult         string    `json:"lastResult"`
 	LastError          string    `json:"lastError,omitempty"`
 	Restarts           int       `json:"restarts"`
-	NextRetry          time.Time `json:"nextRetry,omitempty"`
+	NextRetry          time.Time `json:"nextRetry,omitzero"`
 	// Reason says in a few words why the function is not converged, e.g.
 	// "CrashLoopBackOff" or "ImageNotFound"; empty when all is well.
 	Reason string `json:"reason,omitempty"`
@@ -82,4 +82,15 @@ func (b *Board) List() []Function {
 	b.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
+}
+
+// Global is controller-wide state shown on /debug/reconcile.
+type Global struct {
+	// EventStream is "starting", "connected" or "reconnecting".
+	EventStream      string           `json:"eventStream"`
+	LastConnect      time.Time        `json:"lastConnect,omitzero"`
+	LastStreamError  string           `json:"lastStreamError,omitempty"`
+	LastResync       time.Time        `json:"lastResync,omitzero"`
+	DriftCorrections map[string]int64 `json:"driftCorrections"`
+	QueueDepth       int              `json:"queueDepth"`
 }

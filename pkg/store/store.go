@@ -78,12 +78,20 @@ type Store interface {
 	// namespace is "", sorted by key.
 	List(ctx context.Context, namespace string) ([]Function, error)
 	// Create stores a new function with the given desired replicas; it fails
-	// with ErrConflict when the key exists. Generation starts at 1.
+	// with ErrConflict when the key exists, and with an error matching no
+	// sentinel when spec has no name or its namespace contains '/' (the key
+	// would not survive SplitKey). Generation starts at 1.
+	//
+	// Create, Update and Scale return the record exactly as a later Get
+	// would. A write that changes nothing writes nothing: it keeps Revision
+	// and UpdatedAt and does not wake watchers.
 	Create(ctx context.Context, spec types.FunctionDeployment, replicas uint64) (Function, error)
 	// Update replaces the spec of an existing function (ErrNotFound otherwise).
 	// replicas is applied through the clamp function, which receives the
 	// current replicas and returns the new ones (nil keeps them). Generation
-	// is bumped only when the spec or the replicas actually change.
+	// is bumped only when the spec or the replicas actually change. clamp
+	// runs inside the write, holding the store's writer lock, so it must be
+	// quick and must not call the Store.
 	Update(ctx context.Context, spec types.FunctionDeployment, clamp func(current uint64) uint64) (Function, error)
 	// Scale sets the desired replicas of an existing function (ErrNotFound
 	// otherwise), bumping Generation when the value changes.
@@ -91,7 +99,8 @@ type Store interface {
 	// Delete removes the function (ErrNotFound when absent).
 	Delete(ctx context.Context, key string) error
 	// Watch returns a Watcher that receives the key of every committed change
-	// from now on, until ctx is done.
+	// from now on, until ctx is done; after that its Next returns
+	// context.Canceled.
 	Watch(ctx context.Context) *Watcher
 	// Close releases the store.
 	Close() error

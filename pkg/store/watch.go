@@ -37,9 +37,18 @@ func (w *Watcher) notify(key string) {
 }
 
 // Next blocks until at least one key changed or ctx (or the Watch context)
-// is done, and returns the changed keys sorted.
+// is done, and returns the changed keys sorted. Once the Watch context is
+// done, Next returns context.Canceled, even if keys are still pending.
 func (w *Watcher) Next(ctx context.Context) ([]string, error) {
 	for {
+		// Checked before draining: a write racing with the cancellation may
+		// still have queued a key, and a stopped Watcher must say so
+		// deterministically rather than hand that key out.
+		select {
+		case <-w.done:
+			return nil, context.Canceled
+		default:
+		}
 		if keys := w.drain(); len(keys) > 0 {
 			return keys, nil
 		}
@@ -83,12 +92,14 @@ func (ws *watchers) add(ctx context.Context) *Watcher {
 	}
 	ws.set[w] = struct{}{}
 	ws.mu.Unlock()
-	go func() {
-		<-ctx.Done()
+	// AfterFunc rather than a goroutine blocked on ctx.Done: it costs no
+	// goroutine while ctx is live, and none at all for a ctx that can never
+	// be cancelled.
+	context.AfterFunc(ctx, func() {
 		ws.mu.Lock()
 		delete(ws.set, w)
 		ws.mu.Unlock()
-	}()
+	})
 	return w
 }
 

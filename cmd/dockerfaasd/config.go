@@ -1,0 +1,221 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is everything the daemon can be told. Each field has an environment
+// variable and a flag of the same meaning; a flag given on the command line
+// wins over the environment.
+type config struct {
+	DockerHost       string
+	BindAddress      string
+	Port             int
+	StateDir         string
+	DBPath           string
+	Instance         string
+	FunctionsNetwork string
+	AuthUser         string
+	AuthPassword     string
+	InvokeAuth       bool
+	ReadTimeout      time.Duration
+	WriteTimeout     time.Duration
+	ExecTimeout      time.Duration
+	ReadyWait        time.Duration
+	Resync           time.Duration
+	Workers          int
+	MaxReplicas      uint64
+	PidsLimit        int64
+	LogLevel         string
+	LogFormat        string
+}
+
+// setting describes one configuration entry; the README table mirrors these.
+type setting struct {
+	env, flag, def, help string
+	set                  func(string) error
+}
+
+func settings(c *config) []setting {
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	dur := func(p *time.Duration) func(string) error {
+		return func(v string) error {
+			d, err := parseDuration(v)
+			*p = d
+			return err
+		}
+	}
+	return []setting{
+		{"DOCKER_HOST", "docker-host", "", "Docker Engine address (default: the local socket)", str(&c.DockerHost)},
+		{"BIND_ADDRESS", "bind-address", "", "address to listen on (default: all interfaces)", str(&c.BindAddress)},
+		{"GATEWAY_PORT", "port", "8080", "HTTP port for the OpenFaaS API and invocations", func(v string) (err error) { c.Port, err = strconv.Atoi(v); return }},
+		{"STATE_DIR", "state-dir", defaultStateDir(), "directory for the state database and the generated password", str(&c.StateDir)},
+		{"STATE_DB_PATH", "state-db-path", "", "bbolt database file (default: STATE_DIR/state.db)", str(&c.DBPath)},
+		{"INSTANCE", "instance", "dockerfaasd", "name of this daemon: container name prefix and ownership label", str(&c.Instance)},
+		{"FUNCTIONS_NETWORK", "functions-network", "", "prefix of per-function bridge networks (default: INSTANCE)", str(&c.FunctionsNetwork)},
+		{"AUTH_USER", "auth-user", "admin", "basic auth user", str(&c.AuthUser)},
+		{"AUTH_PASSWORD", "auth-password", "", "basic auth password (default: generated into STATE_DIR/basic-auth-password)", str(&c.AuthPassword)},
+		{"INVOKE_AUTH", "invoke-auth", "true", "require basic auth on /function/* too", func(v string) (err error) { c.InvokeAuth, err = strconv.ParseBool(v); return }},
+		{"DEFAULT_TIMEOUTS", "default-timeouts", "60s", "read/write/exec timeouts: one duration for all, or read=60s,write=60s,exec=60s", c.setTimeouts},
+		{"READY_WAIT", "ready-wait", "10s", "how long an invocation waits for a ready replica before 503", dur(&c.ReadyWait)},
+		{"RESYNC_INTERVAL", "resync-interval", "30s", "period of the full resync of desired and observed state", dur(&c.Resync)},
+		{"WORKERS", "workers", "4", "reconcile workers", func(v string) (err error) { c.Workers, err = strconv.Atoi(v); return }},
+		{"MAX_REPLICAS", "max-replicas", "100", "upper bound on replicas per function", func(v string) (err error) { c.MaxReplicas, err = strconv.ParseUint(v, 10, 64); return }},
+		{"PIDS_LIMIT", "pids-limit", "1024", "process limit per function container (0 = Docker's default)", func(v string) (err error) { c.PidsLimit, err = strconv.ParseInt(v, 10, 64); return }},
+		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},
+		{"LOG_FORMAT", "log-format", "text", "text or json", str(&c.LogFormat)},
+	}
+}
+
+// parseConfig reads the environment, then flags from args.
+func parseConfig(args []string, getenv func(string) string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("dockerfaasd", flag.ContinueOnError)
+	ss := settings(&c)
+	for _, s := range ss {
+		v := s.def
+		if e := getenv(s.env); e != "" {
+			v = e
+		}
+		if err := s.set(v); err != nil {
+			return c, fmt.Errorf("%s=%q: %w", s.env, v, err)
+		}
+		s := s
+		fs.Func(s.flag, fmt.Sprintf("%s (env %s, default %q)", s.help, s.env, s.def), s.set)
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.DBPath == "" {
+		c.DBPath = filepath.Join(c.StateDir, "state.db")
+	}
+	if c.FunctionsNetwork == "" {
+		c.FunctionsNetwork = c.Instance
+	}
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.Port <= 0 || c.Port > 65535:
+		return fmt.Errorf("GATEWAY_PORT %d out of range", c.Port)
+	case !dockerName(c.Instance):
+		return fmt.Errorf("INSTANCE %q: use letters, digits, '-' and '_'", c.Instance)
+	case !dockerName(c.FunctionsNetwork):
+		return fmt.Errorf("FUNCTIONS_NETWORK %q: use letters, digits, '-' and '_'", c.FunctionsNetwork)
+	case c.AuthUser == "":
+		return errors.New("AUTH_USER must not be empty")
+	case c.Workers <= 0:
+		return errors.New("WORKERS must be positive")
+	case c.MaxReplicas == 0:
+		return errors.New("MAX_REPLICAS must be positive")
+	}
+	return nil
+}
+
+func dockerName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// setTimeouts accepts "60s" (all three) or "read=..,write=..,exec=..".
+func (c *config) setTimeouts(v string) error {
+	if !strings.Contains(v, "=") {
+		d, err := parseDuration(v)
+		c.ReadTimeout, c.WriteTimeout, c.ExecTimeout = d, d, d
+		return err
+	}
+	for _, part := range strings.Split(v, ",") {
+		k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+		d, err := parseDuration(val)
+		if err != nil {
+			return err
+		}
+		switch k {
+		case "read":
+			c.ReadTimeout = d
+		case "write":
+			c.WriteTimeout = d
+		case "exec":
+			c.ExecTimeout = d
+		default:
+			return fmt.Errorf("unknown timeout %q (want read, write or exec)", k)
+		}
+	}
+	return nil
+}
+
+// parseDuration accepts Go durations and, like the OpenFaaS watchdogs, plain seconds.
+func parseDuration(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err == nil && d <= 0 {
+		err = fmt.Errorf("duration %q must be positive", v)
+	}
+	return d, err
+}
+
+func defaultStateDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/dockerfaasd"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "dockerfaasd")
+	}
+	return ".dockerfaasd"
+}
+
+// passwordFile is where a generated password is kept.
+func passwordFile(stateDir string) string { return filepath.Join(stateDir, "basic-auth-password") }
+
+// ensurePassword returns the configured password or the one kept in the
+// state dir, generating it (0600) on first start. generated is true when the
+// file was just written.
+func ensurePassword(c config) (password, path string, generated bool, err error) {
+	if c.AuthPassword != "" {
+		return c.AuthPassword, "", false, nil
+	}
+	path = passwordFile(c.StateDir)
+	if b, err := os.ReadFile(path); err == nil {
+		if p := strings.TrimSpace(string(b)); p != "" {
+			return p, path, false, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", path, false, fmt.Errorf("read password: %w", err)
+	}
+	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
+		return "", path, false, fmt.Errorf("create state dir: %w", err)
+	}
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", path, false, err
+	}
+	p := base64.RawURLEncoding.EncodeToString(buf)
+	// Write to a temp file and rename, so a crash never leaves a half file.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(p+"\n"), 0o600); err != nil {
+		return "", path, false, fmt.Errorf("write password: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", path, false, fmt.Errorf("write password: %w", err)
+	}
+	return p, path, true, nil
+}

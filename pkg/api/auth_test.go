@@ -1,0 +1,127 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// protected lists one request per route behind basic auth.
+var protected = []struct{ method, target, body string }{
+	{"GET", "/system/functions", ""},
+	{"POST", "/system/functions", helloBody},
+	{"PUT", "/system/functions", helloBody},
+	{"DELETE", "/system/functions", `{"functionName":"hello"}`},
+	{"GET", "/system/function/hello", ""},
+	{"POST", "/system/scale-function/hello", `{"replicas":1}`},
+	{"GET", "/system/namespaces", ""},
+	{"GET", "/system/info", ""},
+	{"PATCH", "/system/functions", ""}, // auth comes before the method check
+}
+
+func TestAuth(t *testing.T) {
+	creds := []struct {
+		name string
+		prep func(*http.Request)
+		ok   bool
+	}{
+		{"no header", nil, false},
+		// faas-cli when not logged in sends the bare word [cap 01].
+		{"bare bearer", func(r *http.Request) { r.Header.Set("Authorization", "Bearer") }, false},
+		{"bearer token", func(r *http.Request) { r.Header.Set("Authorization", "Bearer sometoken") }, false},
+		{"wrong password", func(r *http.Request) { r.SetBasicAuth(testUser, "nope") }, false},
+		{"password prefix", func(r *http.Request) { r.SetBasicAuth(testUser, testPass[:3]) }, false},
+		{"wrong user", func(r *http.Request) { r.SetBasicAuth("root", testPass) }, false},
+		{"empty basic", func(r *http.Request) { r.SetBasicAuth("", "") }, false},
+		{"garbage basic", func(r *http.Request) { r.Header.Set("Authorization", "Basic !!!") }, false},
+		{"right", func(r *http.Request) { r.SetBasicAuth(testUser, testPass) }, true},
+	}
+	for _, c := range creds {
+		for _, p := range protected {
+			t.Run(c.name+" "+p.method+" "+p.target, func(t *testing.T) {
+				f := newFixture(t, nil)
+				w := f.send(t, p.method, p.target, p.body, c.prep)
+				if !c.ok {
+					if w.Code != http.StatusUnauthorized {
+						t.Fatalf("got %d, want 401", w.Code)
+					}
+					if got := w.Header().Get("WWW-Authenticate"); got != `Basic realm="Restricted"` {
+						t.Errorf("WWW-Authenticate = %q", got)
+					}
+					if got := w.Body.String(); got != "invalid credentials\n" {
+						t.Errorf("body = %q", got)
+					}
+					return
+				}
+				if w.Code == http.StatusUnauthorized {
+					t.Fatalf("valid credentials refused")
+				}
+			})
+		}
+	}
+}
+
+func TestAuthOpenRoutes(t *testing.T) {
+	f := newFixture(t, nil)
+	if w := f.send(t, "GET", "/healthz", "", nil); w.Code != 200 {
+		t.Errorf("/healthz without auth: got %d, want 200", w.Code)
+	}
+	// Credentials on an open route are simply ignored.
+	bearer := func(r *http.Request) { r.Header.Set("Authorization", "Bearer") }
+	if w := f.send(t, "GET", "/healthz", "", bearer); w.Code != 200 {
+		t.Errorf("/healthz with bare Bearer: got %d, want 200", w.Code)
+	}
+}
+
+func TestAuthInvokeSwitch(t *testing.T) {
+	proxy := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	for _, open := range []bool{false, true} {
+		f := newFixture(t, func(c *Config) {
+			c.Invoke = proxy
+			c.Auth.InvokeOpen = open
+		})
+		// faas-cli invoke sends no credentials [cap 46].
+		w := f.send(t, "POST", "/function/hello.openfaas-fn", "hi", nil)
+		want := http.StatusUnauthorized
+		if open {
+			want = http.StatusOK
+		}
+		if w.Code != want {
+			t.Errorf("InvokeOpen=%v, no credentials: got %d, want %d", open, w.Code, want)
+		}
+		if w := f.do(t, "POST", "/function/hello", "hi"); w.Code != http.StatusOK {
+			t.Errorf("InvokeOpen=%v, valid credentials: got %d, want 200", open, w.Code)
+		}
+		// /system stays protected either way.
+		if w := f.send(t, "GET", "/system/functions", "", nil); w.Code != http.StatusUnauthorized {
+			t.Errorf("InvokeOpen=%v: /system/functions without auth got %d, want 401", open, w.Code)
+		}
+	}
+}
+
+// TestAuthNoPassword: with no password configured nothing is accepted, not
+// even the empty credentials.
+func TestAuthNoPassword(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Auth = Auth{User: "admin"} })
+	for _, prep := range []func(*http.Request){
+		nil,
+		func(r *http.Request) { r.SetBasicAuth("admin", "") },
+	} {
+		if w := f.send(t, "GET", "/system/functions", "", prep); w.Code != http.StatusUnauthorized {
+			t.Errorf("got %d, want 401", w.Code)
+		}
+	}
+}
+
+// TestAuthNotLogged: a rejected request never puts the credentials it
+// carried into the log.
+func TestAuthNotLogged(t *testing.T) {
+	f := newFixture(t, nil)
+	f.send(t, "GET", "/system/functions", "", func(r *http.Request) { r.SetBasicAuth("admin", "hunter2-secret") })
+	for _, e := range f.logs.AllEntries() {
+		s, _ := e.String()
+		if strings.Contains(s, "hunter2") || strings.Contains(s, "Basic ") {
+			t.Errorf("log leaks credentials: %s", s)
+		}
+	}
+}

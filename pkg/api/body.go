@@ -1,0 +1,58 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// maxBodyBytes bounds management request bodies. A FunctionDeployment is a
+// few hundred bytes; 1 MiB leaves room for large env maps without letting a
+// client make the daemon buffer arbitrary amounts.
+const maxBodyBytes = 1 << 20
+
+// errBodyTooLarge marks a body over maxBodyBytes so the caller answers 413.
+var errBodyTooLarge = fmt.Errorf("request body larger than %d bytes", maxBodyBytes)
+
+// decodeBody reads one JSON object from the request body into v. Unknown
+// fields are accepted on purpose: newer clients may send fields this daemon
+// does not know yet. Everything else that is not exactly one object is an
+// error, so that typos in hand-written curl bodies do not pass silently.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return errBodyTooLarge
+		}
+		return fmt.Errorf("reading request body: %w", err)
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 {
+		return errors.New("request body is empty: expected a JSON object")
+	}
+	if trimmed[0] != '{' {
+		return errors.New("invalid JSON body: expected a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid JSON body: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("invalid JSON body: unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// writeDecodeError answers a decodeBody error: 413 for an oversize body,
+// 400 for everything else.
+func (a *api) writeDecodeError(w http.ResponseWriter, err error) {
+	code := http.StatusBadRequest
+	if errors.Is(err, errBodyTooLarge) {
+		code = http.StatusRequestEntityTooLarge
+	}
+	writeError(w, a.log, code, err.Error(), err)
+}

@@ -1,0 +1,108 @@
+package api
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/status"
+)
+
+// DebugSource is what /debug/reconcile shows: the controller's view.
+type DebugSource interface {
+	Functions() []status.Function
+	Global() status.Global
+}
+
+// debugView is the page's data, also served as JSON.
+type debugView struct {
+	Now       time.Time         `json:"now"`
+	Global    status.Global     `json:"global"`
+	Functions []status.Function `json:"functions"`
+}
+
+// DebugHandler serves /debug/reconcile: an HTML page a person can read at a
+// glance (no JavaScript), or the same data as JSON with
+// `Accept: application/json` or `?format=json`.
+func DebugHandler(src DebugSource) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := debugView{Now: time.Now(), Global: src.Global(), Functions: src.Functions()}
+		if v.Functions == nil {
+			v.Functions = []status.Function{}
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(v)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = debugPage.Execute(w, v)
+	})
+}
+
+var debugPage = template.Must(template.New("debug").Funcs(template.FuncMap{
+	"ago": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return now.Sub(t).Round(time.Second).String() + " ago"
+	},
+	"in": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		if d := t.Sub(now); d > 0 {
+			return "in " + d.Round(100*time.Millisecond).String()
+		}
+		return "due"
+	},
+	"state": func(f status.Function) string {
+		switch {
+		case f.LastResult == "error" || f.LastResult == "terminal":
+			return "bad"
+		case f.ReadyReplicas == f.DesiredReplicas && f.LastResult == "converged":
+			return "ok"
+		default:
+			return "busy"
+		}
+	},
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dockerfaasd — reconcile</title>
+<meta http-equiv="refresh" content="5">
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+tr.ok td.state{background:#d9f2d9} tr.busy td.state{background:#fff3cd} tr.bad td.state{background:#f8d7da}
+code{font-size:12px} .err{color:#a00;max-width:40em;word-break:break-word}
+</style></head><body>
+<h1>dockerfaasd reconcile status</h1>
+<h2>Controller</h2>
+<table id="global">
+<tr><th>Event stream</th><td id="event-stream">{{.Global.EventStream}}</td></tr>
+<tr><th>Last (re)connect</th><td>{{ago .Now .Global.LastConnect}}</td></tr>
+{{with .Global.LastStreamError}}<tr><th>Last stream error</th><td class="err">{{.}}</td></tr>{{end}}
+<tr><th>Last full resync</th><td>{{ago .Now .Global.LastResync}}</td></tr>
+<tr><th>Queue depth</th><td id="queue-depth">{{.Global.QueueDepth}}</td></tr>
+<tr><th>Drift corrections</th><td id="drift">{{range $k, $v := .Global.DriftCorrections}}{{$k}}: {{$v}}<br>{{else}}none{{end}}</td></tr>
+</table>
+<h2>Functions ({{len .Functions}})</h2>
+<table id="functions">
+<tr><th>Function</th><th>State</th><th>Desired</th><th>Current</th><th>Ready</th><th>Generation (observed / desired)</th><th>Spec hash</th><th>Last reconcile</th><th>Result</th><th>Restarts</th><th>Next retry</th><th>Last error</th></tr>
+{{$now := .Now}}{{range .Functions}}<tr class="{{state .}}" data-key="{{.Key}}">
+<td><code>{{.Key}}</code></td><td class="state">{{if .Reason}}{{.Reason}}{{else}}Ready{{end}}</td>
+<td>{{.DesiredReplicas}}</td><td>{{.CurrentReplicas}}</td><td>{{.ReadyReplicas}}</td>
+<td>{{.ObservedGeneration}} / {{.Generation}}</td><td><code>{{.SpecHash}}</code></td>
+<td>{{ago $now .LastReconcile}}</td><td>{{.LastResult}}</td><td>{{.Restarts}}</td><td>{{in $now .NextRetry}}</td>
+<td class="err">{{.LastError}}</td></tr>
+{{else}}<tr><td colspan="12">No functions deployed.</td></tr>{{end}}
+</table>
+<p>Generated {{.Now.Format "2006-01-02 15:04:05 MST"}} · refreshes every 5 s · <a href="?format=json">JSON</a></p>
+</body></html>
+`))

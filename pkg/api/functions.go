@@ -1,0 +1,212 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+	"github.com/openfaas/faas-provider/types"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// listFunctions answers GET /system/functions: every function of the
+// namespace, desired state as deployed plus what the controller observed.
+// faas-cli login also validates credentials here.
+func (a *api) listFunctions(w http.ResponseWriter, r *http.Request) {
+	ns, err := resolveNamespace(r.URL.Query().Get("namespace"))
+	if err != nil {
+		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	recs, err := a.store.List(r.Context(), ns)
+	if err != nil {
+		writeError(w, a.log.WithField("namespace", ns), http.StatusInternalServerError, "internal error", err)
+		return
+	}
+	// Never null: some clients (not faas-cli) treat null as an error.
+	out := make([]types.FunctionStatus, 0, len(recs))
+	for _, rec := range recs {
+		out = append(out, a.functionStatus(rec))
+	}
+	writeJSON(w, a.log, http.StatusOK, out)
+}
+
+// getFunction answers GET /system/function/{name}, polled by describe,
+// `faas-cli ready NAME` and the certifier until availableReplicas > 0.
+// The usage query parameter is accepted and ignored: no usage data yet.
+func (a *api) getFunction(w http.ResponseWriter, r *http.Request) {
+	name := mux.Vars(r)["name"]
+	ns, err := resolveNamespace(r.URL.Query().Get("namespace"))
+	if err != nil {
+		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	// A name that could never have been deployed is simply not there.
+	if !validName(name) {
+		writeError(w, a.log, http.StatusNotFound, notFoundMsg(name, ns), nil)
+		return
+	}
+	rec, err := a.store.Get(r.Context(), store.Key(ns, name))
+	if err != nil {
+		writeStoreError(w, a.log, err, name, ns)
+		return
+	}
+	writeJSON(w, a.log, http.StatusOK, a.functionStatus(rec))
+}
+
+// functionStatus echoes the deployment exactly as submitted (faas-cli diff
+// and the certifier compare it field by field) and adds observed state.
+func (a *api) functionStatus(rec store.Function) types.FunctionStatus {
+	s := rec.Spec
+	st := types.FunctionStatus{
+		Name:                   s.Service,
+		Image:                  s.Image,
+		Namespace:              rec.Namespace,
+		EnvProcess:             s.EnvProcess,
+		EnvVars:                s.EnvVars,
+		Constraints:            s.Constraints,
+		Secrets:                s.Secrets,
+		Labels:                 s.Labels,
+		Annotations:            s.Annotations,
+		Limits:                 s.Limits,
+		Requests:               s.Requests,
+		ReadOnlyRootFilesystem: s.ReadOnlyRootFilesystem,
+		Replicas:               rec.Replicas,
+		CreatedAt:              rec.CreatedAt,
+	}
+	if a.status != nil {
+		if obs, ok := a.status.Get(rec.Key()); ok {
+			st.AvailableReplicas = obs.ReadyReplicas
+		}
+	}
+	if a.invocations != nil {
+		st.InvocationCount = a.invocations.Count(rec.Key())
+	}
+	return st
+}
+
+// deployFunction answers POST /system/functions: create a new function.
+// 202, never 201: faas-cli exits 1 on a 201.
+func (a *api) deployFunction(w http.ResponseWriter, r *http.Request) {
+	spec, ns, b, ok := a.readDeployment(w, r)
+	if !ok {
+		return
+	}
+	// Start at least one replica even when scale.min is 0: that label means
+	// "may scale to zero", and a function deployed at zero would never
+	// answer because nothing here scales it up on demand.
+	want := uint64(1)
+	if _, ok := labelValue(spec.Labels, labelScaleMin); ok {
+		want = max(b.min, 1)
+	}
+	rec, err := a.store.Create(r.Context(), spec, b.clamp(want))
+	if err != nil {
+		writeStoreError(w, a.log, err, spec.Service, ns)
+		return
+	}
+	writeLog(a.log, rec).Info("function deployed")
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// updateFunction answers PUT /system/functions: replace the spec of an
+// existing function. An unknown function is a 404 because that is the one
+// answer on which faas-cli falls back to POST.
+func (a *api) updateFunction(w http.ResponseWriter, r *http.Request) {
+	spec, ns, b, ok := a.readDeployment(w, r)
+	if !ok {
+		return
+	}
+	// Keep the current replicas (someone may have scaled the function), but
+	// move them into the range the new labels allow.
+	var before uint64
+	rec, err := a.store.Update(r.Context(), spec, func(cur uint64) uint64 {
+		before = cur
+		return b.clamp(cur)
+	})
+	if err != nil {
+		writeStoreError(w, a.log, err, spec.Service, ns)
+		return
+	}
+	log := writeLog(a.log, rec)
+	if before != rec.Replicas {
+		log = log.WithField("previousReplicas", before)
+	}
+	log.Info("function updated")
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// deleteFunction answers DELETE /system/functions. The namespace is in the
+// body for faas-cli and in the query for older clients; the body wins.
+func (a *api) deleteFunction(w http.ResponseWriter, r *http.Request) {
+	var req types.DeleteFunctionRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.writeDecodeError(w, err)
+		return
+	}
+	if req.FunctionName == "" {
+		writeError(w, a.log, http.StatusBadRequest, "functionName is required", nil)
+		return
+	}
+	if req.Namespace == "" {
+		req.Namespace = r.URL.Query().Get("namespace")
+	}
+	ns, err := resolveNamespace(req.Namespace)
+	if err != nil {
+		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	name := req.FunctionName
+	if !validName(name) {
+		writeError(w, a.log, http.StatusNotFound, notFoundMsg(name, ns), nil)
+		return
+	}
+	key := store.Key(ns, name)
+	// Read first only to log the generation being removed.
+	rec, err := a.store.Get(r.Context(), key)
+	if err == nil {
+		err = a.store.Delete(r.Context(), key)
+	}
+	if err != nil {
+		writeStoreError(w, a.log, err, name, ns)
+		return
+	}
+	writeLog(a.log, rec).Info("function removed")
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// readDeployment decodes and validates a POST/PUT body, answering the
+// request itself when that fails.
+func (a *api) readDeployment(w http.ResponseWriter, r *http.Request) (types.FunctionDeployment, string, bounds, bool) {
+	var spec types.FunctionDeployment
+	if err := decodeBody(w, r, &spec); err != nil {
+		a.writeDecodeError(w, err)
+		return spec, "", bounds{}, false
+	}
+	ns, b, err := validateDeployment(&spec, a.maxReplicas)
+	if err != nil {
+		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+		return spec, "", bounds{}, false
+	}
+	return spec, ns, b, true
+}
+
+// writeLog is the logger for one accepted write, with the fields operators
+// grep for. It never carries env values or secrets.
+func writeLog(log logrus.FieldLogger, rec store.Function) logrus.FieldLogger {
+	return log.WithFields(logrus.Fields{
+		"function":   rec.Name(),
+		"namespace":  rec.Namespace,
+		"generation": rec.Generation,
+		"replicas":   rec.Replicas,
+	})
+}
+
+// labelValue reads one label from the optional label map.
+func labelValue(labels *map[string]string, key string) (string, bool) {
+	if labels == nil {
+		return "", false
+	}
+	v, ok := (*labels)[key]
+	return v, ok
+}

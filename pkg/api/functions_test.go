@@ -1,0 +1,328 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openfaas/faas-provider/types"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/status"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// TestDeployEcho deploys captured bodies and checks that list and describe
+// echo every submitted field exactly, compared as JSON values: faas-cli diff
+// and the certifier compare them field by field.
+func TestDeployEcho(t *testing.T) {
+	bodies := map[string]string{
+		"stack [cap 04]":        helloBody,
+		"store deploy [cap 58]": `{"service":"nodeinfo","image":"ghcr.io/openfaas/nodeinfo:latest","envVars":{"write_timeout":"10s"},"labels":{"com.openfaas.ui.ext":"json"},"annotations":{"x":"y"},"readOnlyRootFilesystem":true}`,
+		"minimal":               `{"service":"plain","image":"docker.io/example/plain:latest","labels":{},"annotations":{}}`,
+		"explicit namespace":    `{"service":"plain","image":"plain","namespace":"openfaas-fn"}`,
+		"odd image kept as is":  `{"service":"img","image":"Example.com:5000/Org/img@sha256:0123"}`,
+		"gpu limits":            `{"service":"gpu","image":"x","limits":{"memory":"5Mi","nvidia.com/gpu":"1"},"requests":{"cpu":"0.5"}}`,
+	}
+	for name, body := range bodies {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.deploy(t, body)
+			var sent map[string]any
+			if err := json.Unmarshal([]byte(body), &sent); err != nil {
+				t.Fatal(err)
+			}
+			fn := sent["service"].(string)
+
+			w := f.do(t, "GET", "/system/functions", "")
+			if w.Code != 200 {
+				t.Fatalf("list: %d", w.Code)
+			}
+			var list []map[string]any
+			decodeJSON(t, w, &list)
+			if len(list) != 1 {
+				t.Fatalf("list has %d items, want 1", len(list))
+			}
+
+			w = f.do(t, "GET", "/system/function/"+fn+"?usage=1", "")
+			if w.Code != 200 {
+				t.Fatalf("describe: %d", w.Code)
+			}
+			var one map[string]any
+			decodeJSON(t, w, &one)
+
+			for src, got := range map[string]map[string]any{"list": list[0], "describe": one} {
+				for k, v := range sent {
+					gk := k
+					if k == "service" {
+						gk = "name"
+					}
+					if !reflect.DeepEqual(got[gk], v) {
+						t.Errorf("%s: %s = %#v, want %#v as sent", src, gk, got[gk], v)
+					}
+				}
+				if got["namespace"] != store.DefaultNamespace {
+					t.Errorf("%s: namespace = %v, want %s", src, got["namespace"], store.DefaultNamespace)
+				}
+				// Nothing the user did not send may appear among the spec
+				// fields (no injected env, labels or limits).
+				for _, k := range []string{"envProcess", "envVars", "constraints", "secrets", "labels", "annotations", "limits", "requests", "readOnlyRootFilesystem"} {
+					if _, ok := sent[k]; !ok {
+						if _, ok := got[k]; ok {
+							t.Errorf("%s: %s = %v, but none was sent", src, k, got[k])
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestStatusFields checks the observed fields of list and describe.
+func TestStatusFields(t *testing.T) {
+	counts := countMap{store.Key(store.DefaultNamespace, "hello"): 7}
+	f := newFixture(t, func(c *Config) { c.Invocations = counts })
+	before := time.Now().Add(-time.Second)
+	f.deploy(t, helloBody)
+
+	check := func(when string, wantAvail uint64) {
+		t.Helper()
+		var list []types.FunctionStatus
+		decodeJSON(t, f.do(t, "GET", "/system/functions", ""), &list)
+		var one types.FunctionStatus
+		decodeJSON(t, f.do(t, "GET", "/system/function/hello", ""), &one)
+		for src, st := range map[string]types.FunctionStatus{"list": list[0], "describe": one} {
+			if st.Replicas != 1 || st.AvailableReplicas != wantAvail || st.InvocationCount != 7 {
+				t.Errorf("%s %s: replicas=%d available=%d invocations=%v, want 1 %d 7",
+					when, src, st.Replicas, st.AvailableReplicas, st.InvocationCount, wantAvail)
+			}
+			if st.CreatedAt.Before(before) || st.CreatedAt.After(time.Now()) {
+				t.Errorf("%s %s: createdAt %v not the deploy time", when, src, st.CreatedAt)
+			}
+		}
+	}
+	check("no status yet", 0)
+	f.board.Set(status.Function{Key: "openfaas-fn/hello", DesiredReplicas: 1, ReadyReplicas: 1})
+	check("ready", 1)
+}
+
+type countMap map[string]float64
+
+func (c countMap) Count(key string) float64 { return c[key] }
+
+func TestListEmptyIsArray(t *testing.T) {
+	f := newFixture(t, nil)
+	w := f.do(t, "GET", "/system/functions", "")
+	if w.Code != 200 || strings.TrimSpace(w.Body.String()) != "[]" {
+		t.Fatalf("got %d %q, want 200 []", w.Code, w.Body.String())
+	}
+}
+
+// TestDeploySequence replays what faas-cli deploy does: PUT, on 404 POST,
+// then PUT again for the next deploy.
+func TestDeploySequence(t *testing.T) {
+	f := newFixture(t, nil)
+	steps := []struct {
+		method string
+		want   int
+	}{
+		{"PUT", 404},
+		{"POST", 202},
+		{"PUT", 202},
+		{"PUT", 202},
+	}
+	for i, s := range steps {
+		if w := f.do(t, s.method, "/system/functions", helloBody); w.Code != s.want {
+			t.Fatalf("step %d %s: got %d %q, want %d", i, s.method, w.Code, w.Body.String(), s.want)
+		}
+	}
+	if fn := f.get(t, "openfaas-fn/hello"); fn.Generation != 1 {
+		t.Errorf("generation = %d after identical updates, want 1", fn.Generation)
+	}
+	// One Info line per accepted write, with the fields operators grep for.
+	entries := f.infoEntries()
+	if len(entries) != 3 {
+		t.Fatalf("%d info lines, want 3 (deploy, update, update)", len(entries))
+	}
+	for _, e := range entries {
+		if e.Data["function"] != "hello" || e.Data["namespace"] != "openfaas-fn" || e.Data["generation"] == nil {
+			t.Errorf("log fields %v", e.Data)
+		}
+		s, _ := e.String()
+		if strings.Contains(s, "my-value") {
+			t.Errorf("log leaks env values: %s", s)
+		}
+	}
+}
+
+func TestDeployConflict(t *testing.T) {
+	f := newFixture(t, nil)
+	f.deploy(t, helloBody)
+	before := f.snapshot(t)
+	w := f.do(t, "POST", "/system/functions", with(t, "image", `"other:1"`))
+	if w.Code != http.StatusConflict {
+		t.Fatalf("got %d, want 409", w.Code)
+	}
+	if want := "function hello already exists in namespace openfaas-fn\n"; w.Body.String() != want {
+		t.Errorf("body %q, want %q", w.Body.String(), want)
+	}
+	if f.snapshot(t) != before {
+		t.Error("a refused deploy changed the store")
+	}
+}
+
+func TestDeployInitialReplicas(t *testing.T) {
+	tests := []struct {
+		labels string
+		want   uint64
+	}{
+		{``, 1},
+		{`{}`, 1},
+		{`{"com.openfaas.scale.min":"3"}`, 3},
+		{`{"com.openfaas.scale.min":"0"}`, 1}, // "may scale to zero", still starts one
+		{`{"com.openfaas.scale.max":"0"}`, 0},
+		{`{"com.openfaas.scale.min":"5","com.openfaas.scale.max":"5"}`, 5},
+		{`{"com.openfaas.scale.max":"100"}`, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.labels, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.deploy(t, with(t, "labels", tt.labels))
+			if got := f.get(t, "openfaas-fn/hello").Replicas; got != tt.want {
+				t.Errorf("replicas = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestUpdateKeepsReplicas: an update keeps a scaled function's replicas,
+// moved into the new label range.
+func TestUpdateKeepsReplicas(t *testing.T) {
+	tests := []struct {
+		labels string
+		want   uint64
+	}{
+		{`{}`, 4},
+		{`{"com.openfaas.scale.max":"2"}`, 2},
+		{`{"com.openfaas.scale.min":"6"}`, 6},
+		{`{"com.openfaas.scale.min":"1","com.openfaas.scale.max":"10"}`, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.labels, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.deploy(t, helloBody)
+			if w := f.do(t, "POST", "/system/scale-function/hello", `{"replicas":4}`); w.Code != 202 {
+				t.Fatalf("scale: %d", w.Code)
+			}
+			if w := f.do(t, "PUT", "/system/functions", with(t, "labels", tt.labels)); w.Code != 202 {
+				t.Fatalf("update: %d %s", w.Code, w.Body.String())
+			}
+			fn := f.get(t, "openfaas-fn/hello")
+			if fn.Replicas != tt.want {
+				t.Errorf("replicas = %d, want %d", fn.Replicas, tt.want)
+			}
+			if got := *fn.Spec.Labels; !reflect.DeepEqual(got, labelsOf(t, tt.labels)) {
+				t.Errorf("labels = %v, want the new ones", got)
+			}
+		})
+	}
+}
+
+func labelsOf(t *testing.T, raw string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestDelete(t *testing.T) {
+	f := newFixture(t, nil)
+	f.deploy(t, helloBody)
+	if w := f.do(t, "DELETE", "/system/functions", `{"functionName":"hello"}`); w.Code != 202 {
+		t.Fatalf("delete: %d", w.Code)
+	}
+	if got := f.snapshot(t); got != "[]" {
+		t.Errorf("store after delete = %s", got)
+	}
+	w := f.do(t, "DELETE", "/system/functions", `{"functionName":"hello"}`)
+	if w.Code != 404 || w.Body.String() != "function hello.openfaas-fn not found\n" {
+		t.Errorf("second delete: %d %q, want 404", w.Code, w.Body.String())
+	}
+	if w := f.do(t, "GET", "/system/function/hello", ""); w.Code != 404 {
+		t.Errorf("describe after delete: %d, want 404", w.Code)
+	}
+	if n := len(f.infoEntries()); n != 2 {
+		t.Errorf("%d info lines, want 2 (deploy, delete)", n)
+	}
+}
+
+func TestScale(t *testing.T) {
+	tests := []struct {
+		name, labels, body string
+		want               uint64
+	}{
+		{"up", `{}`, `{"serviceName":"hello","replicas":3}`, 3},
+		{"to zero", `{}`, `{"replicas":0}`, 0},
+		{"limit", `{}`, `{"replicas":100}`, 100},
+		{"above max label", `{"com.openfaas.scale.max":"5"}`, `{"replicas":9}`, 5},
+		{"below min label", `{"com.openfaas.scale.min":"2"}`, `{"replicas":0}`, 2},
+		{"inside labels", `{"com.openfaas.scale.min":"2","com.openfaas.scale.max":"5"}`, `{"replicas":4}`, 4},
+		{"namespace in body", `{}`, `{"replicas":2,"namespace":"openfaas-fn"}`, 2},
+		{"unknown fields ignored", `{}`, `{"replicas":2,"future":true}`, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.deploy(t, with(t, "labels", tt.labels))
+			old := f.get(t, "openfaas-fn/hello")
+			if w := f.do(t, "POST", "/system/scale-function/hello", tt.body); w.Code != 202 {
+				t.Fatalf("scale: %d %q", w.Code, w.Body.String())
+			}
+			fn := f.get(t, "openfaas-fn/hello")
+			if fn.Replicas != tt.want {
+				t.Errorf("replicas = %d, want %d", fn.Replicas, tt.want)
+			}
+			if changed := fn.Replicas != old.Replicas; changed != (fn.Generation > old.Generation) {
+				t.Errorf("generation %d -> %d with replicas %d -> %d", old.Generation, fn.Generation, old.Replicas, fn.Replicas)
+			}
+			entries := f.infoEntries()
+			last := entries[len(entries)-1]
+			if len(entries) != 2 || last.Data["function"] != "hello" || last.Data["generation"] != fn.Generation {
+				t.Errorf("want one scale log line with fields, got %d lines, last %v", len(entries), last.Data)
+			}
+		})
+	}
+}
+
+// TestScaleUsesQueryNamespace: the CE gateway's scale-from-zero sends the
+// namespace in the query and a body without one.
+func TestScaleUsesQueryNamespace(t *testing.T) {
+	f := newFixture(t, nil)
+	f.deploy(t, helloBody)
+	if w := f.do(t, "POST", "/system/scale-function/hello?namespace=openfaas-fn", `{"serviceName":"hello","replicas":2}`); w.Code != 202 {
+		t.Fatalf("got %d", w.Code)
+	}
+	// The body wins over the query.
+	if w := f.do(t, "POST", "/system/scale-function/hello?namespace=dev", `{"replicas":3,"namespace":"openfaas-fn"}`); w.Code != 202 {
+		t.Fatalf("got %d", w.Code)
+	}
+	if got := f.get(t, "openfaas-fn/hello").Replicas; got != 3 {
+		t.Errorf("replicas = %d, want 3", got)
+	}
+}
+
+func TestMaxReplicasConfig(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.MaxReplicas = 3 })
+	f.deploy(t, helloBody)
+	w := f.do(t, "POST", "/system/scale-function/hello", `{"replicas":4}`)
+	if w.Code != 400 || w.Body.String() != "replicas must be between 0 and 3\n" {
+		t.Errorf("got %d %q", w.Code, w.Body.String())
+	}
+	if w := f.do(t, "PUT", "/system/functions", with(t, "labels", `{"com.openfaas.scale.max":"4"}`)); w.Code != 400 {
+		t.Errorf("max label above MaxReplicas: got %d, want 400", w.Code)
+	}
+}

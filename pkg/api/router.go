@@ -1,0 +1,169 @@
+package api
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/status"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// DefaultMaxReplicas is the replica limit used when Config.MaxReplicas is 0.
+const DefaultMaxReplicas = 100
+
+// StatusReader is the read side of the controller's status board; the API
+// only ever reads it. *status.Board satisfies it.
+type StatusReader interface {
+	// Get returns the last observed status of the function key.
+	Get(key string) (status.Function, bool)
+}
+
+var _ StatusReader = (*status.Board)(nil)
+
+// InvocationCounter reports how often a function was invoked, for the
+// invocationCount field faas-cli list and describe display.
+type InvocationCounter interface {
+	// Count returns the invocations of the function key so far.
+	Count(key string) float64
+}
+
+// Config is everything the router needs. Store, Status and Auth are
+// required; the handlers are optional and their routes absent when nil.
+type Config struct {
+	// Store receives desired state; it is the only thing handlers write.
+	Store store.Store
+	// Status supplies observed state (ready replicas) for list and describe.
+	Status StatusReader
+	// Invocations supplies invocationCount; nil reports 0.
+	Invocations InvocationCounter
+	// Invoke is the invocation proxy, mounted on /function/.
+	Invoke http.Handler
+	// Debug serves /debug/reconcile (behind auth); nil leaves it unmounted.
+	Debug http.Handler
+	// Metrics serves /metrics without auth, as Prometheus scrapers expect;
+	// nil leaves it unmounted.
+	Metrics http.Handler
+	// Auth holds the basic-auth credentials for /system/* and invocation.
+	Auth Auth
+	// Info is reported by /system/info.
+	Info Info
+	// MaxReplicas is the upper bound for any function's replicas;
+	// 0 means DefaultMaxReplicas.
+	MaxReplicas uint64
+	// Log receives one line per accepted write and every server error;
+	// nil means logrus' standard logger.
+	Log logrus.FieldLogger
+}
+
+// api holds what the handlers share.
+type api struct {
+	store       store.Store
+	status      StatusReader
+	invocations InvocationCounter
+	info        Info
+	maxReplicas uint64
+	log         logrus.FieldLogger
+}
+
+// NewRouter returns the daemon's HTTP handler.
+func NewRouter(cfg Config) http.Handler {
+	a := &api{
+		store:       cfg.Store,
+		status:      cfg.Status,
+		invocations: cfg.Invocations,
+		info:        cfg.Info,
+		maxReplicas: cfg.MaxReplicas,
+		log:         cfg.Log,
+	}
+	if a.maxReplicas == 0 {
+		a.maxReplicas = DefaultMaxReplicas
+	}
+	if a.log == nil {
+		a.log = logrus.StandardLogger()
+	}
+	auth := newBasicAuth(cfg.Auth, a.log)
+
+	r := mux.NewRouter()
+	// Invocation paths belong to the function: mux's default cleaning would
+	// answer "//" or ".." in them with a 301, which breaks POSTs.
+	r.SkipClean(true)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, a.log, http.StatusNotFound, "not found", nil)
+	})
+
+	r.Handle("/healthz", methods{http.MethodGet: http.HandlerFunc(healthz)})
+
+	r.Handle("/system/functions", auth.wrap(methods{
+		http.MethodGet:    http.HandlerFunc(a.listFunctions),
+		http.MethodPost:   http.HandlerFunc(a.deployFunction),
+		http.MethodPut:    http.HandlerFunc(a.updateFunction),
+		http.MethodDelete: http.HandlerFunc(a.deleteFunction),
+	}))
+	r.Handle("/system/function/{name}", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.getFunction)}))
+	r.Handle("/system/scale-function/{name}", auth.wrap(methods{http.MethodPost: http.HandlerFunc(a.scaleFunction)}))
+	r.Handle("/system/namespaces", auth.wrap(methods{http.MethodGet: http.HandlerFunc(listNamespaces)}))
+	r.Handle("/system/info", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.systemInfo)}))
+
+	if cfg.Invoke != nil {
+		inv := cfg.Invoke
+		if !cfg.Auth.InvokeOpen {
+			inv = auth.wrap(inv)
+		}
+		r.Handle("/function/{name}", inv)
+		r.Handle("/function/{name}/", inv)
+		r.Handle("/function/{name}/{params:.*}", inv)
+	}
+	if cfg.Debug != nil {
+		dbg := auth.wrap(cfg.Debug)
+		r.Handle("/debug/reconcile", dbg)
+		r.PathPrefix("/debug/reconcile/").Handler(dbg)
+	}
+	if cfg.Metrics != nil {
+		r.Handle("/metrics", methods{http.MethodGet: cfg.Metrics})
+	}
+	return r
+}
+
+// healthz answers liveness probes and `faas-cli ready`. It says nothing about
+// functions, only that the daemon serves HTTP.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("OK"))
+}
+
+// methods dispatches one path by HTTP method. Doing this ourselves instead of
+// with mux's Methods matcher lets a wrong method get a 405 with an Allow
+// header rather than mux's empty response. HEAD is served by the GET handler
+// (net/http drops the body).
+type methods map[string]http.Handler
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, ok := m[r.Method]
+	if !ok && r.Method == http.MethodHead {
+		h, ok = m[http.MethodGet]
+	}
+	if !ok {
+		w.Header().Set("Allow", m.allow())
+		writeError(w, nil, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path, nil)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+func (m methods) allow() string {
+	list := make([]string, 0, len(m)+1)
+	for k := range m {
+		list = append(list, k)
+	}
+	if _, ok := m[http.MethodGet]; ok {
+		if _, ok := m[http.MethodHead]; !ok {
+			list = append(list, http.MethodHead)
+		}
+	}
+	sort.Strings(list)
+	return strings.Join(list, ", ")
+}

@@ -1,0 +1,74 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/gorilla/mux"
+	"github.com/openfaas/faas-provider/types"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// scaleFunction answers POST /system/scale-function/{name}, used by the
+// SDK, the certifier and scale-from-zero callers. The namespace is in the
+// body (SDK) or the query (the CE gateway); the body wins.
+func (a *api) scaleFunction(w http.ResponseWriter, r *http.Request) {
+	name := mux.Vars(r)["name"]
+	var req types.ScaleServiceRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.writeDecodeError(w, err)
+		return
+	}
+	if req.ServiceName != "" && req.ServiceName != name {
+		writeError(w, a.log, http.StatusBadRequest,
+			fmt.Sprintf("serviceName %s does not match the function %s in the path", short(req.ServiceName), short(name)), nil)
+		return
+	}
+	if req.Namespace == "" {
+		req.Namespace = r.URL.Query().Get("namespace")
+	}
+	ns, err := resolveNamespace(req.Namespace)
+	if err != nil {
+		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	if req.Replicas > a.maxReplicas {
+		writeError(w, a.log, http.StatusBadRequest, fmt.Sprintf("replicas must be between 0 and %d", a.maxReplicas), nil)
+		return
+	}
+	if !validName(name) {
+		writeError(w, a.log, http.StatusNotFound, notFoundMsg(name, ns), nil)
+		return
+	}
+	key := store.Key(ns, name)
+	rec, err := a.store.Get(r.Context(), key)
+	if err != nil {
+		writeStoreError(w, a.log, err, name, ns)
+		return
+	}
+	b, err := scaleBounds(rec.Spec.Labels, a.maxReplicas)
+	if err != nil {
+		// Labels were valid when deployed, so the limit must have been
+		// lowered since; honour the limit rather than refuse to scale.
+		a.log.WithFields(logrus.Fields{"function": name, "namespace": ns}).WithError(err).
+			Warn("ignoring scale labels")
+		b = bounds{max: a.maxReplicas}
+	}
+	n := b.clamp(req.Replicas)
+	// The labels are read before Scale writes; a concurrent update that
+	// changes them is rare, and the next scale or update re-clamps.
+	rec, err = a.store.Scale(r.Context(), key, n)
+	if err != nil {
+		writeStoreError(w, a.log, err, name, ns)
+		return
+	}
+	log, msg := writeLog(a.log, rec), "function scaled"
+	if n != req.Replicas {
+		log = log.WithFields(logrus.Fields{"requested": req.Replicas, "scaleMin": b.min, "scaleMax": b.max})
+		msg = "function scaled; requested replicas clamped by its scale labels"
+	}
+	log.Info(msg)
+	w.WriteHeader(http.StatusAccepted)
+}

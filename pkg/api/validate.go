@@ -1,0 +1,232 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/openfaas/faas-provider/types"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// Labels through which OpenFaaS users bound a function's replicas.
+const (
+	labelScaleMin = "com.openfaas.scale.min"
+	labelScaleMax = "com.openfaas.scale.max"
+)
+
+// maxNameLen is the DNS-1123 label limit; the name ends up in Docker
+// container and network names and in hostnames, which all accept it.
+const maxNameLen = 63
+
+// resolveNamespace returns the effective namespace for a requested one.
+// Only the default namespace exists for now; namespace support will extend
+// this one function rather than every handler.
+func resolveNamespace(ns string) (string, error) {
+	if ns == "" || ns == store.DefaultNamespace {
+		return store.DefaultNamespace, nil
+	}
+	return "", fmt.Errorf("namespace %s is not valid", short(ns))
+}
+
+// validName reports whether s is a DNS-1123 label: lowercase letters, digits
+// and '-', starting and ending with a letter or digit, at most 63 bytes. This
+// also keeps '.', the namespace separator on invoke, and '/' out of names.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > maxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// validSecretName reports whether s is a DNS-1123 subdomain, the rule
+// faas-cli applies when creating secrets. Secret names become file names
+// under /var/openfaas/secrets, so this also rules out "..", "/" and "".
+func validSecretName(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for _, part := range strings.Split(s, ".") {
+		if !validName(part) {
+			return false
+		}
+	}
+	return true
+}
+
+// validEnvName reports whether s can be a process environment key: the
+// kernel's "KEY=VALUE\0" encoding makes '=' and NUL impossible.
+func validEnvName(s string) bool {
+	return s != "" && !strings.ContainsAny(s, "=\x00")
+}
+
+// bounds is the replica range a function's labels allow.
+type bounds struct{ min, max uint64 }
+
+// clamp moves n into the range.
+func (b bounds) clamp(n uint64) uint64 {
+	return max(b.min, min(n, b.max))
+}
+
+// scaleBounds reads the scale labels. A missing min allows scaling to zero;
+// a missing max is the daemon-wide limit.
+func scaleBounds(labels *map[string]string, limit uint64) (bounds, error) {
+	b := bounds{min: 0, max: limit}
+	if labels == nil {
+		return b, nil
+	}
+	parse := func(key string, dst *uint64) error {
+		v, ok := (*labels)[key]
+		if !ok {
+			return nil
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("label %s must be a non-negative integer, got %s", key, short(v))
+		}
+		*dst = n
+		return nil
+	}
+	if err := parse(labelScaleMin, &b.min); err != nil {
+		return b, err
+	}
+	if err := parse(labelScaleMax, &b.max); err != nil {
+		return b, err
+	}
+	if b.max > limit {
+		return b, fmt.Errorf("label %s (%d) must not exceed %d", labelScaleMax, b.max, limit)
+	}
+	if b.min > b.max {
+		return b, fmt.Errorf("label %s (%d) must not exceed %s (%d)", labelScaleMin, b.min, labelScaleMax, b.max)
+	}
+	return b, nil
+}
+
+// validateDeployment checks everything the store and the controller rely on
+// and returns the effective namespace and replica bounds. Errors are meant
+// for the client: each names the offending field.
+func validateDeployment(spec *types.FunctionDeployment, limit uint64) (string, bounds, error) {
+	var b bounds
+	switch {
+	case spec.Service == "":
+		return "", b, errors.New("service is required")
+	case !validName(spec.Service):
+		return "", b, fmt.Errorf("service %s is not a valid name: use at most %d lowercase letters, digits and '-', starting and ending with a letter or digit",
+			short(spec.Service), maxNameLen)
+	case spec.Image == "":
+		return "", b, errors.New("image is required")
+	case strings.IndexFunc(spec.Image, unicode.IsSpace) >= 0:
+		return "", b, fmt.Errorf("image %s must not contain whitespace", short(spec.Image))
+	}
+	ns, err := resolveNamespace(spec.Namespace)
+	if err != nil {
+		return "", b, err
+	}
+	for k, v := range spec.EnvVars {
+		if !validEnvName(k) {
+			return "", b, fmt.Errorf("envVars: invalid name %s: must be non-empty without '=' or NUL", short(k))
+		}
+		// Docker refuses NUL in values; better a 400 now than a reconcile
+		// that can never succeed.
+		if strings.ContainsRune(v, 0) {
+			return "", b, fmt.Errorf("envVars: value of %s contains NUL", short(k))
+		}
+	}
+	for _, s := range spec.Secrets {
+		if !validSecretName(s) {
+			return "", b, fmt.Errorf("secrets: invalid name %s: must be a DNS-1123 subdomain", short(s))
+		}
+	}
+	if err := nonEmptyKeys("labels", spec.Labels); err != nil {
+		return "", b, err
+	}
+	if err := nonEmptyKeys("annotations", spec.Annotations); err != nil {
+		return "", b, err
+	}
+	if err := reservedKeys(spec.Labels); err != nil {
+		return "", b, err
+	}
+	if err := validResources("limits", spec.Limits); err != nil {
+		return "", b, err
+	}
+	if err := validResources("requests", spec.Requests); err != nil {
+		return "", b, err
+	}
+	b, err = scaleBounds(spec.Labels, limit)
+	if err != nil {
+		return "", b, err
+	}
+	return ns, b, nil
+}
+
+// reservedPrefix marks the labels dockerfaasd uses to decide what it owns;
+// a user label there could make a container look like someone else's.
+const reservedPrefix = "io.dockerfaas."
+
+func reservedKeys(m *map[string]string) error {
+	if m == nil {
+		return nil
+	}
+	for k := range *m {
+		if strings.HasPrefix(k, reservedPrefix) {
+			return fmt.Errorf("labels: %s is reserved (prefix %s)", short(k), reservedPrefix)
+		}
+	}
+	return nil
+}
+
+// validResources checks Kubernetes quantities now, so a typo is a 400 and
+// not a function that can never start.
+func validResources(field string, r *types.FunctionResources) error {
+	if r == nil {
+		return nil
+	}
+	if r.Memory != "" {
+		if _, err := quantity.ParseBytes(r.Memory); err != nil {
+			return fmt.Errorf("%s.memory: %s is not a quantity such as 128Mi or 1Gi", field, short(r.Memory))
+		}
+	}
+	if r.CPU != "" {
+		if _, err := quantity.ParseMilliCPU(r.CPU); err != nil {
+			return fmt.Errorf("%s.cpu: %s is not a quantity such as 500m or 0.5", field, short(r.CPU))
+		}
+	}
+	return nil
+}
+
+func nonEmptyKeys(field string, m *map[string]string) error {
+	if m == nil {
+		return nil
+	}
+	if _, ok := (*m)[""]; ok {
+		return fmt.Errorf("%s: keys must not be empty", field)
+	}
+	return nil
+}
+
+// short renders user input for an error message: bare when it is plain
+// printable text, quoted otherwise so control characters stay visible, and
+// cut so that a huge bogus value cannot blow up the response or the log.
+func short(s string) string {
+	const limit = 80
+	cut := ""
+	if len(s) > limit {
+		s, cut = s[:limit], "..."
+	}
+	if q := strconv.Quote(s); s == "" || q[1:len(q)-1] != s || strings.ContainsAny(s, " \t") {
+		return q + cut
+	}
+	return s + cut
+}

@@ -1,0 +1,62 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the controller's Prometheus collectors.
+type Metrics struct {
+	reconciles *prometheus.CounterVec
+	duration   prometheus.Histogram
+	drift      *prometheus.CounterVec
+	dockerErrs *prometheus.CounterVec
+	panics     prometheus.Counter
+	reg        prometheus.Registerer
+}
+
+// NewMetrics creates the collectors and registers them on reg (nil = not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockerfaasd_reconcile_total", Help: "Reconciles by result (success, requeue, error, terminal).",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "dockerfaasd_reconcile_duration_seconds", Help: "Time spent in one reconcile.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockerfaasd_drift_corrections_total", Help: "Corrections of Docker state that drifted from desired state, by kind.",
+		}, []string{"kind"}),
+		dockerErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockerfaasd_docker_errors_total", Help: "Failed Docker API calls by operation.",
+		}, []string{"op"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockerfaasd_reconcile_panics_total", Help: "Reconciles that panicked (a bug).",
+		}),
+		reg: reg,
+	}
+	if reg != nil {
+		reg.MustRegister(m.reconciles, m.duration, m.drift, m.dockerErrs, m.panics)
+	}
+	return m
+}
+
+func (m *Metrics) observe(result string, d time.Duration) {
+	m.reconciles.WithLabelValues(result).Inc()
+	m.duration.Observe(d.Seconds())
+}
+
+func (m *Metrics) dockerError(op string) { m.dockerErrs.WithLabelValues(op).Inc() }
+
+// queueDepth registers a gauge reading the queue length on scrape.
+func (m *Metrics) queueDepth(f func() int) {
+	if m.reg == nil {
+		return
+	}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dockerfaasd_queue_depth", Help: "Function keys waiting to be reconciled.",
+	}, func() float64 { return float64(f()) })
+	_ = m.reg.Register(g) // a second Run on the same registry keeps the first gauge
+}

@@ -1,0 +1,195 @@
+package controller
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
+	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
+	"github.com/dockerfaasd/dockerfaasd/pkg/status"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+func TestQueueDeduplicates(t *testing.T) {
+	q := NewQueue(time.Millisecond, time.Second)
+	for _, k := range []string{"a", "b", "a", "a", "c", "b"} {
+		q.Add(k)
+	}
+	if q.Len() != 3 {
+		t.Fatalf("Len = %d, want 3", q.Len())
+	}
+	var got []string
+	for q.Len() > 0 {
+		k, _ := q.Get()
+		got = append(got, k)
+		q.Done(k)
+	}
+	if len(got) != 3 || got[0] != "a" || got[1] != "b" || got[2] != "c" {
+		t.Fatalf("order = %v, want [a b c]", got)
+	}
+}
+
+func TestQueueKeyNeverProcessedTwiceAtOnce(t *testing.T) {
+	q := NewQueue(time.Millisecond, time.Second)
+	q.Add("k")
+	k, _ := q.Get()
+	q.Add("k") // added while processing: must wait for Done
+	if q.Len() != 0 {
+		t.Fatalf("key handed out while processing")
+	}
+	q.Done(k)
+	if q.Len() != 1 {
+		t.Fatalf("key added during processing was lost")
+	}
+
+	// Hammer it: no two workers ever hold the same key.
+	q = NewQueue(time.Millisecond, time.Second)
+	var inFlight sync.Map
+	var violations, processed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k, ok := q.Get()
+				if !ok {
+					return
+				}
+				if _, loaded := inFlight.LoadOrStore(k, true); loaded {
+					violations.Add(1)
+				}
+				time.Sleep(10 * time.Microsecond)
+				inFlight.Delete(k)
+				processed.Add(1)
+				q.Done(k)
+			}
+		}()
+	}
+	for i := 0; i < 2000; i++ {
+		q.Add([]string{"x", "y", "z"}[i%3])
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Len() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	q.ShutDown()
+	wg.Wait()
+	if violations.Load() != 0 {
+		t.Fatalf("%d concurrent holds of one key", violations.Load())
+	}
+	if processed.Load() == 0 {
+		t.Fatal("nothing processed")
+	}
+}
+
+func TestQueueAddAfterKeepsEarliest(t *testing.T) {
+	q := NewQueue(time.Millisecond, time.Second)
+	q.AddAfter("k", time.Hour)
+	q.AddAfter("k", 10*time.Millisecond)
+	q.AddAfter("k", time.Hour) // later deadline must not postpone
+	got := make(chan string, 1)
+	go func() { k, _ := q.Get(); got <- k }()
+	select {
+	case k := <-got:
+		if k != "k" {
+			t.Fatalf("got %q", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("delayed key never arrived: a later AddAfter postponed it")
+	}
+	q.ShutDown()
+}
+
+func TestQueueRateLimitGrowsAndForgets(t *testing.T) {
+	q := NewQueue(10*time.Millisecond, 80*time.Millisecond)
+	defer q.ShutDown()
+	var ds []time.Duration
+	for i := 0; i < 6; i++ {
+		ds = append(ds, q.AddRateLimited("k"))
+	}
+	// Jitter is ±20%, so compare against the nominal curve loosely.
+	if ds[0] > 12*time.Millisecond || ds[3] < 60*time.Millisecond {
+		t.Fatalf("backoff does not grow: %v", ds)
+	}
+	for _, d := range ds {
+		if d > 96*time.Millisecond {
+			t.Fatalf("backoff above cap: %v", ds)
+		}
+	}
+	if !q.Failures("k") {
+		t.Fatal("Failures = false while backing off")
+	}
+	q.Forget("k")
+	if q.Failures("k") {
+		t.Fatal("Forget did not reset")
+	}
+	if d := q.AddRateLimited("k"); d > 12*time.Millisecond {
+		t.Fatalf("after Forget first delay = %v, want ~10ms", d)
+	}
+}
+
+func TestQueueShutDownReleasesWorkers(t *testing.T) {
+	q := NewQueue(time.Millisecond, time.Second)
+	done := make(chan bool)
+	go func() { _, ok := q.Get(); done <- ok }()
+	q.ShutDown()
+	select {
+	case ok := <-done:
+		if ok {
+			t.Fatal("Get returned a key after shutdown")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("worker not released")
+	}
+}
+
+// TestRunReactsToStoreAndDocker drives the whole loop: a store write and a
+// Docker event each lead to a reconcile without any resync.
+func TestRunReactsToStoreAndDocker(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	st := store.NewMemory()
+	eng := fake.New(testImage)
+	cache := proxy.NewCache()
+	c := New(Config{Instance: "t", Resync: time.Hour, DrainGrace: time.Millisecond, ProbeInterval: 5 * time.Millisecond, Log: log},
+		st, eng, cache, status.NewBoard(), &fakeProber{notReady: map[string]bool{}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("event stream", func() bool { return c.Global().EventStream == "connected" })
+
+	fn, err := st.Create(ctx, deployment("fn"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor("endpoint after deploy", func() bool { eps, _ := cache.Lookup(fn.Key()); return len(eps) == 1 })
+
+	list, _ := eng.ListContainers(ctx, nil)
+	eng.SetState(list[0].ID, docker.StateExited) // emits a "die" event
+	waitFor("replacement after die event", func() bool { return len(eng.Names(docker.StateRunning)) == 1 && len(eng.Names("")) == 1 })
+
+	if err := st.Delete(ctx, fn.Key()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("teardown after delete", func() bool { _, known := cache.Lookup(fn.Key()); return !known && len(eng.Names("")) == 0 })
+}

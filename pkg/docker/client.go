@@ -1,0 +1,256 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+)
+
+// Client adapts the official Docker client to Engine.
+type Client struct {
+	c *client.Client
+}
+
+var _ Engine = (*Client)(nil)
+
+// New connects to the Docker Engine at host ("" = DOCKER_HOST or the local
+// socket), negotiating the API version so older engines (e.g. Debian's 20.10)
+// work.
+func New(host string) (*Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Client{c: c}, nil
+}
+
+// Close releases the client's connections.
+func (d *Client) Close() error { return d.c.Close() }
+
+// wrap maps Docker's error classes onto our sentinels.
+func wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w: %v", op, ErrNotFound, err)
+	case cerrdefs.IsConflict(err) || cerrdefs.IsAlreadyExists(err):
+		return fmt.Errorf("%s: %w: %v", op, ErrConflict, err)
+	default:
+		return fmt.Errorf("%s: %w", op, err)
+	}
+}
+
+func labelFilter(labels map[string]string) filters.Args {
+	f := filters.NewArgs()
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	return f
+}
+
+// Ping checks the engine answers.
+func (d *Client) Ping(ctx context.Context) error {
+	_, err := d.c.Ping(ctx)
+	return wrap("ping", err)
+}
+
+// ListContainers implements Engine.
+func (d *Client) ListContainers(ctx context.Context, labels map[string]string) ([]Container, error) {
+	list, err := d.c.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilter(labels)})
+	if err != nil {
+		return nil, wrap("list containers", err)
+	}
+	out := make([]Container, 0, len(list))
+	for _, s := range list {
+		c := Container{
+			ID:       s.ID,
+			Labels:   s.Labels,
+			State:    string(s.State),
+			Created:  time.Unix(s.Created, 0),
+			Networks: map[string]string{},
+		}
+		if len(s.Names) > 0 {
+			c.Name = strings.TrimPrefix(s.Names[0], "/")
+		}
+		if s.NetworkSettings != nil {
+			for name, ep := range s.NetworkSettings.Networks {
+				if ep != nil && ep.IPAddress != "" {
+					c.Networks[name] = ep.IPAddress
+				}
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// CreateContainer implements Engine.
+func (d *Client) CreateContainer(ctx context.Context, s ContainerSpec) (string, error) {
+	cfg := &container.Config{
+		Image:  s.Image,
+		Env:    s.Env,
+		Labels: s.Labels,
+	}
+	pids := s.PidsLimit
+	host := &container.HostConfig{
+		NetworkMode:    container.NetworkMode(s.Network),
+		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		ReadonlyRootfs: s.ReadOnlyRootfs,
+		Tmpfs:          s.Tmpfs,
+		SecurityOpt:    []string{"no-new-privileges"},
+		Resources: container.Resources{
+			Memory:            s.Memory,
+			MemoryReservation: s.MemoryReservation,
+			NanoCPUs:          s.NanoCPUs,
+			CPUShares:         s.CPUShares,
+		},
+	}
+	if pids > 0 {
+		host.Resources.PidsLimit = &pids
+	}
+	for target, source := range s.Mounts {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: source, Target: target, ReadOnly: true})
+	}
+	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{s.Network: {}}}
+	resp, err := d.c.ContainerCreate(ctx, cfg, host, netCfg, nil, s.Name)
+	if err != nil {
+		return "", wrap("create container "+s.Name, err)
+	}
+	return resp.ID, nil
+}
+
+// StartContainer implements Engine.
+func (d *Client) StartContainer(ctx context.Context, id string) error {
+	return wrap("start container "+short(id), d.c.ContainerStart(ctx, id, container.StartOptions{}))
+}
+
+// StopContainer implements Engine.
+func (d *Client) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
+	secs := int(timeout / time.Second)
+	return wrap("stop container "+short(id), d.c.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}))
+}
+
+// RemoveContainer implements Engine.
+func (d *Client) RemoveContainer(ctx context.Context, id string) error {
+	return wrap("remove container "+short(id), d.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}))
+}
+
+// ListNetworks implements Engine.
+func (d *Client) ListNetworks(ctx context.Context, labels map[string]string) ([]Network, error) {
+	list, err := d.c.NetworkList(ctx, network.ListOptions{Filters: labelFilter(labels)})
+	if err != nil {
+		return nil, wrap("list networks", err)
+	}
+	out := make([]Network, 0, len(list))
+	for _, n := range list {
+		nw := Network{ID: n.ID, Name: n.Name, Labels: n.Labels}
+		for id := range n.Containers {
+			nw.Containers = append(nw.Containers, id)
+		}
+		out = append(out, nw)
+	}
+	return out, nil
+}
+
+// CreateNetwork implements Engine.
+func (d *Client) CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error) {
+	resp, err := d.c.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels})
+	if err != nil {
+		return "", wrap("create network "+name, err)
+	}
+	return resp.ID, nil
+}
+
+// RemoveNetwork implements Engine.
+func (d *Client) RemoveNetwork(ctx context.Context, id string) error {
+	return wrap("remove network "+short(id), d.c.NetworkRemove(ctx, id))
+}
+
+// ConnectNetwork implements Engine.
+func (d *Client) ConnectNetwork(ctx context.Context, nw, id string) error {
+	return wrap("connect "+short(id)+" to "+nw, d.c.NetworkConnect(ctx, nw, id, nil))
+}
+
+// ImageExists implements Engine.
+func (d *Client) ImageExists(ctx context.Context, ref string) (bool, error) {
+	_, err := d.c.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, wrap("inspect image "+ref, err)
+	}
+	return true, nil
+}
+
+// PullImage implements Engine. It reads the progress stream to the end,
+// because the pull is only complete then.
+func (d *Client) PullImage(ctx context.Context, ref string) error {
+	rc, err := d.c.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return wrap("pull image "+ref, err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return wrap("pull image "+ref, err)
+	}
+	return nil
+}
+
+// Events implements Engine.
+func (d *Client) Events(ctx context.Context, types []string, labels map[string]string) (<-chan Event, <-chan error) {
+	f := labelFilter(labels)
+	for _, t := range types {
+		f.Add("type", t)
+	}
+	msgs, errs := d.c.Events(ctx, events.ListOptions{Filters: f})
+	out := make(chan Event, 64)
+	outErr := make(chan error, 1)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case m := <-msgs:
+				ev := Event{Type: string(m.Type), Action: string(m.Action), ID: m.Actor.ID, Attributes: m.Actor.Attributes}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			case err := <-errs:
+				if err == nil {
+					err = io.EOF
+				}
+				outErr <- wrap("events", err)
+				return
+			case <-ctx.Done():
+				outErr <- ctx.Err()
+				return
+			}
+		}
+	}()
+	return out, outErr
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

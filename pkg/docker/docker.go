@@ -1,0 +1,113 @@
+// Package docker is the controller's narrow view of the Docker Engine: a few
+// plain types, the labels that mark what dockerfaasd owns, an adapter over the
+// official client, and (in package fake) an in-memory engine for tests.
+package docker
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Labels put on everything dockerfaasd creates. Ownership is decided by
+// label, never by name.
+const (
+	LabelManaged   = "io.dockerfaas.managed"
+	LabelInstance  = "io.dockerfaas.instance"
+	LabelFunction  = "io.dockerfaas.function"
+	LabelNamespace = "io.dockerfaas.namespace"
+	LabelSpecHash  = "io.dockerfaas.spec-hash"
+	LabelSlot      = "io.dockerfaas.slot"
+)
+
+// Sentinel errors, so callers need not know Docker's error types.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// Container states as Docker reports them.
+const (
+	StateCreated    = "created"
+	StateRunning    = "running"
+	StateRestarting = "restarting"
+	StatePaused     = "paused"
+	StateExited     = "exited"
+	StateDead       = "dead"
+	StateRemoving   = "removing"
+)
+
+// Container is what the controller needs to know about a container.
+type Container struct {
+	ID      string
+	Name    string
+	Labels  map[string]string
+	State   string
+	Created time.Time
+	// Networks maps network name to the container's IP address on it.
+	Networks map[string]string
+}
+
+// ContainerSpec describes a container to create.
+type ContainerSpec struct {
+	Name    string
+	Image   string
+	Env     []string
+	Labels  map[string]string
+	Network string
+	// Memory is the hard limit in bytes (0 = none); MemoryReservation the soft one.
+	Memory            int64
+	MemoryReservation int64
+	// NanoCPUs is the CPU limit in billionths of a CPU (0 = none); CPUShares the relative weight.
+	NanoCPUs  int64
+	CPUShares int64
+	PidsLimit int64
+	// ReadOnlyRootfs mounts / read-only; Tmpfs then keeps /tmp writable.
+	ReadOnlyRootfs bool
+	Tmpfs          map[string]string
+	// Mounts are read-only bind mounts, target → source.
+	Mounts map[string]string
+}
+
+// Network is a Docker network.
+type Network struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+	// Containers holds the IDs of attached containers.
+	Containers []string
+}
+
+// Event is a Docker event, reduced to what is needed to find the key it concerns.
+type Event struct {
+	Type   string // "container" or "network"
+	Action string
+	ID     string
+	// Attributes are the actor attributes: labels for containers, name and
+	// container for networks.
+	Attributes map[string]string
+}
+
+// Engine is the subset of the Docker Engine API the controller uses.
+type Engine interface {
+	Ping(ctx context.Context) error
+	// ListContainers lists containers in any state whose labels include all of labels.
+	ListContainers(ctx context.Context, labels map[string]string) ([]Container, error)
+	CreateContainer(ctx context.Context, spec ContainerSpec) (string, error)
+	StartContainer(ctx context.Context, id string) error
+	// StopContainer sends SIGTERM and kills after timeout.
+	StopContainer(ctx context.Context, id string, timeout time.Duration) error
+	// RemoveContainer force-removes a container; a missing one is ErrNotFound.
+	RemoveContainer(ctx context.Context, id string) error
+	ListNetworks(ctx context.Context, labels map[string]string) ([]Network, error)
+	// CreateNetwork creates a bridge network; ErrConflict when the name exists.
+	CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error)
+	RemoveNetwork(ctx context.Context, id string) error
+	ConnectNetwork(ctx context.Context, network, container string) error
+	ImageExists(ctx context.Context, ref string) (bool, error)
+	PullImage(ctx context.Context, ref string) error
+	// Events streams events of the given types whose labels include labels
+	// (labels apply to containers only). It returns once the stream is open
+	// or failed, so a list made after it returns leaves no gap.
+	Events(ctx context.Context, types []string, labels map[string]string) (<-chan Event, <-chan error)
+}
