@@ -1,0 +1,118 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := parseConfig(nil, env(map[string]string{"STATE_DIR": "/tmp/x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"port", c.Port, 8080},
+		{"db", c.DBPath, filepath.Join("/tmp/x", "state.db")},
+		{"instance", c.Instance, "dockerfaasd"},
+		{"network prefix", c.FunctionsNetwork, "dockerfaasd"},
+		{"user", c.AuthUser, "admin"},
+		{"invoke auth", c.InvokeAuth, true},
+		{"exec timeout", c.ExecTimeout, 60 * time.Second},
+		{"resync", c.Resync, 30 * time.Second},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestParseConfigEnvAndFlags(t *testing.T) {
+	c, err := parseConfig(
+		[]string{"--port", "9090", "--invoke-auth=false"},
+		env(map[string]string{"GATEWAY_PORT": "7070", "DEFAULT_TIMEOUTS": "read=5s,write=6s,exec=7", "INSTANCE": "e2e-1"}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 9090 {
+		t.Errorf("flag must win over env: port = %d", c.Port)
+	}
+	if c.InvokeAuth {
+		t.Error("--invoke-auth=false ignored")
+	}
+	if c.ReadTimeout != 5*time.Second || c.WriteTimeout != 6*time.Second || c.ExecTimeout != 7*time.Second {
+		t.Errorf("timeouts = %v %v %v", c.ReadTimeout, c.WriteTimeout, c.ExecTimeout)
+	}
+	if c.FunctionsNetwork != "e2e-1" {
+		t.Errorf("network prefix defaults to INSTANCE, got %q", c.FunctionsNetwork)
+	}
+}
+
+func TestParseConfigRejects(t *testing.T) {
+	tests := []map[string]string{
+		{"GATEWAY_PORT": "0"},
+		{"GATEWAY_PORT": "http"},
+		{"INSTANCE": "has space"},
+		{"DEFAULT_TIMEOUTS": "read=fast"},
+		{"DEFAULT_TIMEOUTS": "idle=5s"},
+		{"INVOKE_AUTH": "maybe"},
+		{"RESYNC_INTERVAL": "-1s"},
+		{"WORKERS": "0"},
+		{"MAX_REPLICAS": "0"},
+	}
+	for _, e := range tests {
+		if _, err := parseConfig(nil, env(e)); err == nil {
+			t.Errorf("parseConfig(%v) accepted", e)
+		}
+	}
+}
+
+func TestEnsurePasswordGeneratesOnceWith0600(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	c := config{StateDir: dir}
+	p1, path, generated, err := ensurePassword(c)
+	if err != nil || !generated || len(p1) < 24 {
+		t.Fatalf("first start: %q %v %v", p1, generated, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("password file mode = %v, want 0600", fi.Mode().Perm())
+	}
+	p2, _, generated, err := ensurePassword(c)
+	if err != nil || generated || p2 != p1 {
+		t.Fatalf("second start must reuse the password: %q %v %v", p2, generated, err)
+	}
+	c.AuthPassword = "given"
+	if p, _, _, _ := ensurePassword(c); p != "given" {
+		t.Fatalf("configured password ignored: %q", p)
+	}
+}
+
+// TestREADMEDocumentsEverySetting keeps the README's configuration table true.
+func TestREADMEDocumentsEverySetting(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	var c config
+	for _, s := range settings(&c) {
+		if !strings.Contains(readme, "`"+s.env+"`") || !strings.Contains(readme, "`--"+s.flag+"`") {
+			t.Errorf("README.md configuration table lacks %s / --%s", s.env, s.flag)
+		}
+	}
+}
