@@ -51,26 +51,30 @@ func (c *Cache) lookupOrWait(key string) ([]Endpoint, bool, <-chan struct{}) {
 
 // Set publishes the ready endpoints of key (possibly none: a known function
 // with nothing ready). eps is copied.
+//
+// Setting the endpoints a key already has changes nothing and wakes no
+// waiter. That case is checked before copying the map because the
+// controller republishes every function on each resync: copying first would
+// make a resync quadratic in the number of functions.
 func (c *Cache) Set(key string, eps []Endpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.cur.Load().eps[key]; ok && equal(old, eps) {
+		return
+	}
 	cp := append([]Endpoint(nil), eps...)
-	c.swap(func(m map[string][]Endpoint) bool {
-		if old, ok := m[key]; ok && equal(old, cp) {
-			return false
-		}
-		m[key] = cp
-		return true
-	})
+	c.publish(func(m map[string][]Endpoint) { m[key] = cp })
 }
 
-// Delete forgets key: requests to it get 404.
+// Delete forgets key: requests to it get 404. Deleting an absent key
+// changes nothing.
 func (c *Cache) Delete(key string) {
-	c.swap(func(m map[string][]Endpoint) bool {
-		if _, ok := m[key]; !ok {
-			return false
-		}
-		delete(m, key)
-		return true
-	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.cur.Load().eps[key]; !ok {
+		return
+	}
+	c.publish(func(m map[string][]Endpoint) { delete(m, key) })
 }
 
 // Keys returns the known keys (for diagnostics).
@@ -83,19 +87,15 @@ func (c *Cache) Keys() []string {
 	return out
 }
 
-// swap applies mutate to a copy of the current map and publishes it when
-// mutate reports a change.
-func (c *Cache) swap(mutate func(map[string][]Endpoint) bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// publish applies mutate to a copy of the current map, swaps the copy in and
+// wakes the waiters of the old snapshot. The caller holds c.mu.
+func (c *Cache) publish(mutate func(map[string][]Endpoint)) {
 	old := c.cur.Load()
 	next := make(map[string][]Endpoint, len(old.eps)+1)
 	for k, v := range old.eps {
 		next[k] = v
 	}
-	if !mutate(next) {
-		return
-	}
+	mutate(next)
 	c.cur.Store(&snapshot{eps: next, changed: make(chan struct{})})
 	close(old.changed)
 }

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+	"time"
+)
+
+// BenchmarkLookupConcurrentSwaps measures the proxy's hot-path read while
+// the controller keeps publishing new snapshots.
+func BenchmarkLookupConcurrentSwaps(b *testing.B) {
+	c := NewCache()
+	const keys = 200
+	for i := range keys {
+		c.Set(fmt.Sprintf("openfaas-fn/fn-%d", i), []Endpoint{{Container: "c", Addr: "10.0.0.1:8080"}})
+	}
+	sets := [][]Endpoint{
+		{{Container: "a", Addr: "10.0.0.1:8080"}},
+		{{Container: "a", Addr: "10.0.0.1:8080"}, {Container: "b", Addr: "10.0.0.2:8080"}},
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c.Set("openfaas-fn/fn-0", sets[i%2])
+			time.Sleep(100 * time.Microsecond) // a busy controller, not a spinning one
+		}
+	}()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, ok := c.Lookup(benchKeys[i%len(benchKeys)]); !ok {
+				b.Error("key vanished")
+				return
+			}
+			i++
+		}
+	})
+	b.StopTimer()
+	close(stop)
+	<-done
+}
+
+// benchKeys avoids formatting keys inside the measured loop.
+var benchKeys = func() []string {
+	k := make([]string, 200)
+	for i := range k {
+		k[i] = fmt.Sprintf("openfaas-fn/fn-%d", i)
+	}
+	return k
+}()
+
+// benchClient is a keep-alive client sized for RunParallel's goroutines,
+// so that both benchmarks measure requests, not connection setup.
+func benchClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
+
+func benchBackend(b *testing.B) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "OK")
+	}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+// runRequests GETs url from b.RunParallel goroutines and reports req/s.
+func runRequests(b *testing.B, url string) {
+	client := benchClient()
+	defer client.CloseIdleConnections()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+// BenchmarkDirect is the baseline: the client talks to the function itself.
+func BenchmarkDirect(b *testing.B) {
+	srv := benchBackend(b)
+	runRequests(b, srv.URL+"/")
+}
+
+// BenchmarkProxyHop sends the same requests through the proxy; its req/s
+// over BenchmarkDirect's is the share of direct throughput one hop keeps.
+func BenchmarkProxyHop(b *testing.B) {
+	srv := benchBackend(b)
+	c := NewCache()
+	c.Set("openfaas-fn/bench", []Endpoint{{Container: "bench", Addr: srv.Listener.Addr().String()}})
+	p := New(c, Options{Log: quietLogger()})
+	fr := httptest.NewServer(p)
+	b.Cleanup(func() {
+		fr.Close()
+		p.CloseIdleConnections()
+	})
+	runRequests(b, fr.URL+"/function/bench")
+}
+
+// BenchmarkIdealHop is the bare minimum reverse proxy (Rewrite with SetURL,
+// a keep-alive transport, nothing else), the yardstick BenchmarkProxyHop is
+// meant to match.
+func BenchmarkIdealHop(b *testing.B) {
+	srv := benchBackend(b)
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
+	rp := &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
+		Transport: tr,
+	}
+	fr := httptest.NewServer(rp)
+	b.Cleanup(func() {
+		fr.Close()
+		tr.CloseIdleConnections()
+	})
+	runRequests(b, fr.URL+"/")
+}

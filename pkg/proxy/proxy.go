@@ -1,0 +1,389 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// Defaults for zero Options fields.
+const (
+	// DefaultTimeout matches faasd's service_timeout, so functions written
+	// for faasd keep their time budget.
+	DefaultTimeout = 60 * time.Second
+	// DefaultReadyWait covers a container start plus a health probe or two,
+	// so the first call after a deploy or scale-up waits instead of failing.
+	DefaultReadyWait = 10 * time.Second
+)
+
+// Headers the proxy adds or reads.
+const (
+	HeaderCallID    = "X-Call-Id"
+	HeaderStartTime = "X-Start-Time"
+	HeaderDuration  = "X-Duration-Seconds"
+)
+
+// StatusClientClosedRequest is the status recorded (and written, though no
+// one reads it) when the client goes away before a response is available.
+// It is nginx's convention, chosen so metrics don't blame the function.
+const StatusClientClosedRequest = 499
+
+// Resolver gives the ready endpoints of a function key ("namespace/name")
+// and whether the function is known at all. *Cache implements it; tests may
+// use anything smaller. The returned slice must not be modified.
+type Resolver interface {
+	Lookup(key string) ([]Endpoint, bool)
+}
+
+var _ Resolver = (*Cache)(nil)
+
+// Options configure a Proxy. The zero value is usable.
+type Options struct {
+	// Timeout bounds how long a function may take to send its response
+	// headers (its execution time). 0 means DefaultTimeout, negative means
+	// no limit. It is enforced by the default transport only: a custom
+	// Transport brings its own timeouts.
+	Timeout time.Duration
+	// ReadyWait is how long a call to a known function with no ready replica
+	// waits for one before failing with 503. 0 means DefaultReadyWait,
+	// negative means fail at once.
+	ReadyWait time.Duration
+	// Transport sends requests to replicas; nil means a keep-alive transport
+	// tuned for many small requests to few hosts.
+	Transport http.RoundTripper
+	// Log receives one entry per failed call; nil means logrus's standard logger.
+	Log logrus.FieldLogger
+	// Observe, when set, is called once per request after it completes,
+	// with the status sent and the time taken, e.g. to feed metrics. key is
+	// "namespace/name" of a known function and "" otherwise, so that calls
+	// to random names cannot grow label cardinality without bound.
+	Observe func(key string, code int, d time.Duration)
+}
+
+// Proxy is the invocation handler for /function/{name}[.{namespace}][/{path}].
+// It routes each call to a ready replica found in the Resolver, round-robin,
+// and never asks Docker anything: the controller keeps the Resolver current.
+type Proxy struct {
+	resolver  Resolver
+	waiter    waiter // resolver's change notification, nil when it has none
+	readyWait time.Duration
+	log       logrus.FieldLogger
+	observe   func(key string, code int, d time.Duration)
+	transport http.RoundTripper
+	rp        *httputil.ReverseProxy
+
+	// rr holds one *atomic.Uint64 round-robin counter per function key.
+	// Per key, so that each function's replicas are hit evenly whatever the
+	// mix of calls; entries are never removed, which bounds them by the
+	// number of functions ever called.
+	rr sync.Map
+}
+
+var _ http.Handler = (*Proxy)(nil)
+
+// New returns a Proxy that routes through resolver.
+func New(resolver Resolver, opts Options) *Proxy {
+	timeout := orDefault(opts.Timeout, DefaultTimeout)
+	p := &Proxy{
+		resolver:  resolver,
+		readyWait: orDefault(opts.ReadyWait, DefaultReadyWait),
+		log:       opts.Log,
+		observe:   opts.Observe,
+		transport: opts.Transport,
+	}
+	p.waiter, _ = resolver.(waiter)
+	if p.log == nil {
+		p.log = logrus.StandardLogger()
+	}
+	if p.transport == nil {
+		p.transport = newTransport(timeout)
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      &retryTransport{base: p.transport, onRetry: p.logRetry},
+		FlushInterval:  -1, // flush every write: SSE and chunked streams must flow
+		BufferPool:     newBufferPool(),
+		ErrorLog:       log.New(logWriter{p.log}, "", 0),
+		ErrorHandler:   p.handleError,
+		ModifyResponse: p.modifyResponse,
+	}
+	return p
+}
+
+// orDefault maps 0 to def and negative values to 0 ("none").
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// CloseIdleConnections closes idle connections to replicas, e.g. on
+// shutdown, when the transport supports it.
+func (p *Proxy) CloseIdleConnections() {
+	if t, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
+// call is the state of one invocation. ReverseProxy is shared by all
+// requests, so Rewrite, the retrying transport, ModifyResponse and
+// ErrorHandler find it in the request context. All of them run on the
+// handler's goroutine, so its fields need no synchronisation.
+type call struct {
+	target
+	key         string
+	observedKey string // key once the function is known, else ""
+	callID      string
+	start       time.Time
+	startStr    string // start in unix nanoseconds, as sent in X-Start-Time
+	eps         []Endpoint
+	pick        int    // index in eps of the endpoint in use
+	upstream    string // eps[pick].Addr
+	code        int    // status sent to the client
+}
+
+type callKey struct{}
+
+// callFrom returns the call stored in ctx by ServeHTTP, or nil.
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// ref is the function as users write it: "name.namespace".
+func (c *call) ref() string { return c.name + "." + c.namespace }
+
+// fields are the logrus fields identifying the call in failure logs.
+func (c *call) fields() logrus.Fields {
+	return logrus.Fields{
+		"function":  c.name,
+		"namespace": c.namespace,
+		"upstream":  c.upstream,
+		"call_id":   c.callID,
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &call{start: time.Now()}
+	if p.observe != nil {
+		// Deferred so that it also runs when ReverseProxy aborts a response
+		// mid-body with panic(http.ErrAbortHandler).
+		defer func() { p.observe(c.observedKey, c.code, time.Since(c.start)) }()
+	}
+	t, err := parseInvocation(r.URL)
+	if err != nil {
+		p.fail(w, c, http.StatusNotFound, "function not found: invalid function path")
+		return
+	}
+	c.target = t
+	c.key = store.Key(t.namespace, t.name)
+	eps, known := p.resolver.Lookup(c.key)
+	if !known {
+		p.fail(w, c, http.StatusNotFound, fmt.Sprintf("function %s not found", c.ref()))
+		return
+	}
+	c.observedKey = c.key
+	c.callID = r.Header.Get(HeaderCallID)
+	if c.callID == "" {
+		c.callID = newCallID()
+	}
+	c.startStr = strconv.FormatInt(c.start.UnixNano(), 10)
+
+	if len(eps) == 0 {
+		if eps, err = p.waitReady(r.Context(), c.key); err != nil {
+			p.waitFailed(w, c, err)
+			return
+		}
+	}
+	c.eps = eps
+	c.pick = int((p.counter(c.key).Add(1) - 1) % uint64(len(eps)))
+	c.upstream = eps[c.pick].Addr
+
+	// Without full duplex, a function that answers while still reading a
+	// large request body gets its response truncated (golang/go#40747).
+	// The error only says the writer can't do it (HTTP/2 always can).
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+}
+
+// counter returns the round-robin counter of key. The Load fast path is a
+// lock-free read once the key has been seen.
+func (p *Proxy) counter(key string) *atomic.Uint64 {
+	if v, ok := p.rr.Load(key); ok {
+		return v.(*atomic.Uint64)
+	}
+	v, _ := p.rr.LoadOrStore(key, new(atomic.Uint64))
+	return v.(*atomic.Uint64)
+}
+
+// waitFailed answers a call whose wait for a ready replica failed.
+func (p *Proxy) waitFailed(w http.ResponseWriter, c *call, err error) {
+	switch {
+	case errors.Is(err, errGone):
+		p.fail(w, c, http.StatusNotFound, fmt.Sprintf("function %s not found", c.ref()))
+	case errors.Is(err, errNoReady):
+		p.log.WithFields(c.fields()).Warn("no ready replica")
+		p.fail(w, c, http.StatusServiceUnavailable, fmt.Sprintf("no ready replica for %s", c.ref()))
+	default: // the client went away
+		p.fail(w, c, StatusClientClosedRequest, "client closed request")
+	}
+}
+
+// rewrite is the ReverseProxy Rewrite hook: it points the outbound request
+// at the chosen replica and adds the OpenFaaS invocation headers.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	c := callFrom(pr.In.Context())
+	out := pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = c.upstream
+	out.URL.Path, out.URL.RawPath = c.path, c.rawPath
+	// ReverseProxy drops query parameters it cannot parse, a defence for
+	// proxies that route on the query. We don't, and the function must see
+	// the query exactly as the client sent it.
+	out.URL.RawQuery = pr.In.URL.RawQuery
+	out.Host = "" // the Host header names the replica, like any HTTP client's would
+	setForwarded(pr)
+	out.Header.Set(HeaderCallID, c.callID)
+	out.Header.Set(HeaderStartTime, c.startStr)
+	// Only a body that might need a second attempt gets the guard; with a
+	// single replica there is nowhere to retry.
+	if out.Body != nil && out.Body != http.NoBody && len(c.eps) > 1 {
+		out.Body = newReplayGuard(out.Body)
+	}
+}
+
+// setForwarded sets X-Forwarded-For/-Host/-Proto. Rewrite starts from a
+// request stripped of them; the client's chain is extended, and a Host or
+// scheme reported by an outer proxy is kept because that, not ours, is what
+// the end user addressed (the OpenFaaS gateway sets them only if absent).
+func setForwarded(pr *httputil.ProxyRequest) {
+	in := pr.In.Header
+	if prior := in["X-Forwarded-For"]; len(prior) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = prior // SetXForwarded replaces, never appends in place
+	}
+	pr.SetXForwarded()
+	if v := in.Get("X-Forwarded-Host"); v != "" {
+		pr.Out.Header.Set("X-Forwarded-Host", v)
+	}
+	if v := in.Get("X-Forwarded-Proto"); v != "" {
+		pr.Out.Header.Set("X-Forwarded-Proto", v)
+	}
+}
+
+// modifyResponse stamps the call headers on the function's response.
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	c := callFrom(resp.Request.Context())
+	h := resp.Header
+	h.Set(HeaderCallID, c.callID)
+	h.Set(HeaderStartTime, c.startStr)
+	// The watchdog measures the function itself; ours would include the hop.
+	if h.Get(HeaderDuration) == "" {
+		h.Set(HeaderDuration, formatSeconds(time.Since(c.start)))
+	}
+	c.code = resp.StatusCode
+	return nil
+}
+
+// formatSeconds formats d like fmt's %f, as the watchdogs do.
+func formatSeconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 6, 64)
+}
+
+// handleError is the ReverseProxy ErrorHandler: it maps a failed round trip
+// to 499 (client gone), 504 (function too slow) or 502 (anything else).
+func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
+	c := callFrom(r.Context())
+	if c == nil { // impossible: every request passes through ServeHTTP
+		http.Error(w, "upstream error", http.StatusBadGateway)
+		return
+	}
+	entry := p.log.WithFields(c.fields()).WithError(err)
+	switch {
+	case errors.Is(r.Context().Err(), context.Canceled):
+		entry.Debug("client closed request")
+		p.fail(w, c, StatusClientClosedRequest, "client closed request")
+	case !isDialError(err) && isTimeout(err):
+		entry.Warn("function timed out")
+		p.fail(w, c, http.StatusGatewayTimeout, fmt.Sprintf("function %s timed out", c.ref()))
+	default:
+		entry.Warn("upstream error")
+		p.fail(w, c, http.StatusBadGateway, fmt.Sprintf("upstream error for %s", c.ref()))
+	}
+}
+
+// isTimeout reports whether err is a deadline: the transport's response
+// header timeout or a deadline on the request context.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// logRetry records a dial failure that is retried on the next replica.
+func (p *Proxy) logRetry(c *call, err error) {
+	p.log.WithFields(c.fields()).WithError(err).Warn("replica unreachable, retrying on the next one")
+}
+
+// fail answers the call with a short plain-text error.
+func (p *Proxy) fail(w http.ResponseWriter, c *call, code int, msg string) {
+	c.code = code
+	if c.callID != "" {
+		w.Header().Set(HeaderCallID, c.callID)
+		w.Header().Set(HeaderStartTime, c.startStr)
+	}
+	http.Error(w, msg, code)
+}
+
+// logWriter turns ReverseProxy's ErrorLog lines (body copy errors and the
+// like) into logrus entries.
+type logWriter struct{ log logrus.FieldLogger }
+
+func (l logWriter) Write(b []byte) (int, error) {
+	l.log.Warn(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// bufferPool recycles ReverseProxy's copy buffers, which it would otherwise
+// allocate (32 KiB) for every response.
+type bufferPool struct{ pool sync.Pool }
+
+const copyBufferSize = 32 << 10
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{pool: sync.Pool{New: func() any {
+		b := make([]byte, copyBufferSize)
+		return &b
+	}}}
+}
+
+// Get implements httputil.BufferPool.
+func (b *bufferPool) Get() []byte { return *b.pool.Get().(*[]byte) }
+
+// Put implements httputil.BufferPool.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < copyBufferSize {
+		return
+	}
+	buf = buf[:copyBufferSize]
+	b.pool.Put(&buf)
+}
