@@ -9,6 +9,7 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
@@ -143,6 +144,11 @@ func validateDeployment(spec *types.FunctionDeployment, limit uint64) (string, b
 		if strings.ContainsRune(v, 0) {
 			return "", b, fmt.Errorf("envVars: value of %s contains NUL", short(k))
 		}
+	}
+	// The proxy enforces these per function; a value it cannot read would
+	// silently fall back to the default.
+	if _, err := proxy.TimeoutsFromEnv(spec.EnvVars); err != nil {
+		return "", b, err
 	}
 	for _, s := range spec.Secrets {
 		if !validSecretName(s) {

@@ -48,6 +48,8 @@ func TestBadInput(t *testing.T) {
 		{"image with space", with(t, "image", `"docker.io/x y:1"`), 400, "must not contain whitespace"},
 		{"image with newline", with(t, "image", `"x:1\n"`), 400, "must not contain whitespace"},
 		{"secret traversal", with(t, "secrets", `["../etc"]`), 400, "secrets: invalid name"},
+		{"bad exec timeout", with(t, "envVars", `{"exec_timeout":"soon"}`), 400, `envVars exec_timeout: timeout "soon"`},
+		{"negative read timeout", with(t, "envVars", `{"read_timeout":"-3"}`), 400, `envVars read_timeout: timeout "-3" is negative`},
 		{"bad memory limit", with(t, "limits", `{"memory":"lots"}`), 400, "limits.memory: lots is not a quantity"},
 		{"negative cpu limit", with(t, "limits", `{"cpu":"-1"}`), 400, "limits.cpu: -1 is not a quantity"},
 		{"bad memory request", with(t, "requests", `{"memory":"12Xi"}`), 400, "requests.memory: 12Xi is not a quantity"},

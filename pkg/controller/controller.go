@@ -91,6 +91,7 @@ func (c Config) withDefaults() Config {
 type Endpoints interface {
 	Lookup(key string) ([]proxy.Endpoint, bool)
 	Set(key string, eps []proxy.Endpoint)
+	SetTimeouts(key string, t proxy.Timeouts)
 	Delete(key string)
 }
 
@@ -196,7 +197,12 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) Enqueue(key string) { c.queue.Add(key) }
 
 func (c *Controller) watchStore(ctx context.Context) {
-	w := c.store.Watch(ctx)
+	// A deployed function must be known to the proxy by the time the
+	// deploy is answered, or an immediate invoke would get 404 instead of
+	// waiting for the first replica. The hook runs in the writer before
+	// the reply; marking a deleted key known is harmless, as the teardown
+	// this same change enqueues removes it again.
+	w := c.store.Watch(ctx, store.OnCommit(c.markKnown))
 	for {
 		keys, err := w.Next(ctx)
 		if err != nil {
@@ -372,3 +378,10 @@ func (c *Controller) drift(kind string) {
 
 // Functions returns the observed status of every function, sorted by key.
 func (c *Controller) Functions() []status.Function { return c.board.List() }
+
+// markKnown makes key routable (waiting for replicas) if it is not yet.
+func (c *Controller) markKnown(key string) {
+	if _, ok := c.eps.Lookup(key); !ok {
+		c.eps.Set(key, nil)
+	}
+}

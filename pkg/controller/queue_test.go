@@ -182,6 +182,11 @@ func TestRunReactsToStoreAndDocker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Known to the proxy by the time the write returns: an invoke right
+	// after the deploy's 202 waits for a replica instead of getting 404.
+	if _, known := cache.Lookup(fn.Key()); !known {
+		t.Fatal("function not known to the proxy when its deploy returned")
+	}
 	waitFor("endpoint after deploy", func() bool { eps, _ := cache.Lookup(fn.Key()); return len(eps) == 1 })
 
 	list, _ := eng.ListContainers(ctx, nil)

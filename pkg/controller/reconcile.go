@@ -49,6 +49,11 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 	if _, ok := c.eps.Lookup(key); !ok {
 		c.eps.Set(key, nil)
 	}
+	if t, err := proxy.TimeoutsFromEnv(fn.Spec.EnvVars); err == nil {
+		c.eps.SetTimeouts(key, t)
+	} else {
+		log.WithError(err).Warn("ignoring invalid timeout; using the defaults")
+	}
 
 	// A function that had converged at this generation and now needs work
 	// has drifted: Docker changed under it, not the desired state.

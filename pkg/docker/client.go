@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -20,6 +21,12 @@ import (
 // Client adapts the official Docker client to Engine.
 type Client struct {
 	c *client.Client
+
+	// The client negotiates its API version lazily on first use and that
+	// write races with concurrent calls (moby/moby#43729), so it is done
+	// once, under mu, before any call goes out.
+	mu         sync.Mutex
+	negotiated bool
 }
 
 var _ Engine = (*Client)(nil)
@@ -37,6 +44,23 @@ func New(host string) (*Client, error) {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	return &Client{c: c}, nil
+}
+
+// ready negotiates the API version once; until it succeeds every call
+// fails with the reason, as it would against an unreachable engine anyway.
+func (d *Client) ready(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.negotiated {
+		return nil
+	}
+	ping, err := d.c.Ping(ctx)
+	if err != nil {
+		return wrap("connect to docker", err)
+	}
+	d.c.NegotiateAPIVersionPing(ping)
+	d.negotiated = true
+	return nil
 }
 
 // Close releases the client's connections.
@@ -66,12 +90,18 @@ func labelFilter(labels map[string]string) filters.Args {
 
 // Ping checks the engine answers.
 func (d *Client) Ping(ctx context.Context) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	_, err := d.c.Ping(ctx)
 	return wrap("ping", err)
 }
 
 // ListContainers implements Engine.
 func (d *Client) ListContainers(ctx context.Context, labels map[string]string) ([]Container, error) {
+	if err := d.ready(ctx); err != nil {
+		return nil, err
+	}
 	list, err := d.c.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilter(labels)})
 	if err != nil {
 		return nil, wrap("list containers", err)
@@ -102,6 +132,9 @@ func (d *Client) ListContainers(ctx context.Context, labels map[string]string) (
 
 // CreateContainer implements Engine.
 func (d *Client) CreateContainer(ctx context.Context, s ContainerSpec) (string, error) {
+	if err := d.ready(ctx); err != nil {
+		return "", err
+	}
 	cfg := &container.Config{
 		Image:  s.Image,
 		Env:    s.Env,
@@ -137,22 +170,34 @@ func (d *Client) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 
 // StartContainer implements Engine.
 func (d *Client) StartContainer(ctx context.Context, id string) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	return wrap("start container "+short(id), d.c.ContainerStart(ctx, id, container.StartOptions{}))
 }
 
 // StopContainer implements Engine.
 func (d *Client) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	secs := int(timeout / time.Second)
 	return wrap("stop container "+short(id), d.c.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}))
 }
 
 // RemoveContainer implements Engine.
 func (d *Client) RemoveContainer(ctx context.Context, id string) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	return wrap("remove container "+short(id), d.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}))
 }
 
 // ListNetworks implements Engine.
 func (d *Client) ListNetworks(ctx context.Context, labels map[string]string) ([]Network, error) {
+	if err := d.ready(ctx); err != nil {
+		return nil, err
+	}
 	list, err := d.c.NetworkList(ctx, network.ListOptions{Filters: labelFilter(labels)})
 	if err != nil {
 		return nil, wrap("list networks", err)
@@ -170,6 +215,9 @@ func (d *Client) ListNetworks(ctx context.Context, labels map[string]string) ([]
 
 // CreateNetwork implements Engine.
 func (d *Client) CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error) {
+	if err := d.ready(ctx); err != nil {
+		return "", err
+	}
 	resp, err := d.c.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels})
 	if err != nil {
 		return "", wrap("create network "+name, err)
@@ -179,16 +227,25 @@ func (d *Client) CreateNetwork(ctx context.Context, name string, labels map[stri
 
 // RemoveNetwork implements Engine.
 func (d *Client) RemoveNetwork(ctx context.Context, id string) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	return wrap("remove network "+short(id), d.c.NetworkRemove(ctx, id))
 }
 
 // ConnectNetwork implements Engine.
 func (d *Client) ConnectNetwork(ctx context.Context, nw, id string) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	return wrap("connect "+short(id)+" to "+nw, d.c.NetworkConnect(ctx, nw, id, nil))
 }
 
 // ImageExists implements Engine.
 func (d *Client) ImageExists(ctx context.Context, ref string) (bool, error) {
+	if err := d.ready(ctx); err != nil {
+		return false, err
+	}
 	_, err := d.c.ImageInspect(ctx, ref)
 	if cerrdefs.IsNotFound(err) {
 		return false, nil
@@ -202,6 +259,9 @@ func (d *Client) ImageExists(ctx context.Context, ref string) (bool, error) {
 // PullImage implements Engine. It reads the progress stream to the end,
 // because the pull is only complete then.
 func (d *Client) PullImage(ctx context.Context, ref string) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	rc, err := d.c.ImagePull(ctx, ref, image.PullOptions{})
 	if err != nil {
 		return wrap("pull image "+ref, err)
@@ -215,13 +275,18 @@ func (d *Client) PullImage(ctx context.Context, ref string) error {
 
 // Events implements Engine.
 func (d *Client) Events(ctx context.Context, types []string, labels map[string]string) (<-chan Event, <-chan error) {
+	out := make(chan Event, 64)
+	outErr := make(chan error, 1)
+	if err := d.ready(ctx); err != nil {
+		close(out)
+		outErr <- err
+		return out, outErr
+	}
 	f := labelFilter(labels)
 	for _, t := range types {
 		f.Add("type", t)
 	}
 	msgs, errs := d.c.Events(ctx, events.ListOptions{Filters: f})
-	out := make(chan Event, 64)
-	outErr := make(chan error, 1)
 	go func() {
 		defer close(out)
 		for {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Endpoint is one ready replica of a function.
@@ -13,10 +14,26 @@ type Endpoint struct {
 	Addr string
 }
 
-// snapshot is an immutable view of all endpoints. A key that is present with
+// Timeouts bound one call to a function. Zero fields mean the proxy's defaults.
+type Timeouts struct {
+	// Read bounds reading the request from the client.
+	Read time.Duration
+	// Write bounds writing the response to the client.
+	Write time.Duration
+	// Exec bounds the function's work: no complete answer by then is a 504.
+	Exec time.Duration
+}
+
+// route is what the proxy knows about one function.
+type route struct {
+	eps      []Endpoint
+	timeouts Timeouts
+}
+
+// snapshot is an immutable view of all routes. A key that is present with
 // no endpoints means "known function, nothing ready".
 type snapshot struct {
-	eps     map[string][]Endpoint
+	eps     map[string]route
 	changed chan struct{} // closed when this snapshot is replaced
 }
 
@@ -30,23 +47,28 @@ type Cache struct {
 // NewCache returns an empty Cache.
 func NewCache() *Cache {
 	c := &Cache{}
-	c.cur.Store(&snapshot{eps: map[string][]Endpoint{}, changed: make(chan struct{})})
+	c.cur.Store(&snapshot{eps: map[string]route{}, changed: make(chan struct{})})
 	return c
 }
 
 // Lookup returns the endpoints of key and whether the function is known.
 // The returned slice must not be modified.
 func (c *Cache) Lookup(key string) ([]Endpoint, bool) {
-	eps, ok := c.cur.Load().eps[key]
-	return eps, ok
+	r, ok := c.cur.Load().eps[key]
+	return r.eps, ok
+}
+
+// Timeouts returns the call timeouts of key.
+func (c *Cache) Timeouts(key string) Timeouts {
+	return c.cur.Load().eps[key].timeouts
 }
 
 // lookupOrWait is Lookup plus a channel that is closed on the next change,
 // for callers that wait for an endpoint to appear.
 func (c *Cache) lookupOrWait(key string) ([]Endpoint, bool, <-chan struct{}) {
 	s := c.cur.Load()
-	eps, ok := s.eps[key]
-	return eps, ok, s.changed
+	r, ok := s.eps[key]
+	return r.eps, ok, s.changed
 }
 
 // Set publishes the ready endpoints of key (possibly none: a known function
@@ -59,11 +81,24 @@ func (c *Cache) lookupOrWait(key string) ([]Endpoint, bool, <-chan struct{}) {
 func (c *Cache) Set(key string, eps []Endpoint) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.cur.Load().eps[key]; ok && equal(old, eps) {
+	old, ok := c.cur.Load().eps[key]
+	if ok && equal(old.eps, eps) {
 		return
 	}
 	cp := append([]Endpoint(nil), eps...)
-	c.publish(func(m map[string][]Endpoint) { m[key] = cp })
+	c.publish(func(m map[string]route) { m[key] = route{eps: cp, timeouts: old.timeouts} })
+}
+
+// SetTimeouts publishes the call timeouts of key, making it known if it
+// was not. Like Set, an unchanged value changes nothing.
+func (c *Cache) SetTimeouts(key string, t Timeouts) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, ok := c.cur.Load().eps[key]
+	if ok && old.timeouts == t {
+		return
+	}
+	c.publish(func(m map[string]route) { m[key] = route{eps: old.eps, timeouts: t} })
 }
 
 // Delete forgets key: requests to it get 404. Deleting an absent key
@@ -74,7 +109,7 @@ func (c *Cache) Delete(key string) {
 	if _, ok := c.cur.Load().eps[key]; !ok {
 		return
 	}
-	c.publish(func(m map[string][]Endpoint) { delete(m, key) })
+	c.publish(func(m map[string]route) { delete(m, key) })
 }
 
 // Keys returns the known keys (for diagnostics).
@@ -89,9 +124,9 @@ func (c *Cache) Keys() []string {
 
 // publish applies mutate to a copy of the current map, swaps the copy in and
 // wakes the waiters of the old snapshot. The caller holds c.mu.
-func (c *Cache) publish(mutate func(map[string][]Endpoint)) {
+func (c *Cache) publish(mutate func(map[string]route)) {
 	old := c.cur.Load()
-	next := make(map[string][]Endpoint, len(old.eps)+1)
+	next := make(map[string]route, len(old.eps)+1)
 	for k, v := range old.eps {
 		next[k] = v
 	}

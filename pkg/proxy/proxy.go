@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -52,10 +53,11 @@ var _ Resolver = (*Cache)(nil)
 
 // Options configure a Proxy. The zero value is usable.
 type Options struct {
-	// Timeout bounds how long a function may take to send its response
-	// headers (its execution time). 0 means DefaultTimeout, negative means
-	// no limit. It is enforced by the default transport only: a custom
-	// Transport brings its own timeouts.
+	// Timeout is the default exec timeout: how long a call may take from
+	// the moment it is sent to a replica until its response is complete
+	// (504 when headers have not been sent by then). A function's own
+	// exec_timeout (published with its endpoints) overrides it. 0 means
+	// DefaultTimeout, negative means no limit.
 	Timeout time.Duration
 	// ReadyWait is how long a call to a known function with no ready replica
 	// waits for one before failing with 503. 0 means DefaultReadyWait,
@@ -66,6 +68,10 @@ type Options struct {
 	Transport http.RoundTripper
 	// Log receives one entry per failed call; nil means logrus's standard logger.
 	Log logrus.FieldLogger
+	// MaxBodyBytes limits request bodies (413 beyond it); 0 means no limit.
+	MaxBodyBytes int64
+	// Started, when set, is called when a call to a known function starts.
+	Started func(key string)
 	// Observe, when set, is called once per request after it completes,
 	// with the status sent and the time taken, e.g. to feed metrics. key is
 	// "namespace/name" of a known function and "" otherwise, so that calls
@@ -78,7 +84,11 @@ type Options struct {
 // and never asks Docker anything: the controller keeps the Resolver current.
 type Proxy struct {
 	resolver  Resolver
-	waiter    waiter // resolver's change notification, nil when it has none
+	waiter    waiter    // resolver's change notification, nil when it has none
+	timeouts  timeouter // resolver's per-function timeouts, nil when it has none
+	timeout   time.Duration
+	maxBody   int64
+	started   func(key string)
 	readyWait time.Duration
 	log       logrus.FieldLogger
 	observe   func(key string, code int, d time.Duration)
@@ -99,17 +109,23 @@ func New(resolver Resolver, opts Options) *Proxy {
 	timeout := orDefault(opts.Timeout, DefaultTimeout)
 	p := &Proxy{
 		resolver:  resolver,
+		timeout:   timeout,
+		maxBody:   opts.MaxBodyBytes,
+		started:   opts.Started,
 		readyWait: orDefault(opts.ReadyWait, DefaultReadyWait),
 		log:       opts.Log,
 		observe:   opts.Observe,
 		transport: opts.Transport,
 	}
 	p.waiter, _ = resolver.(waiter)
+	p.timeouts, _ = resolver.(timeouter)
 	if p.log == nil {
 		p.log = logrus.StandardLogger()
 	}
 	if p.transport == nil {
-		p.transport = newTransport(timeout)
+		// No response header timeout: each call carries its own deadline,
+		// which may be longer than the default.
+		p.transport = newTransport(0)
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -157,7 +173,16 @@ type call struct {
 	pick        int    // index in eps of the endpoint in use
 	upstream    string // eps[pick].Addr
 	code        int    // status sent to the client
+	tooLarge    bool   // the request body went over MaxBodyBytes
 }
+
+// timeouter is implemented by resolvers that know per-function timeouts;
+// *Cache does.
+type timeouter interface {
+	Timeouts(key string) Timeouts
+}
+
+var _ timeouter = (*Cache)(nil)
 
 type callKey struct{}
 
@@ -201,6 +226,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.observedKey = c.key
+	if p.started != nil {
+		p.started(c.key)
+	}
 	c.callID = r.Header.Get(HeaderCallID)
 	if c.callID == "" {
 		c.callID = newCallID()
@@ -217,11 +245,65 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.pick = int((p.counter(c.key).Add(1) - 1) % uint64(len(eps)))
 	c.upstream = eps[c.pick].Addr
 
+	if p.maxBody > 0 {
+		if r.ContentLength > p.maxBody {
+			p.fail(w, c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", p.maxBody))
+			return
+		}
+		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, p.maxBody), c: c}
+	}
+	ctx, cancel := p.deadlines(w, r, c)
+	defer cancel()
+
 	// Without full duplex, a function that answers while still reading a
 	// large request body gets its response truncated (golang/go#40747).
 	// The error only says the writer can't do it (HTTP/2 always can).
-	_ = http.NewResponseController(w).EnableFullDuplex()
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex()
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
+}
+
+// deadlines applies the function's timeouts to this call: read and write
+// deadlines on the client connection, and the exec timeout as a deadline
+// on the call to the replica. The write deadline leaves room to send the
+// 504 that an exec timeout produces.
+func (p *Proxy) deadlines(w http.ResponseWriter, r *http.Request, c *call) (context.Context, context.CancelFunc) {
+	var t Timeouts
+	if p.timeouts != nil {
+		t = p.timeouts.Timeouts(c.key)
+	}
+	exec := p.timeout
+	if t.Exec > 0 {
+		exec = t.Exec
+	}
+	rc := http.NewResponseController(w)
+	now := time.Now()
+	if t.Read > 0 {
+		_ = rc.SetReadDeadline(now.Add(t.Read))
+	}
+	if t.Write > 0 || t.Exec > 0 {
+		_ = rc.SetWriteDeadline(now.Add(max(t.Write, exec) + time.Second))
+	}
+	if exec <= 0 {
+		return r.Context(), func() {}
+	}
+	return context.WithTimeout(r.Context(), exec)
+}
+
+// limitedBody notes on the call that the body went over the limit, so the
+// error handler answers 413 rather than blaming the function.
+type limitedBody struct {
+	io.ReadCloser
+	c *call
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		b.c.tooLarge = true
+	}
+	return n, err
 }
 
 // counter returns the round-robin counter of key. The Load fast path is a
@@ -317,6 +399,9 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	entry := p.log.WithFields(c.fields()).WithError(err)
 	switch {
+	case c.tooLarge:
+		entry.Info("request body too large")
+		p.fail(w, c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", p.maxBody))
 	case errors.Is(r.Context().Err(), context.Canceled):
 		entry.Debug("client closed request")
 		p.fail(w, c, StatusClientClosedRequest, "client closed request")

@@ -176,7 +176,9 @@ func (s *Bolt) Delete(ctx context.Context, key string) error {
 }
 
 // Watch implements Store.
-func (s *Bolt) Watch(ctx context.Context) *Watcher { return s.watchers.add(ctx) }
+func (s *Bolt) Watch(ctx context.Context, opts ...WatchOption) *Watcher {
+	return s.watchers.add(ctx, opts)
+}
 
 // Close closes the state file. Writes in flight finish first.
 func (s *Bolt) Close() error { return s.db.Close() }

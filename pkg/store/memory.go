@@ -113,7 +113,9 @@ func (m *Memory) Delete(ctx context.Context, key string) error {
 }
 
 // Watch implements Store.
-func (m *Memory) Watch(ctx context.Context) *Watcher { return m.watchers.add(ctx) }
+func (m *Memory) Watch(ctx context.Context, opts ...WatchOption) *Watcher {
+	return m.watchers.add(ctx, opts)
+}
 
 // Close implements Store. It keeps the records: there is nothing to release.
 func (m *Memory) Close() error { return nil }

@@ -101,7 +101,7 @@ type Store interface {
 	// Watch returns a Watcher that receives the key of every committed change
 	// from now on, until ctx is done; after that its Next returns
 	// context.Canceled.
-	Watch(ctx context.Context) *Watcher
+	Watch(ctx context.Context, opts ...WatchOption) *Watcher
 	// Close releases the store.
 	Close() error
 }

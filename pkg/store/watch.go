@@ -11,22 +11,43 @@ import (
 // reader never blocks a writer and never grows without bound beyond the
 // number of distinct keys.
 type Watcher struct {
-	mu      sync.Mutex
-	pending map[string]struct{}
-	signal  chan struct{} // capacity 1: "pending is not empty"
-	done    <-chan struct{}
+	onCommit func(key string) // optional synchronous hook, see OnCommit
+	mu       sync.Mutex
+	pending  map[string]struct{}
+	signal   chan struct{} // capacity 1: "pending is not empty"
+	done     <-chan struct{}
 }
 
-func newWatcher(ctx context.Context) *Watcher {
-	return &Watcher{
+func newWatcher(ctx context.Context, opts []WatchOption) *Watcher {
+	w := &Watcher{
 		pending: make(map[string]struct{}),
 		signal:  make(chan struct{}, 1),
 		done:    ctx.Done(),
 	}
+	for _, o := range opts {
+		o(w)
+	}
+	return w
+}
+
+// WatchOption configures a Watcher.
+type WatchOption func(*Watcher)
+
+// OnCommit makes the Watcher also call fn with the key of every committed
+// change, synchronously in the writer's goroutine and before the write
+// returns to its caller. It lets a reader act on a change before anyone
+// could have heard of it (the controller marks a new function as known to
+// the proxy before the deploy is answered). fn must be quick and must not
+// block or call the Store.
+func OnCommit(fn func(key string)) WatchOption {
+	return func(w *Watcher) { w.onCommit = fn }
 }
 
 // notify records key and wakes the reader. It never blocks.
 func (w *Watcher) notify(key string) {
+	if w.onCommit != nil {
+		w.onCommit(key)
+	}
 	w.mu.Lock()
 	w.pending[key] = struct{}{}
 	w.mu.Unlock()
@@ -84,8 +105,8 @@ type watchers struct {
 }
 
 // add registers a Watcher that is dropped when ctx is done.
-func (ws *watchers) add(ctx context.Context) *Watcher {
-	w := newWatcher(ctx)
+func (ws *watchers) add(ctx context.Context, opts []WatchOption) *Watcher {
+	w := newWatcher(ctx, opts)
 	ws.mu.Lock()
 	if ws.set == nil {
 		ws.set = make(map[*Watcher]struct{})
