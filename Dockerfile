@@ -6,9 +6,11 @@
 #     -v /var/run/docker.sock:/var/run/docker.sock \
 #     -v dockerfaasd-state:/var/lib/dockerfaasd dockerfaasd:<version>
 #
-# Note: the daemon reaches function replicas by their IP on per-function
-# bridge networks. Run it with --network host until joining those networks
-# from inside a container is supported.
+# The daemon reaches replicas by their address on per-function bridge
+# networks; running in a container, it finds its own container (hostname,
+# or SELF_CONTAINER) and joins each function network itself. Function
+# secrets are copied into replicas through the Docker API, so no host path
+# is assumed.
 FROM scratch
 COPY bin/dockerfaasd /dockerfaasd
 ENV STATE_DIR=/var/lib/dockerfaasd

@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build run test unit e2e lint image docker-up clean
+.PHONY: all build run test unit e2e lint image docker-up bench clean
 
 all: lint test
 
@@ -31,6 +31,9 @@ image: build ## container image of the daemon, from the static binary (no base i
 
 docker-up: ## install and start a Docker Engine (Debian), as CI does
 	hack/docker-up.sh
+
+bench: ## benchmarks against the physical limit → docs/performance.md (knobs: hack/bench/main.go)
+	go run ./hack/bench
 
 clean:
 	rm -rf bin

@@ -19,6 +19,23 @@ if ! command -v dockerd >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends docker.io iptables ca-certificates >/dev/null
 fi
 
+# dockerfaasd gives every function its own bridge network. Docker's default
+# address pools hold only ~30 networks, so a fresh engine gets a larger pool
+# of /24s (4096 networks). An existing daemon.json is the operator's: it is
+# left alone, with a warning when it sets no pools.
+conf=/etc/docker/daemon.json
+if [ ! -f "$conf" ]; then
+  mkdir -p /etc/docker
+  cat >"$conf" <<'JSON'
+{
+  "default-address-pools": [{"base": "10.192.0.0/12", "size": 24}]
+}
+JSON
+  log "wrote $conf with a default address pool for one network per function"
+elif ! grep -q default-address-pools "$conf"; then
+  log "warning: $conf sets no default-address-pools; Docker then runs out of networks after ~30 functions"
+fi
+
 pidfile=/var/run/docker.pid
 if [ -f "$pidfile" ]; then
   pid=$(cat "$pidfile" 2>/dev/null || true)

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
 // config is everything the daemon can be told. Each field has an environment
@@ -34,7 +37,9 @@ type config struct {
 	Resync           time.Duration
 	Workers          int
 	MaxReplicas      uint64
+	MaxBodyBytes     int64
 	PidsLimit        int64
+	SelfContainer    string
 	LogLevel         string
 	LogFormat        string
 }
@@ -58,7 +63,7 @@ func settings(c *config) []setting {
 		{"DOCKER_HOST", "docker-host", "", "Docker Engine address (default: the local socket)", str(&c.DockerHost)},
 		{"BIND_ADDRESS", "bind-address", "", "address to listen on (default: all interfaces)", str(&c.BindAddress)},
 		{"GATEWAY_PORT", "port", "8080", "HTTP port for the OpenFaaS API and invocations", func(v string) (err error) { c.Port, err = strconv.Atoi(v); return }},
-		{"STATE_DIR", "state-dir", defaultStateDir(), "directory for the state database and the generated password", str(&c.StateDir)},
+		{"STATE_DIR", "state-dir", defaultStateDir(), "directory for the state database, the generated password and the secrets key", str(&c.StateDir)},
 		{"STATE_DB_PATH", "state-db-path", "", "bbolt database file (default: STATE_DIR/state.db)", str(&c.DBPath)},
 		{"INSTANCE", "instance", "dockerfaasd", "name of this daemon: container name prefix and ownership label", str(&c.Instance)},
 		{"FUNCTIONS_NETWORK", "functions-network", "", "prefix of per-function bridge networks (default: INSTANCE)", str(&c.FunctionsNetwork)},
@@ -70,7 +75,9 @@ func settings(c *config) []setting {
 		{"RESYNC_INTERVAL", "resync-interval", "30s", "period of the full resync of desired and observed state", dur(&c.Resync)},
 		{"WORKERS", "workers", "4", "reconcile workers", func(v string) (err error) { c.Workers, err = strconv.Atoi(v); return }},
 		{"MAX_REPLICAS", "max-replicas", "100", "upper bound on replicas per function", func(v string) (err error) { c.MaxReplicas, err = strconv.ParseUint(v, 10, 64); return }},
+		{"MAX_BODY_BYTES", "max-body-bytes", "67108864", "largest invocation request body in bytes (413 beyond it; 0 = no limit)", func(v string) (err error) { c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64); return }},
 		{"PIDS_LIMIT", "pids-limit", "1024", "process limit per function container (0 = Docker's default)", func(v string) (err error) { c.PidsLimit, err = strconv.ParseInt(v, 10, 64); return }},
+		{"SELF_CONTAINER", "self-container", "auto", "this daemon's container (ID or name) when it runs in one, to join function networks; auto detects it, none disables", str(&c.SelfContainer)},
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "text", "text or json", str(&c.LogFormat)},
 	}
@@ -134,13 +141,19 @@ func dockerName(s string) bool {
 	return true
 }
 
-// setTimeouts accepts "60s" (all three) or "read=..,write=..,exec=..".
+// defaultTimeout is what a timeout left out of the "read=..,write=..,exec=.."
+// form of DEFAULT_TIMEOUTS gets: the setting's default.
+const defaultTimeout = 60 * time.Second
+
+// setTimeouts accepts "60s" (all three) or "read=..,write=..,exec=..", where
+// a timeout left out keeps defaultTimeout rather than becoming zero.
 func (c *config) setTimeouts(v string) error {
 	if !strings.Contains(v, "=") {
 		d, err := parseDuration(v)
 		c.ReadTimeout, c.WriteTimeout, c.ExecTimeout = d, d, d
 		return err
 	}
+	c.ReadTimeout, c.WriteTimeout, c.ExecTimeout = defaultTimeout, defaultTimeout, defaultTimeout
 	for _, part := range strings.Split(v, ",") {
 		k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
 		d, err := parseDuration(val)
@@ -161,9 +174,15 @@ func (c *config) setTimeouts(v string) error {
 	return nil
 }
 
-// parseDuration accepts Go durations and, like the OpenFaaS watchdogs, plain seconds.
+// parseDuration accepts positive Go durations and, like the OpenFaaS
+// watchdogs, plain seconds.
 func parseDuration(v string) (time.Duration, error) {
 	if n, err := strconv.Atoi(v); err == nil {
+		// Zero or less would be a timeout that fires at once or a ticker
+		// that panics; beyond the limit the product wraps negative.
+		if n <= 0 || n > int(math.MaxInt64/int64(time.Second)) {
+			return 0, fmt.Errorf("duration %q must be a positive number of seconds", v)
+		}
 		return time.Duration(n) * time.Second, nil
 	}
 	d, err := time.ParseDuration(v)
@@ -185,6 +204,10 @@ func defaultStateDir() string {
 
 // passwordFile is where a generated password is kept.
 func passwordFile(stateDir string) string { return filepath.Join(stateDir, "basic-auth-password") }
+
+// secretsKeyFile is where the key secrets are encrypted with is kept: in the
+// state dir even when STATE_DB_PATH puts the database elsewhere.
+func secretsKeyFile(stateDir string) string { return filepath.Join(stateDir, store.SecretKeyFile) }
 
 // ensurePassword returns the configured password or the one kept in the
 // state dir, generating it (0600) on first start. generated is true when the

@@ -59,6 +59,18 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	}
 }
 
+// A timeout left out of the key=value form keeps the default instead of
+// becoming zero.
+func TestParseConfigPartialTimeouts(t *testing.T) {
+	c, err := parseConfig(nil, env(map[string]string{"DEFAULT_TIMEOUTS": "read=5s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ReadTimeout != 5*time.Second || c.WriteTimeout != 60*time.Second || c.ExecTimeout != 60*time.Second {
+		t.Errorf("timeouts = %v %v %v, want 5s 1m0s 1m0s", c.ReadTimeout, c.WriteTimeout, c.ExecTimeout)
+	}
+}
+
 func TestParseConfigRejects(t *testing.T) {
 	tests := []map[string]string{
 		{"GATEWAY_PORT": "0"},
@@ -68,6 +80,11 @@ func TestParseConfigRejects(t *testing.T) {
 		{"DEFAULT_TIMEOUTS": "idle=5s"},
 		{"INVOKE_AUTH": "maybe"},
 		{"RESYNC_INTERVAL": "-1s"},
+		{"RESYNC_INTERVAL": "-1"},
+		{"READY_WAIT": "0"},
+		{"DEFAULT_TIMEOUTS": "-5"},
+		{"DEFAULT_TIMEOUTS": "exec=0"},
+		{"DEFAULT_TIMEOUTS": "9223372037"},
 		{"WORKERS": "0"},
 		{"MAX_REPLICAS": "0"},
 	}

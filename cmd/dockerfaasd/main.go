@@ -25,6 +25,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/api"
 	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/metrics"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
@@ -82,18 +83,27 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		log.WithField("file", pwFile).Info("using the basic auth password kept in the state directory")
 	}
 
-	st, err := store.Open(cfg.DBPath)
+	keyFile := secretsKeyFile(cfg.StateDir)
+	st, err := store.OpenWithKeyFile(cfg.DBPath, keyFile)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
 	defer st.Close()
-	log.WithField("path", cfg.DBPath).Info("state database open")
+	log.WithFields(logrus.Fields{"path": cfg.DBPath, "secretsKey": keyFile}).Info("state database open")
 
 	engine, err := docker.New(cfg.DockerHost)
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
+
+	self, err := selfContainer(ctx, cfg.SelfContainer, engine)
+	if err != nil {
+		return err
+	}
+	if self != "" {
+		log.WithField("container", self[:min(12, len(self))]).Info("running in a container: joining each function network to reach replicas")
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -103,16 +113,32 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	ctrl := controller.New(controller.Config{
 		Instance:      cfg.Instance,
 		NetworkPrefix: cfg.FunctionsNetwork,
+		Self:          self,
 		Workers:       cfg.Workers,
 		Resync:        cfg.Resync,
 		PidsLimit:     cfg.PidsLimit,
+		DrainTimeout:  cfg.ExecTimeout,
 		Log:           log,
 	}, st, engine, cache, board, controller.NewHTTPProber(time.Second), controller.NewMetrics(reg))
 
-	invoke := proxy.New(cache, proxy.Options{Timeout: cfg.ExecTimeout, ReadyWait: cfg.ReadyWait, Log: log})
-	handler := api.NewRouter(api.Config{
+	gw := metrics.New(reg, desiredReplicas(st, log))
+	invoke := proxy.New(cache, proxy.Options{
+		Timeout:      cfg.ExecTimeout,
+		ReadyWait:    cfg.ReadyWait,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Started:      gw.Started,
+		Observe:      gw.Observe,
+		Log:          log,
+	})
+	// Drained replicas are stopped once the proxy's calls on them ended.
+	ctrl.SetInFlight(invoke)
+	logSvc := controller.NewLogs(engine, controller.LogsConfig{Instance: cfg.Instance, Log: log})
+	handler := gw.Instrument(api.NewRouter(api.Config{
 		Store:       st,
 		Status:      board,
+		Invocations: gw,
+		Usage:       ctrl.Usage(),
+		Logs:        logSvc,
 		Invoke:      invoke,
 		Debug:       api.DebugHandler(ctrl),
 		Metrics:     promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
@@ -120,8 +146,12 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		Info:        api.Info{Version: version, SHA: commit},
 		MaxReplicas: cfg.MaxReplicas,
 		Log:         log,
-	})
+	}))
 
+	// Before listening: a restart must not answer 404 for a function it has.
+	if err := ctrl.MarkStoredKnown(ctx); err != nil {
+		return err
+	}
 	addr := net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -136,6 +166,9 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		WriteTimeout: max(cfg.WriteTimeout, cfg.ExecTimeout) + 5*time.Second,
 		IdleTimeout:  2 * time.Minute,
 	}
+	// Follow log streams end when shutdown begins; otherwise they would
+	// hold the graceful shutdown up until its timeout.
+	srv.RegisterOnShutdown(logSvc.Stop)
 	if !cfg.InvokeAuth {
 		log.Warn("INVOKE_AUTH=false: /function/* is open to anyone who can reach this port")
 	}
@@ -171,4 +204,69 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	_ = srv.Shutdown(shutdownCtx)
 	wg.Wait()
 	return runErr
+}
+
+// desiredReplicas reads desired replicas per function for
+// gateway_service_count at scrape time.
+func desiredReplicas(st store.Store, log logrus.FieldLogger) metrics.ReplicaLister {
+	return func() map[string]uint64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		fns, err := st.List(ctx, "")
+		if err != nil {
+			log.WithError(err).Warn("gateway_service_count: cannot list functions")
+			return nil
+		}
+		out := make(map[string]uint64, len(fns))
+		for _, f := range fns {
+			out[f.Key()] = f.Replicas
+		}
+		return out
+	}
+}
+
+// selfContainer finds the daemon's own container: the configured one, or
+// with "auto" the container of this engine whose ID or name the hostname is
+// (Docker's default hostname is the short ID), when /.dockerenv suggests we
+// run in one. "auto" that finds no such container means "not in a container
+// of this engine" (a sandbox can have /.dockerenv too); "none" disables it.
+func selfContainer(ctx context.Context, setting string, engine *docker.Client) (string, error) {
+	auto := setting == "auto"
+	switch {
+	case setting == "none" || setting == "":
+		return "", nil
+	case auto:
+		if _, err := os.Stat("/.dockerenv"); err != nil {
+			return "", nil
+		}
+		host, err := os.Hostname()
+		if err != nil {
+			return "", nil
+		}
+		setting = host
+	}
+	// Docker may be starting too; give it a moment before giving up.
+	wait := 30 * time.Second
+	if auto {
+		wait = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		id, err := engine.ContainerID(ctx, setting)
+		switch {
+		case err == nil:
+			return id, nil
+		case auto && (errors.Is(err, docker.ErrNotFound) || ctx.Err() != nil):
+			// Guessing: better to run than to refuse to start while Docker
+			// is unreachable; an explicit SELF_CONTAINER makes it strict.
+			return "", nil
+		case errors.Is(err, docker.ErrNotFound) || ctx.Err() != nil:
+			return "", fmt.Errorf("SELF_CONTAINER=%s: cannot find this daemon's container (set SELF_CONTAINER to its name, or none): %w", setting, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }

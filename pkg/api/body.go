@@ -14,19 +14,38 @@ import (
 // client make the daemon buffer arbitrary amounts.
 const maxBodyBytes = 1 << 20
 
-// errBodyTooLarge marks a body over maxBodyBytes so the caller answers 413.
-var errBodyTooLarge = fmt.Errorf("request body larger than %d bytes", maxBodyBytes)
+// errBodyTooLarge marks a body over maxBodyBytes so the caller answers 413;
+// errors.Is matches it for a body over any limit (see decodeBodyLimit).
+var errBodyTooLarge error = bodyTooLargeError{maxBodyBytes}
+
+// bodyTooLargeError is a body over limit bytes.
+type bodyTooLargeError struct{ limit int64 }
+
+func (e bodyTooLargeError) Error() string {
+	return fmt.Sprintf("request body larger than %d bytes", e.limit)
+}
+
+// Is makes every bodyTooLargeError match errBodyTooLarge.
+func (e bodyTooLargeError) Is(target error) bool {
+	_, ok := target.(bodyTooLargeError)
+	return ok
+}
 
 // decodeBody reads one JSON object from the request body into v. Unknown
 // fields are accepted on purpose: newer clients may send fields this daemon
 // does not know yet. Everything else that is not exactly one object is an
 // error, so that typos in hand-written curl bodies do not pass silently.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	return decodeBodyLimit(w, r, v, maxBodyBytes)
+}
+
+// decodeBodyLimit is decodeBody for a body of at most limit bytes.
+func decodeBodyLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return errBodyTooLarge
+			return bodyTooLargeError{limit}
 		}
 		return fmt.Errorf("reading request body: %w", err)
 	}

@@ -30,34 +30,37 @@ type capture struct {
 // request faas-cli sent to the gateway (in file order). Every answer must be
 // one faas-cli handles as the command intends.
 var replay = map[string]struct {
-	seed      bool   // deploy hello from the stack first
-	wrongPass bool   // the capture is of a rejected password
-	want      []int  // codes, one per gateway request
-	skip      string // why the folder is not replayed here
+	seed      bool     // deploy hello from the stack first
+	ns        []string // create these namespaces first
+	devFns    []string // deploy these functions into namespace dev first (needs "dev" in ns)
+	secrets   []string // create these secrets ("namespace/name") first: a deploy needs the ones it lists
+	wrongPass bool     // the capture is of a rejected password
+	want      []int    // codes, one per gateway request
+	skip      string   // why the folder is not replayed here
 	note      string
 }{
 	"01-list-not-logged-in":                   {want: []int{401}, note: "bare Bearer is no credentials"},
 	"02-login-bad-password":                   {wrongPass: true, want: []int{401}},
 	"03-login-ok":                             {want: []int{200}},
-	"04-deploy-stack-first":                   {want: []int{404, 202, 400, 400}, note: "PUT 404 -> POST 202; plain is in namespace dev: 400 until namespaces exist"},
+	"04-deploy-stack-first":                   {ns: nsDev, want: []int{404, 202, 404, 202}, note: "PUT 404 -> POST 202, for hello and for plain in namespace dev"},
 	"05-deploy-stack-update-202":              {seed: true, want: []int{202}},
 	"06-deploy-stack-update-200":              {seed: true, want: []int{202}, note: "fake said 200; we always say 202"},
 	"07-deploy-stack-update-201-is-failure":   {seed: true, want: []int{202}, note: "never 201: faas-cli exits 1 on it"},
-	"08-deploy-image-flags-new":               {want: []int{400, 400}, note: "namespace dev: 400 until namespaces exist"},
+	"08-deploy-image-flags-new":               {ns: nsDev, secrets: []string{"dev/s1"}, want: []int{404, 202}},
 	"09-deploy-put-500-no-fallback":           {want: []int{404}, note: "fake said 500; our 404 makes faas-cli POST"},
 	"10-deploy-replace":                       {seed: true, want: []int{202, 202}},
 	"11-deploy-update-false":                  {want: []int{202}},
 	"12-list":                                 {seed: true, want: []int{200}},
 	"13-list-verbose":                         {seed: true, want: []int{200}},
-	"14-list-json-ns-dev":                     {want: []int{400}, note: "namespace dev: 400 until namespaces exist"},
+	"14-list-json-ns-dev":                     {ns: nsDev, want: []int{200}},
 	"15-list-quiet-sort-invocations":          {seed: true, want: []int{200}},
 	"16-describe":                             {seed: true, want: []int{200, 200}},
-	"17-describe-verbose-ns":                  {want: []int{400, 400}, note: "namespace dev: 400 until namespaces exist"},
+	"17-describe-verbose-ns":                  {ns: nsDev, devFns: []string{"newfn"}, want: []int{200, 200}},
 	"18-describe-json":                        {seed: true, want: []int{200, 200}},
 	"19-describe-missing":                     {want: []int{404}},
-	"20-remove":                               {want: []int{400}, note: "namespace dev: 400 until namespaces exist"},
+	"20-remove":                               {ns: nsDev, devFns: []string{"newfn"}, want: []int{202}},
 	"21-remove-missing":                       {want: []int{404}},
-	"22-remove-stack":                         {seed: true, want: []int{202, 400}, note: "plain is in namespace dev"},
+	"22-remove-stack":                         {seed: true, ns: nsDev, devFns: []string{"plain"}, want: []int{202, 202}, note: "plain is in namespace dev"},
 	"23-logs-default":                         {skip: "logs: not served by this package yet"},
 	"24-logs-nofollow-since-lines":            {skip: "logs: not served by this package yet"},
 	"25-logs-since-time-json":                 {skip: "logs: not served by this package yet"},
@@ -75,12 +78,12 @@ var replay = map[string]struct {
 	"37-secret-remove":                        {skip: "secrets: not served by this package yet"},
 	"38-secret-remove-ns":                     {skip: "secrets: not served by this package yet"},
 	"39-secret-remove-missing":                {skip: "secrets: not served by this package yet"},
-	"40-namespace-list":                       {want: []int{200}},
-	"41-namespaces-deprecated":                {want: []int{200}},
-	"42-namespace-get":                        {skip: "namespace CRUD: not served yet"},
-	"43-namespace-create":                     {skip: "namespace CRUD: not served yet"},
-	"44-namespace-update":                     {skip: "namespace CRUD: not served yet"},
-	"45-namespace-remove":                     {skip: "namespace CRUD: not served yet"},
+	"40-namespace-list":                       {ns: nsDev, want: []int{200}},
+	"41-namespaces-deprecated":                {ns: nsDev, want: []int{200}},
+	"42-namespace-get":                        {ns: nsDev, want: []int{200}},
+	"43-namespace-create":                     {want: []int{201}},
+	"44-namespace-update":                     {ns: []string{"staging"}, want: []int{202}},
+	"45-namespace-remove":                     {ns: []string{"staging"}, want: []int{202}},
 	"46-invoke-sync":                          {want: []int{401}, note: "invoke needs auth unless InvokeOpen; faas-cli sends none"},
 	"47-invoke-ns-query-headers-get":          {want: []int{401}, note: "invoke needs auth unless InvokeOpen"},
 	"48-invoke-async-callback":                {want: []int{404}, note: "async-function: later issue"},
@@ -90,7 +93,7 @@ var replay = map[string]struct {
 	"52-version-info-without-gateway-version": {want: []int{200}},
 	"53-version-info-without-provider":        {want: []int{200}},
 	"54-ready-gateway":                        {want: []int{200}},
-	"54a-redeploy-for-ready":                  {want: []int{404, 202, 400, 400}, note: "plain is in namespace dev"},
+	"54a-redeploy-for-ready":                  {ns: nsDev, want: []int{404, 202, 404, 202}, note: "plain is in namespace dev"},
 	"55-ready-function":                       {seed: true, want: []int{200}},
 	"56-ready-function-missing":               {want: []int{404, 404}},
 	"57-store-list":                           {want: []int{}, note: "only the store URL, no gateway request"},
@@ -99,6 +102,10 @@ var replay = map[string]struct {
 	"60-list-token-not-logged-in":             {want: []int{401}, note: "a Bearer token is not basic auth"},
 	"62-diff":                                 {seed: true, want: []int{200}},
 }
+
+// nsDev is the namespace the captured stack and commands use besides the
+// default.
+var nsDev = []string{"dev"}
 
 // gatewayPath reports whether a captured request went to the gateway API
 // (57/58 also fetch the function store from the same fake host).
@@ -143,6 +150,18 @@ func TestCaptureReplay(t *testing.T) {
 			f := newFixture(t, func(c *Config) { c.Invoke = invoke })
 			if exp.seed {
 				f.deploy(t, helloBody)
+			}
+			for _, ns := range exp.ns {
+				f.createNamespace(t, ns)
+			}
+			for _, k := range exp.secrets {
+				ns, name, _ := strings.Cut(k, "/")
+				if _, err := f.store.CreateSecret(t.Context(), ns, name, []byte("v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, fn := range exp.devFns {
+				f.deploy(t, `{"service":"`+fn+`","image":"docker.io/example/`+fn+`:latest","namespace":"dev"}`)
 			}
 			for i, c := range caps {
 				w := f.send(t, c.Method, c.Path+queryOf(c), c.Body, func(r *http.Request) {
@@ -243,8 +262,13 @@ func checkReplayBody(t *testing.T, c capture, code int, body []byte) {
 		}
 	case c.Path == "/system/namespaces":
 		var ns []string
-		if err := json.Unmarshal(body, &ns); err != nil || len(ns) == 0 {
+		if err := json.Unmarshal(body, &ns); err != nil || len(ns) == 0 || ns[0] != "openfaas-fn" {
 			t.Errorf("namespaces: got %q (%v)", body, err)
+		}
+	case strings.HasPrefix(c.Path, "/system/namespace/"):
+		var ns types.FunctionNamespace
+		if err := json.Unmarshal(body, &ns); err != nil || ns.Name != strings.TrimPrefix(c.Path, "/system/namespace/") {
+			t.Errorf("namespace get: got %q (%v)", body, err)
 		}
 	}
 }

@@ -78,9 +78,12 @@ var debugPage = template.Must(template.New("debug").Funcs(template.FuncMap{
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}
+th{background:#f3f3f3} th[title]{cursor:help;text-decoration:underline dotted}
+td.num{text-align:right}
 tr.ok td.state{background:#d9f2d9} tr.busy td.state{background:#fff3cd} tr.bad td.state{background:#f8d7da}
 code{font-size:12px} .err{color:#a00;max-width:40em;word-break:break-word}
+ul.replicas{margin:0;padding:0;list-style:none}
+.r-ready{color:#060} .r-starting{color:#8a6100} .r-draining{color:#666} .muted{color:#666}
 </style></head><body>
 <h1>dockerfaasd reconcile status</h1>
 <h2>Controller</h2>
@@ -89,19 +92,20 @@ code{font-size:12px} .err{color:#a00;max-width:40em;word-break:break-word}
 <tr><th>Last (re)connect</th><td>{{ago .Now .Global.LastConnect}}</td></tr>
 {{with .Global.LastStreamError}}<tr><th>Last stream error</th><td class="err">{{.}}</td></tr>{{end}}
 <tr><th>Last full resync</th><td>{{ago .Now .Global.LastResync}}</td></tr>
-<tr><th>Queue depth</th><td id="queue-depth">{{.Global.QueueDepth}}</td></tr>
-<tr><th>Drift corrections</th><td id="drift">{{range $k, $v := .Global.DriftCorrections}}{{$k}}: {{$v}}<br>{{else}}none{{end}}</td></tr>
+<tr><th title="function keys waiting for a worker">Queue depth</th><td id="queue-depth">{{.Global.QueueDepth}}</td></tr>
+<tr><th title="times Docker was found changed behind the daemon's back and put right, by kind">Drift corrections</th><td id="drift">{{range $k, $v := .Global.DriftCorrections}}{{$k}}: {{$v}}<br>{{else}}none{{end}}</td></tr>
 </table>
 <h2>Functions ({{len .Functions}})</h2>
 <table id="functions">
-<tr><th>Function</th><th>State</th><th>Desired</th><th>Current</th><th>Ready</th><th>Generation (observed / desired)</th><th>Spec hash</th><th>Last reconcile</th><th>Result</th><th>Restarts</th><th>Next retry</th><th>Last error</th></tr>
+<tr><th>Function</th><th title="Ready when every desired replica runs the current spec and answers its readiness probe; otherwise why not yet">State</th><th>Desired</th><th title="running containers, including old-spec ones during an update">Current</th><th title="replicas receiving traffic">Ready</th><th title="running containers: name, short ID, state">Replicas</th><th title="observed / desired; they differ while a change is being applied">Generation</th><th>Spec hash</th><th>Last reconcile</th><th>Result</th><th title="unexpected exits of current-spec replicas">Restarts</th><th>Next retry</th><th>Last error</th></tr>
 {{$now := .Now}}{{range .Functions}}<tr class="{{state .}}" data-key="{{.Key}}">
-<td><code>{{.Key}}</code></td><td class="state">{{if .Reason}}{{.Reason}}{{else}}Ready{{end}}</td>
-<td>{{.DesiredReplicas}}</td><td>{{.CurrentReplicas}}</td><td>{{.ReadyReplicas}}</td>
-<td>{{.ObservedGeneration}} / {{.Generation}}</td><td><code>{{.SpecHash}}</code></td>
-<td>{{ago $now .LastReconcile}}</td><td>{{.LastResult}}</td><td>{{.Restarts}}</td><td>{{in $now .NextRetry}}</td>
+<td class="key"><code>{{.Key}}</code></td><td class="state">{{if .Reason}}{{.Reason}}{{else}}Ready{{end}}</td>
+<td class="desired num">{{.DesiredReplicas}}</td><td class="current num">{{.CurrentReplicas}}</td><td class="ready num">{{.ReadyReplicas}}</td>
+<td class="replicas">{{with .Replicas}}<ul class="replicas">{{range .}}<li><code title="{{.Name}}">{{.ID}}</code> <span class="r-{{.State}}">{{.State}}</span>{{if not .CurrentSpec}} <span class="muted">(old spec)</span>{{end}}</li>{{end}}</ul>{{else}}<span class="muted">none</span>{{end}}</td>
+<td class="generation">{{.ObservedGeneration}} / {{.Generation}}</td><td><code>{{.SpecHash}}</code></td>
+<td class="last-reconcile">{{ago $now .LastReconcile}}</td><td class="result">{{.LastResult}}</td><td class="restarts num">{{.Restarts}}</td><td class="next-retry">{{in $now .NextRetry}}</td>
 <td class="err">{{.LastError}}</td></tr>
-{{else}}<tr><td colspan="12">No functions deployed.</td></tr>{{end}}
+{{else}}<tr><td colspan="13">No functions deployed.</td></tr>{{end}}
 </table>
 <p>Generated {{.Now.Format "2006-01-02 15:04:05 MST"}} · refreshes every 5 s · <a href="?format=json">JSON</a></p>
 </body></html>

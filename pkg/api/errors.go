@@ -33,6 +33,9 @@ func writeStoreError(w http.ResponseWriter, log logrus.FieldLogger, err error, n
 		writeError(w, log, http.StatusNotFound, notFoundMsg(name, ns), nil)
 	case errors.Is(err, store.ErrConflict):
 		writeError(w, log, http.StatusConflict, "function "+name+" already exists in namespace "+ns, nil)
+	case errors.Is(err, store.ErrNamespaceNotFound):
+		// The namespace was deleted between the check and the write.
+		writeError(w, log, http.StatusBadRequest, "namespace "+ns+" is not valid", nil)
 	default:
 		writeError(w, log.WithFields(logrus.Fields{"function": name, "namespace": ns}),
 			http.StatusInternalServerError, "internal error", err)

@@ -58,6 +58,18 @@ func (brokenStore) Create(context.Context, types.FunctionDeployment, uint64) (st
 func (brokenStore) Update(context.Context, types.FunctionDeployment, func(uint64) uint64) (store.Function, error) {
 	return store.Function{}, errDisk
 }
+func (brokenStore) ListSecrets(context.Context, string) ([]store.SecretInfo, error) {
+	return nil, errDisk
+}
+func (brokenStore) CreateSecret(context.Context, string, string, []byte) (store.SecretInfo, error) {
+	return store.SecretInfo{}, errDisk
+}
+func (brokenStore) UpdateSecret(context.Context, string, string, []byte) (store.SecretInfo, error) {
+	return store.SecretInfo{}, errDisk
+}
+func (brokenStore) DeleteSecret(context.Context, string, string) error {
+	return errDisk
+}
 
 // TestStoreFailure: a store failure is a 500 that does not leak internals
 // and is logged with the cause.

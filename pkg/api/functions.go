@@ -1,7 +1,10 @@
 package api
 
 import (
+	"context"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/openfaas/faas-provider/types"
@@ -14,9 +17,8 @@ import (
 // namespace, desired state as deployed plus what the controller observed.
 // faas-cli login also validates credentials here.
 func (a *api) listFunctions(w http.ResponseWriter, r *http.Request) {
-	ns, err := resolveNamespace(r.URL.Query().Get("namespace"))
-	if err != nil {
-		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+	ns, ok := a.namespace(w, r, r.URL.Query().Get("namespace"))
+	if !ok {
 		return
 	}
 	recs, err := a.store.List(r.Context(), ns)
@@ -34,12 +36,12 @@ func (a *api) listFunctions(w http.ResponseWriter, r *http.Request) {
 
 // getFunction answers GET /system/function/{name}, polled by describe,
 // `faas-cli ready NAME` and the certifier until availableReplicas > 0.
-// The usage query parameter is accepted and ignored: no usage data yet.
+// With usage=1 (faas-cli describe) it also reports the replicas' CPU and
+// memory use; the gateway's usage=false skips it.
 func (a *api) getFunction(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
-	ns, err := resolveNamespace(r.URL.Query().Get("namespace"))
-	if err != nil {
-		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+	ns, ok := a.namespace(w, r, r.URL.Query().Get("namespace"))
+	if !ok {
 		return
 	}
 	// A name that could never have been deployed is simply not there.
@@ -52,11 +54,37 @@ func (a *api) getFunction(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, a.log, err, name, ns)
 		return
 	}
-	writeJSON(w, a.log, http.StatusOK, a.functionStatus(rec))
+	st := a.functionStatus(rec)
+	if want, _ := strconv.ParseBool(r.URL.Query().Get("usage")); want && a.usage != nil {
+		st.Usage = a.functionUsage(r.Context(), rec.Key())
+	}
+	writeJSON(w, a.log, http.StatusOK, st)
 }
 
+// usageTimeout bounds the stats calls behind ?usage=1: describe must answer
+// even when Docker is slow, just without usage.
+const usageTimeout = 3 * time.Second
+
+// functionUsage asks the usage source, leaving usage out on failure.
+func (a *api) functionUsage(ctx context.Context, key string) *types.FunctionUsage {
+	ctx, cancel := context.WithTimeout(ctx, usageTimeout)
+	defer cancel()
+	u, err := a.usage.Function(ctx, key)
+	if err != nil {
+		a.log.WithError(err).WithField("key", key).Debug("usage not available")
+		return nil
+	}
+	return &u
+}
+
+// labelFunction is the label OpenFaaS providers add to every function; the
+// certifier requires it from any provider not named "faasd".
+const labelFunction = "faas_function"
+
 // functionStatus echoes the deployment exactly as submitted (faas-cli diff
-// and the certifier compare it field by field) and adds observed state.
+// and the certifier compare it field by field) and adds observed state. The
+// one addition is the faas_function label, which OpenFaaS providers report
+// among a function's labels.
 func (a *api) functionStatus(rec store.Function) types.FunctionStatus {
 	s := rec.Spec
 	st := types.FunctionStatus{
@@ -67,7 +95,7 @@ func (a *api) functionStatus(rec store.Function) types.FunctionStatus {
 		EnvVars:                s.EnvVars,
 		Constraints:            s.Constraints,
 		Secrets:                s.Secrets,
-		Labels:                 s.Labels,
+		Labels:                 withFunctionLabel(s.Labels, s.Service),
 		Annotations:            s.Annotations,
 		Limits:                 s.Limits,
 		Requests:               s.Requests,
@@ -84,6 +112,18 @@ func (a *api) functionStatus(rec store.Function) types.FunctionStatus {
 		st.InvocationCount = a.invocations.Count(rec.Key())
 	}
 	return st
+}
+
+// withFunctionLabel returns a copy of labels with faas_function set; the
+// stored spec is never modified.
+func withFunctionLabel(labels *map[string]string, name string) *map[string]string {
+	out := map[string]string{labelFunction: name}
+	if labels != nil {
+		for k, v := range *labels {
+			out[k] = v
+		}
+	}
+	return &out
 }
 
 // deployFunction answers POST /system/functions: create a new function.
@@ -151,9 +191,8 @@ func (a *api) deleteFunction(w http.ResponseWriter, r *http.Request) {
 	if req.Namespace == "" {
 		req.Namespace = r.URL.Query().Get("namespace")
 	}
-	ns, err := resolveNamespace(req.Namespace)
-	if err != nil {
-		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+	ns, ok := a.namespace(w, r, req.Namespace)
+	if !ok {
 		return
 	}
 	name := req.FunctionName
@@ -186,6 +225,12 @@ func (a *api) readDeployment(w http.ResponseWriter, r *http.Request) (types.Func
 	ns, b, err := validateDeployment(&spec, a.maxReplicas)
 	if err != nil {
 		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+		return spec, "", bounds{}, false
+	}
+	if _, ok := a.namespace(w, r, ns); !ok {
+		return spec, "", bounds{}, false
+	}
+	if !a.secretsExist(w, r, ns, spec.Secrets) {
 		return spec, "", bounds{}, false
 	}
 	return spec, ns, b, true

@@ -54,6 +54,16 @@ func TestDeployEcho(t *testing.T) {
 			decodeJSON(t, w, &one)
 
 			for src, got := range map[string]map[string]any{"list": list[0], "describe": one} {
+				// Labels come back with exactly one addition: faas_function,
+				// which OpenFaaS providers report (the certifier checks it).
+				labels, _ := got["labels"].(map[string]any)
+				if labels["faas_function"] != fn {
+					t.Errorf("%s: labels = %v, want faas_function=%s", src, labels, fn)
+				}
+				delete(labels, "faas_function")
+				if _, sentLabels := sent["labels"]; !sentLabels && len(labels) == 0 {
+					delete(got, "labels")
+				}
 				for k, v := range sent {
 					gk := k
 					if k == "service" {
@@ -66,8 +76,8 @@ func TestDeployEcho(t *testing.T) {
 				if got["namespace"] != store.DefaultNamespace {
 					t.Errorf("%s: namespace = %v, want %s", src, got["namespace"], store.DefaultNamespace)
 				}
-				// Nothing the user did not send may appear among the spec
-				// fields (no injected env, labels or limits).
+				// Nothing else the user did not send may appear among the
+				// spec fields (no injected env, labels or limits).
 				for _, k := range []string{"envProcess", "envVars", "constraints", "secrets", "labels", "annotations", "limits", "requests", "readOnlyRootFilesystem"} {
 					if _, ok := sent[k]; !ok {
 						if _, ok := got[k]; ok {

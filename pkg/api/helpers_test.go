@@ -39,6 +39,10 @@ func newFixture(t *testing.T, edit func(*Config)) *fixture {
 	log, hook := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
 	f := &fixture{store: store.NewMemory(), board: status.NewBoard(), logs: hook}
+	// helloBody lists this secret, and a deploy needs it to exist.
+	if _, err := f.store.CreateSecret(context.Background(), "", "api-key", []byte("test-value")); err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{
 		Store:  f.store,
 		Status: f.board,

@@ -5,8 +5,6 @@ import (
 	"runtime"
 
 	"github.com/openfaas/faas-provider/types"
-
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
 // Names reported as the provider in /system/info.
@@ -49,10 +47,4 @@ func (a *api) systemInfo(w http.ResponseWriter, _ *http.Request) {
 		Version:  &gw,
 		Arch:     runtime.GOARCH,
 	})
-}
-
-// listNamespaces reports the namespaces functions can be deployed to; the
-// certifier expects exactly ["openfaas-fn"] while only the default exists.
-func listNamespaces(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, nil, http.StatusOK, []string{store.DefaultNamespace})
 }

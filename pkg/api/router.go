@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"sort"
 	"strings"
 
 	"github.com/gorilla/mux"
+	"github.com/openfaas/faas-provider/types"
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
@@ -31,6 +33,12 @@ type InvocationCounter interface {
 	Count(key string) float64
 }
 
+// UsageReader reports what a function's replicas use; the controller's
+// usage service implements it (the API never asks Docker itself).
+type UsageReader interface {
+	Function(ctx context.Context, key string) (types.FunctionUsage, error)
+}
+
 // Config is everything the router needs. Store, Status and Auth are
 // required; the handlers are optional and their routes absent when nil.
 type Config struct {
@@ -40,6 +48,10 @@ type Config struct {
 	Status StatusReader
 	// Invocations supplies invocationCount; nil reports 0.
 	Invocations InvocationCounter
+	// Usage supplies CPU and memory use for ?usage=1; nil omits it.
+	Usage UsageReader
+	// Logs streams function logs for GET /system/logs; nil answers 501.
+	Logs LogStreamer
 	// Invoke is the invocation proxy, mounted on /function/.
 	Invoke http.Handler
 	// Debug serves /debug/reconcile (behind auth); nil leaves it unmounted.
@@ -64,6 +76,8 @@ type api struct {
 	store       store.Store
 	status      StatusReader
 	invocations InvocationCounter
+	usage       UsageReader
+	logs        LogStreamer
 	info        Info
 	maxReplicas uint64
 	log         logrus.FieldLogger
@@ -75,6 +89,8 @@ func NewRouter(cfg Config) http.Handler {
 		store:       cfg.Store,
 		status:      cfg.Status,
 		invocations: cfg.Invocations,
+		usage:       cfg.Usage,
+		logs:        cfg.Logs,
 		info:        cfg.Info,
 		maxReplicas: cfg.MaxReplicas,
 		log:         cfg.Log,
@@ -104,9 +120,24 @@ func NewRouter(cfg Config) http.Handler {
 		http.MethodDelete: http.HandlerFunc(a.deleteFunction),
 	}))
 	r.Handle("/system/function/{name}", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.getFunction)}))
+	r.Handle("/system/secrets", auth.wrap(methods{
+		http.MethodGet:    http.HandlerFunc(a.listSecrets),
+		http.MethodPost:   http.HandlerFunc(a.createSecret),
+		http.MethodPut:    http.HandlerFunc(a.updateSecret),
+		http.MethodDelete: http.HandlerFunc(a.deleteSecret),
+	}))
 	r.Handle("/system/scale-function/{name}", auth.wrap(methods{http.MethodPost: http.HandlerFunc(a.scaleFunction)}))
-	r.Handle("/system/namespaces", auth.wrap(methods{http.MethodGet: http.HandlerFunc(listNamespaces)}))
+	r.Handle("/system/namespaces", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.listNamespaces)}))
+	// faas-cli creates with a POST to the bare path with a trailing slash;
+	// the name is in the body.
+	r.Handle("/system/namespace/", auth.wrap(methods{http.MethodPost: http.HandlerFunc(a.createNamespace)}))
+	r.Handle("/system/namespace/{ns}", auth.wrap(methods{
+		http.MethodGet:    http.HandlerFunc(a.getNamespace),
+		http.MethodPut:    http.HandlerFunc(a.updateNamespace),
+		http.MethodDelete: http.HandlerFunc(a.deleteNamespace),
+	}))
 	r.Handle("/system/info", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.systemInfo)}))
+	r.Handle("/system/logs", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.getLogs)}))
 
 	if cfg.Invoke != nil {
 		inv := cfg.Invoke
@@ -124,6 +155,9 @@ func NewRouter(cfg Config) http.Handler {
 	}
 	if cfg.Metrics != nil {
 		r.Handle("/metrics", methods{http.MethodGet: cfg.Metrics})
+		// The same metrics under /system, where all of the gateway's own
+		// surface lives, and behind the same auth.
+		r.Handle("/system/metrics", auth.wrap(methods{http.MethodGet: cfg.Metrics}))
 	}
 	return r
 }

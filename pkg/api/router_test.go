@@ -8,7 +8,10 @@ import (
 	"github.com/gorilla/mux"
 )
 
-// TestRoutes covers every route with the codes of CONTRACT.md §10.
+// TestRoutes covers every route with the codes of CONTRACT.md §10. No
+// namespace but openfaas-fn is created here, so "dev" stands for a
+// namespace that does not exist (400); namespaces_test.go covers functions
+// in created namespaces and the namespace routes.
 func TestRoutes(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -29,9 +29,8 @@ func (a *api) scaleFunction(w http.ResponseWriter, r *http.Request) {
 	if req.Namespace == "" {
 		req.Namespace = r.URL.Query().Get("namespace")
 	}
-	ns, err := resolveNamespace(req.Namespace)
-	if err != nil {
-		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+	ns, ok := a.namespace(w, r, req.Namespace)
+	if !ok {
 		return
 	}
 	if req.Replicas > a.maxReplicas {

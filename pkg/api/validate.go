@@ -11,8 +11,6 @@ import (
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
-
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
 // Labels through which OpenFaaS users bound a function's replicas.
@@ -24,16 +22,6 @@ const (
 // maxNameLen is the DNS-1123 label limit; the name ends up in Docker
 // container and network names and in hostnames, which all accept it.
 const maxNameLen = 63
-
-// resolveNamespace returns the effective namespace for a requested one.
-// Only the default namespace exists for now; namespace support will extend
-// this one function rather than every handler.
-func resolveNamespace(ns string) (string, error) {
-	if ns == "" || ns == store.DefaultNamespace {
-		return store.DefaultNamespace, nil
-	}
-	return "", fmt.Errorf("namespace %s is not valid", short(ns))
-}
 
 // validName reports whether s is a DNS-1123 label: lowercase letters, digits
 // and '-', starting and ending with a letter or digit, at most 63 bytes. This
@@ -117,7 +105,8 @@ func scaleBounds(labels *map[string]string, limit uint64) (bounds, error) {
 
 // validateDeployment checks everything the store and the controller rely on
 // and returns the effective namespace and replica bounds. Errors are meant
-// for the client: each names the offending field.
+// for the client: each names the offending field. Whether the namespace
+// exists is the store's to say (see api.resolveNamespace).
 func validateDeployment(spec *types.FunctionDeployment, limit uint64) (string, bounds, error) {
 	var b bounds
 	switch {
@@ -131,7 +120,7 @@ func validateDeployment(spec *types.FunctionDeployment, limit uint64) (string, b
 	case strings.IndexFunc(spec.Image, unicode.IsSpace) >= 0:
 		return "", b, fmt.Errorf("image %s must not contain whitespace", short(spec.Image))
 	}
-	ns, err := resolveNamespace(spec.Namespace)
+	ns, err := effectiveNamespace(spec.Namespace)
 	if err != nil {
 		return "", b, err
 	}

@@ -28,11 +28,19 @@ type Config struct {
 	Instance string
 	// NetworkPrefix prefixes per-function network names.
 	NetworkPrefix string
-	Workers       int
-	Resync        time.Duration
+	// Self is the full ID of the daemon's own container when it runs in
+	// one ("" otherwise): it then joins every function network, because
+	// replicas are reached by their address on those networks.
+	Self    string
+	Workers int
+	Resync  time.Duration
 	// DrainGrace is how long a replica keeps serving in-flight requests after
 	// it left the endpoint set, before it is stopped.
 	DrainGrace time.Duration
+	// DrainTimeout bounds how much longer a drained replica is kept while
+	// the proxy still serves calls on it (see SetInFlight); a call cannot
+	// outlive the exec timeout anyway.
+	DrainTimeout time.Duration
 	// StopTimeout is how long a stopping replica gets before SIGKILL. Short,
 	// because OpenFaaS watchdogs ignore SIGTERM for about ten seconds.
 	StopTimeout time.Duration
@@ -64,6 +72,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainGrace <= 0 {
 		c.DrainGrace = 2 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = proxy.DefaultTimeout
 	}
 	if c.StopTimeout <= 0 {
 		c.StopTimeout = 2 * time.Second
@@ -121,17 +132,28 @@ type Controller struct {
 	prober  Prober
 	queue   *Queue
 	metrics *Metrics
+	// inflight, when set, keeps drained replicas until their calls end.
+	inflight InFlight
 
 	mu       sync.Mutex
 	draining map[string]time.Time // container ID → when it left the endpoint set
 	crashes  map[string]*crashState
 	networks map[string]string // network name → function key, for network events
-	global   status.Global
+	// selfJoined holds the IDs of function networks the daemon's own
+	// container has joined (see Config.Self).
+	selfJoined map[string]bool
+	// seen holds, per function key, the running replicas (ID → name) the
+	// last reconcile kept, to tell one removed behind our back (drift.go).
+	seen   map[string]map[string]string
+	global status.Global
 }
 
 type crashState struct {
 	count int
 	last  time.Time
+	// hash is the spec hash whose replicas exited: the backoff belongs to
+	// that spec, and a new spec starts without it (see forgetOldCrashes).
+	hash string
 }
 
 // New returns a controller; call Run to start it.
@@ -147,12 +169,14 @@ func New(cfg Config, st store.Store, engine docker.Engine, eps Endpoints, board 
 		eps:      eps,
 		board:    board,
 		prober:   prober,
-		queue:    NewQueue(500*time.Millisecond, time.Minute),
+		queue:    NewQueue(500*time.Millisecond, 30*time.Second), // cap at the default resync: a fixed cause heals within ~30 s
 		metrics:  m,
 		draining: map[string]time.Time{},
 		crashes:  map[string]*crashState{},
 		networks: map[string]string{},
-		global:   status.Global{EventStream: "starting", DriftCorrections: map[string]int64{}},
+
+		selfJoined: map[string]bool{},
+		global:     status.Global{EventStream: "starting", DriftCorrections: map[string]int64{}},
 	}
 }
 
@@ -201,14 +225,24 @@ func (c *Controller) watchStore(ctx context.Context) {
 	// deploy is answered, or an immediate invoke would get 404 instead of
 	// waiting for the first replica. The hook runs in the writer before
 	// the reply; marking a deleted key known is harmless, as the teardown
-	// this same change enqueues removes it again.
-	w := c.store.Watch(ctx, store.OnCommit(c.markKnown))
+	// this same change enqueues removes it again. Secret keys are no
+	// functions.
+	w := c.store.Watch(ctx, store.OnCommit(func(k string) {
+		if _, _, secret := store.SplitSecretWatchKey(k); !secret {
+			c.markKnown(k)
+		}
+	}))
 	for {
 		keys, err := w.Next(ctx)
 		if err != nil {
 			return
 		}
 		for _, k := range keys {
+			// A changed secret changes the spec hash of its users.
+			if ns, name, ok := store.SplitSecretWatchKey(k); ok {
+				c.enqueueSecretUsers(ctx, ns, name)
+				continue
+			}
 			c.queue.Add(k)
 		}
 	}
@@ -232,14 +266,15 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 }
 
 // ResyncAll enqueues every desired key and every key found on our containers
-// and networks, so orphans are reconciled (to nothing) too.
+// and networks, so orphans are reconciled (to nothing) too. Keys backing off
+// after a failure keep their backoff (Nudge).
 func (c *Controller) ResyncAll(ctx context.Context) error {
 	fns, err := c.store.List(ctx, "")
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
 	for _, f := range fns {
-		c.queue.Add(f.Key())
+		c.queue.Nudge(f.Key())
 	}
 	var errs []error
 	cs, err := c.engine.ListContainers(ctx, c.instanceLabels())
@@ -249,7 +284,7 @@ func (c *Controller) ResyncAll(ctx context.Context) error {
 	}
 	for _, ct := range cs {
 		if k := labelKey(ct.Labels); k != "" {
-			c.queue.Add(k)
+			c.queue.Nudge(k)
 		}
 	}
 	nets, err := c.engine.ListNetworks(ctx, c.instanceLabels())
@@ -259,7 +294,7 @@ func (c *Controller) ResyncAll(ctx context.Context) error {
 	}
 	for _, n := range nets {
 		if k := labelKey(n.Labels); k != "" {
-			c.queue.Add(k)
+			c.queue.Nudge(k)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -66,7 +66,7 @@ func (c *Controller) watchOnce(ctx context.Context) error {
 				return errors.New("container event stream closed")
 			}
 			if k := labelKey(ev.Attributes); k != "" {
-				c.queue.Add(k)
+				c.queue.Nudge(k)
 			}
 		case ev, ok := <-nevs:
 			if !ok {
@@ -88,7 +88,7 @@ func (c *Controller) onNetworkEvent(ev docker.Event) {
 	key := c.networks[ev.Attributes["name"]]
 	c.mu.Unlock()
 	if key != "" {
-		c.queue.Add(key)
+		c.queue.Nudge(key)
 	}
 }
 

@@ -37,11 +37,37 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		reg: reg,
 	}
+	// A labelled series is exported only once it exists. Creating the known
+	// ones at zero makes every family visible on the first scrape and lets
+	// rate() and alerts see the step from 0 to 1, not a series appearing.
+	for _, r := range reconcileResults {
+		m.reconciles.WithLabelValues(r)
+	}
+	for _, k := range driftKinds {
+		m.drift.WithLabelValues(k)
+	}
+	for _, op := range dockerOps {
+		m.dockerErrs.WithLabelValues(op)
+	}
 	if reg != nil {
 		reg.MustRegister(m.reconciles, m.duration, m.drift, m.dockerErrs, m.panics)
 	}
 	return m
 }
+
+// Label values created at zero by NewMetrics. TestMetricLabelsAreKnown
+// checks that every value used in this package is listed here.
+var (
+	reconcileResults = []string{"success", "requeue", "error", "terminal"}
+	driftKinds       = []string{
+		"extra_replica", "network_disconnected", "network_duplicate", "network_missing",
+		"orphan_removed", "replica_exited", "replica_missing",
+	}
+	dockerOps = []string{
+		"connect", "copy", "create", "create-network", "disconnect", "image-inspect", "list",
+		"list-networks", "pull", "remove", "remove-network", "start", "stop",
+	}
+)
 
 func (m *Metrics) observe(result string, d time.Duration) {
 	m.reconciles.WithLabelValues(result).Inc()

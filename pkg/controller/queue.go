@@ -20,6 +20,7 @@ type Queue struct {
 	processing map[string]struct{}
 	timers     map[string]delayed
 	backoffs   map[string]*backoff.ExponentialBackOff
+	notBefore  map[string]time.Time // end of a key's current failure backoff
 	shutdown   bool
 
 	newBackOff func() *backoff.ExponentialBackOff
@@ -38,6 +39,7 @@ func NewQueue(base, max time.Duration) *Queue {
 		processing: map[string]struct{}{},
 		timers:     map[string]delayed{},
 		backoffs:   map[string]*backoff.ExponentialBackOff{},
+		notBefore:  map[string]time.Time{},
 	}
 	q.cond = sync.NewCond(&q.mu)
 	q.newBackOff = func() *backoff.ExponentialBackOff {
@@ -114,15 +116,35 @@ func (q *Queue) AddRateLimited(key string) time.Duration {
 		q.backoffs[key] = b
 	}
 	d := b.NextBackOff()
+	q.notBefore[key] = time.Now().Add(d)
 	q.mu.Unlock()
 	q.AddAfter(key, d)
 	return d
+}
+
+// Nudge queues key like Add, unless the key is backing off after a failure:
+// then it waits for the backoff to end. Hints that something changed in
+// Docker use it, because a failing reconcile makes Docker events of its own
+// (a container created and destroyed), which must not turn the backoff into
+// a tight loop. Changes of desired state use Add: a new spec may be the fix.
+func (q *Queue) Nudge(key string) {
+	q.mu.Lock()
+	until, ok := q.notBefore[key]
+	q.mu.Unlock()
+	if ok {
+		if d := time.Until(until); d > 0 {
+			q.AddAfter(key, d)
+			return
+		}
+	}
+	q.Add(key)
 }
 
 // Forget resets key's backoff after a success.
 func (q *Queue) Forget(key string) {
 	q.mu.Lock()
 	delete(q.backoffs, key)
+	delete(q.notBefore, key)
 	q.mu.Unlock()
 }
 

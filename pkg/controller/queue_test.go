@@ -198,3 +198,24 @@ func TestRunReactsToStoreAndDocker(t *testing.T) {
 	}
 	waitFor("teardown after delete", func() bool { _, known := cache.Lookup(fn.Key()); return !known && len(eng.Names("")) == 0 })
 }
+
+func TestQueueNudgeRespectsBackoffAddDoesNot(t *testing.T) {
+	q := NewQueue(time.Hour, time.Hour) // a failure backs off for an hour
+	defer q.ShutDown()
+	q.AddRateLimited("k")
+	q.Nudge("k") // a Docker event during the backoff
+	if q.Len() != 0 {
+		t.Fatal("Nudge bypassed the backoff")
+	}
+	q.Add("k") // a change of desired state
+	if q.Len() != 1 {
+		t.Fatal("Add must not wait for the backoff")
+	}
+	k, _ := q.Get()
+	q.Done(k)
+	q.Forget(k)
+	q.Nudge("k")
+	if q.Len() != 1 {
+		t.Fatal("Nudge after Forget must queue at once")
+	}
+}

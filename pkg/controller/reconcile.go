@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,9 +47,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 
 	// Make the function known to the proxy at once, so a request racing the
 	// first replica waits for it instead of getting 404.
-	if _, ok := c.eps.Lookup(key); !ok {
-		c.eps.Set(key, nil)
-	}
+	c.markKnown(key)
 	if t, err := proxy.TimeoutsFromEnv(fn.Spec.EnvVars); err == nil {
 		c.eps.SetTimeouts(key, t)
 	} else {
@@ -60,7 +59,15 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 	prev, _ := c.board.Get(key)
 	steady := prev.LastResult == "converged" && prev.ObservedGeneration == fn.Generation
 
-	hash := SpecHash(fn.Spec)
+	secrets, err := c.functionSecrets(ctx, fn)
+	if err != nil {
+		// Running replicas keep serving with the files they were given;
+		// nothing new can start without them.
+		c.setReason(key, fn, prev.SpecHash, secretReason(err))
+		return Result{}, err
+	}
+	hash := SpecHash(fn.Spec, secretInfos(secrets)...)
+	c.forgetOldCrashes(key, hash, log)
 	if _, err := c.containerSpec(fn, hash, 0); err != nil {
 		c.setReason(key, fn, hash, "InvalidSpec")
 		return Result{}, Terminal(fmt.Errorf("function %s: %w", key, err))
@@ -70,7 +77,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 		return Result{}, err
 	}
 	netName := c.networkName(ns, name)
-	if err := c.ensureNetwork(ctx, key, ns, name, netName, steady, log); err != nil {
+	if err := c.ensureNetwork(ctx, key, ns, name, netName, log); err != nil {
 		c.setReason(key, fn, hash, "NetworkError")
 		return Result{}, err
 	}
@@ -80,6 +87,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 		c.metrics.dockerError("list")
 		return Result{}, err
 	}
+	c.countVanished(key, list, log)
 	replicas, err := c.observe(ctx, key, hash, netName, list, log)
 	if err != nil {
 		return Result{}, err
@@ -88,13 +96,14 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 	// readiness, and a probe of a dying replica may take its full timeout.
 	want := int(fn.Replicas)
 	var errs []error
-	created, waitCrash, err := c.scaleUp(ctx, key, fn, hash, replicas, want, steady, log)
+	created, waitCrash, err := c.scaleUp(ctx, key, fn, hash, secrets, replicas, want, log)
 	errs = append(errs, err)
 	c.probe(ctx, replicas, netName)
 	c.scaleDown(key, replicas, want, steady, log)
 	c.roll(key, replicas, want, log)
 	drainWait, err := c.stopDrained(ctx, key, list, log)
 	errs = append(errs, err)
+	c.rememberReplicas(key, replicas)
 
 	ready := c.publish(key, replicas, netName)
 	converged := c.updateStatus(key, fn, hash, replicas, ready, want, created)
@@ -126,6 +135,12 @@ func (c *Controller) observe(ctx context.Context, key, hash, netName string, lis
 		case docker.StateRunning:
 			r := &replica{Container: ct, current: ct.Labels[docker.LabelSpecHash] == hash, slot: slotOf(ct)}
 			r.draining = c.isDraining(ct.ID)
+			if !r.draining && !c.madeHere(ct) {
+				// A copy made by hand is no replica of ours: drain it
+				// like a surplus one (see madeHere).
+				c.drift("extra_replica")
+				c.drain(r, clog, "carries our labels but was not created by this daemon")
+			}
 			if _, ok := ct.Networks[netName]; !ok && !r.draining {
 				clog.Warn("replica lost its network; reconnecting")
 				if err := c.engine.ConnectNetwork(ctx, netName, ct.ID); err != nil {
@@ -141,8 +156,13 @@ func (c *Controller) observe(ctx context.Context, key, hash, netName string, lis
 		case docker.StateRemoving:
 			// Docker is already removing it.
 		default:
-			if !c.isDraining(ct.ID) && ct.State != docker.StateCreated && ct.Labels[docker.LabelSpecHash] == hash {
-				c.recordCrash(key)
+			if !c.isDraining(ct.ID) && !c.madeHere(ct) {
+				// Not a replica that exited: a copy made by hand, which
+				// must not count as a crash of the function.
+				c.drift("extra_replica")
+				clog.WithField("state", ct.State).Warn("removing a container that carries our labels but was not created by this daemon")
+			} else if !c.isDraining(ct.ID) && ct.State != docker.StateCreated && ct.Labels[docker.LabelSpecHash] == hash {
+				c.recordCrash(key, hash)
 				c.drift("replica_exited")
 				clog.WithField("state", ct.State).Warn("replica exited; replacing it")
 			} else if !c.isDraining(ct.ID) {
@@ -185,7 +205,7 @@ func (c *Controller) probe(ctx context.Context, replicas []*replica, netName str
 
 // scaleUp creates missing replicas of the current spec, unless the function
 // is in crash backoff, in which case it says how long to wait.
-func (c *Controller) scaleUp(ctx context.Context, key string, fn store.Function, hash string, replicas []*replica, want int, steady bool, log logrus.FieldLogger) (int, time.Duration, error) {
+func (c *Controller) scaleUp(ctx context.Context, key string, fn store.Function, hash string, secrets []store.Secret, replicas []*replica, want int, log logrus.FieldLogger) (int, time.Duration, error) {
 	used := map[int]bool{}
 	have := 0
 	for _, r := range replicas {
@@ -202,34 +222,39 @@ func (c *Controller) scaleUp(ctx context.Context, key string, fn store.Function,
 		log.WithField("retry_in", wait.Round(time.Millisecond)).Info("replica keeps exiting; backing off before replacing it")
 		return 0, wait, nil
 	}
-	created := 0
+	attempted, started := 0, 0
 	var errs []error
-	for slot := 0; created < missing; slot++ {
+	for slot := 0; attempted < missing; slot++ {
 		if used[slot] {
 			continue
 		}
 		spec, err := c.containerSpec(fn, hash, slot)
 		if err != nil {
-			return created, 0, Terminal(err)
+			return attempted, 0, Terminal(err)
 		}
-		if err := c.createAndStart(ctx, spec, log); err != nil {
+		attempted++
+		if err := c.createAndStart(ctx, spec, secrets, log); err != nil {
 			errs = append(errs, err)
+			continue
 		}
-		created++
+		started++
 	}
-	if created > 0 {
-		if steady {
-			c.drift("replica_missing")
+	if started > 0 {
+		// Drift (replica_missing) is counted where the loss is seen, by
+		// countVanished: a creation may follow a crash, counted apart.
+		log.WithField("replicas", want).Infof("started %d replica(s)", started)
+		if raised := raisedToDockerMinimum(fn.Spec); raised != "" {
+			log.WithField("asked", raised).Info("memory below Docker's 6 MB minimum: containers get 6 MB; the function reports what was deployed")
 		}
-		log.WithField("replicas", want).Infof("started %d replica(s)", created)
 	}
-	return created, 0, errors.Join(errs...)
+	return attempted, 0, errors.Join(errs...)
 }
 
 // createAndStart is idempotent: a name conflict means an earlier attempt got
 // as far as creating the container, which is then removed and made again
 // (names embed the spec hash, so it cannot be a replica of another spec).
-func (c *Controller) createAndStart(ctx context.Context, spec docker.ContainerSpec, log logrus.FieldLogger) error {
+// The secrets are copied in between create and start.
+func (c *Controller) createAndStart(ctx context.Context, spec docker.ContainerSpec, secrets []store.Secret, log logrus.FieldLogger) error {
 	id, err := c.engine.CreateContainer(ctx, spec)
 	if errors.Is(err, docker.ErrConflict) {
 		if err := c.removeByName(ctx, spec.Name); err != nil {
@@ -239,6 +264,10 @@ func (c *Controller) createAndStart(ctx context.Context, spec docker.ContainerSp
 	}
 	if err != nil {
 		c.metrics.dockerError("create")
+		return err
+	}
+	if err := c.copySecrets(ctx, id, secrets); err != nil {
+		_ = c.remove(ctx, id)
 		return err
 	}
 	if err := c.engine.StartContainer(ctx, id); err != nil {
@@ -358,6 +387,12 @@ func (c *Controller) stopDrained(ctx context.Context, key string, list []docker.
 			}
 			continue
 		}
+		if c.drainBusy(ct, since, log) {
+			if next == 0 || c.cfg.ProbeInterval < next {
+				next = c.cfg.ProbeInterval
+			}
+			continue
+		}
 		if ct.State == docker.StateRunning {
 			if err := c.engine.StopContainer(ctx, ct.ID, c.cfg.StopTimeout); err != nil && !errors.Is(err, docker.ErrNotFound) {
 				c.metrics.dockerError("stop")
@@ -383,6 +418,9 @@ func (c *Controller) remove(ctx context.Context, id string) error {
 	c.mu.Lock()
 	delete(c.draining, id)
 	c.mu.Unlock()
+	if c.inflight != nil {
+		c.inflight.ForgetReplica(id)
+	}
 	return nil
 }
 
@@ -448,6 +486,7 @@ func (c *Controller) updateStatus(key string, fn store.Function, hash string, re
 		s.SpecHash = hash
 		s.Restarts = restarts
 		s.Reason = reason
+		s.Replicas = replicaStatuses(replicas)
 	})
 	return converged
 }
@@ -461,12 +500,12 @@ func (c *Controller) setReason(key string, fn store.Function, hash, reason strin
 	})
 }
 
-func (c *Controller) recordCrash(key string) {
+func (c *Controller) recordCrash(key, hash string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cs := c.crashes[key]
-	if cs == nil {
-		cs = &crashState{}
+	if cs == nil || cs.hash != hash {
+		cs = &crashState{hash: hash}
 		c.crashes[key] = cs
 	}
 	cs.count++
@@ -522,32 +561,74 @@ func (c *Controller) ensureImage(ctx context.Context, ref string, log logrus.Fie
 }
 
 // ensureNetwork makes sure the function's own bridge network exists.
-func (c *Controller) ensureNetwork(ctx context.Context, key, ns, name, netName string, steady bool, log logrus.FieldLogger) error {
+func (c *Controller) ensureNetwork(ctx context.Context, key, ns, name, netName string, log logrus.FieldLogger) error {
 	nets, err := c.engine.ListNetworks(ctx, c.keyLabels(ns, name))
 	if err != nil {
 		c.metrics.dockerError("list-networks")
 		return err
 	}
-	for _, n := range nets {
-		if n.Name == netName {
-			c.rememberNetwork(netName, key)
-			return nil
+	if n, ok, err := c.oneNetwork(ctx, nets, netName, log); ok || err != nil {
+		if err != nil {
+			return err
 		}
+		c.rememberNetwork(netName, key)
+		return c.joinSelf(ctx, n, log)
 	}
-	_, err = c.engine.CreateNetwork(ctx, netName, c.keyLabels(ns, name))
+	// Known before but missing now: someone removed it. Asked before the
+	// create, which makes it known.
+	knew := c.knowsNetwork(netName, key)
+	id, err := c.engine.CreateNetwork(ctx, netName, c.keyLabels(ns, name))
 	if errors.Is(err, docker.ErrConflict) {
 		return fmt.Errorf("network %s exists but is not managed by this dockerfaasd instance: %w", netName, err)
 	}
 	if err != nil {
 		c.metrics.dockerError("create-network")
+		if strings.Contains(err.Error(), "non-overlapping IPv4 address pool") {
+			return fmt.Errorf("%w (every function has its own network: give Docker more address pools, see docs/operations.md)", err)
+		}
 		return err
 	}
 	c.rememberNetwork(netName, key)
-	if steady {
+	if knew {
 		c.drift("network_missing")
 	}
 	log.WithField("network", netName).Info("network created")
-	return nil
+	return c.joinSelf(ctx, docker.Network{ID: id, Name: netName}, log)
+}
+
+// oneNetwork picks the function's network among nets, removing duplicates.
+// Docker's check for a duplicate name is not atomic: a create still running
+// in Docker when a previous daemon was killed can race this daemon's own,
+// and leave two networks of one name, after which every container start
+// fails with "network ... is ambiguous" for good. The one kept is the one
+// with the most containers (then the lowest ID, so every run picks the
+// same); the others are ours by label and removed. ok is false when there
+// is none.
+func (c *Controller) oneNetwork(ctx context.Context, nets []docker.Network, netName string, log logrus.FieldLogger) (docker.Network, bool, error) {
+	var same []docker.Network
+	for _, n := range nets {
+		if n.Name == netName {
+			same = append(same, n)
+		}
+	}
+	if len(same) == 0 {
+		return docker.Network{}, false, nil
+	}
+	sort.Slice(same, func(i, j int) bool {
+		if len(same[i].Containers) != len(same[j].Containers) {
+			return len(same[i].Containers) > len(same[j].Containers)
+		}
+		return same[i].ID < same[j].ID
+	})
+	for _, n := range same[1:] {
+		if err := c.engine.RemoveNetwork(ctx, n.ID); err != nil && !errors.Is(err, docker.ErrNotFound) {
+			c.metrics.dockerError("remove-network")
+			return docker.Network{}, false, fmt.Errorf("remove duplicate network %s (%s): %w", netName, n.ID, err)
+		}
+		c.drift("network_duplicate")
+		log.WithFields(logrus.Fields{"network": netName, "id": n.ID, "kept": same[0].ID}).Warn("removed a duplicate of the function's network")
+	}
+	return same[0], true, nil
 }
 
 func (c *Controller) rememberNetwork(name, key string) {
@@ -584,6 +665,9 @@ func (c *Controller) teardown(ctx context.Context, key, ns, name string) error {
 		return err
 	}
 	for _, n := range nets {
+		if err := c.leaveSelf(ctx, n); err != nil {
+			return err
+		}
 		if err := c.engine.RemoveNetwork(ctx, n.ID); err != nil && !errors.Is(err, docker.ErrNotFound) {
 			c.metrics.dockerError("remove-network")
 			return err
@@ -599,6 +683,7 @@ func (c *Controller) teardown(ctx context.Context, key, ns, name string) error {
 		}
 	}
 	c.board.Delete(key)
+	c.forgetReplicas(key)
 	c.mu.Lock()
 	delete(c.crashes, key)
 	c.mu.Unlock()

@@ -137,7 +137,7 @@ func TestReconcileCreatesNetworkReplicasAndPublishes(t *testing.T) {
 	if res := f.reconcile(key, 5); res.RequeueAfter != 0 {
 		t.Fatalf("not converged: %+v", res)
 	}
-	if got := f.eng.NetworkNames(); !slices.Equal(got, []string{"t-openfaas-fn-hello"}) {
+	if got := f.eng.NetworkNames(); !slices.Equal(got, []string{"t-hello.openfaas-fn"}) {
 		t.Fatalf("networks = %v", got)
 	}
 	names := f.running("t-hello.openfaas-fn-")
@@ -176,7 +176,7 @@ func TestReconcileCreatesNetworkReplicasAndPublishes(t *testing.T) {
 		{"instance", spec.Labels[docker.LabelInstance], "t"},
 		{"function", spec.Labels[docker.LabelFunction], "hello"},
 		{"namespace", spec.Labels[docker.LabelNamespace], "openfaas-fn"},
-		{"network", spec.Network, "t-openfaas-fn-hello"},
+		{"network", spec.Network, "t-hello.openfaas-fn"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -333,8 +333,8 @@ func TestDriftIsHealed(t *testing.T) {
 	}{
 		{"container removed", func(f *fixture, id string) { _ = f.eng.RemoveContainer(context.Background(), id) }, "replica_missing"},
 		{"container exited", func(f *fixture, id string) { f.eng.SetState(id, docker.StateExited) }, "replica_exited"},
-		{"disconnected", func(f *fixture, id string) { f.eng.Disconnect(id, "t-openfaas-fn-fn") }, "network_disconnected"},
-		{"network removed", func(f *fixture, id string) { f.eng.RemoveNetworkBehindBack("t-openfaas-fn-fn") }, "network_missing"},
+		{"disconnected", func(f *fixture, id string) { f.eng.Disconnect(id, "t-fn.openfaas-fn") }, "network_disconnected"},
+		{"network removed", func(f *fixture, id string) { f.eng.RemoveNetworkBehindBack("t-fn.openfaas-fn") }, "network_missing"},
 		{"extra replica", func(f *fixture, id string) {
 			list, _ := f.eng.ListContainers(context.Background(), nil)
 			extra := list[0]
@@ -447,7 +447,7 @@ func TestCreateNameConflict(t *testing.T) {
 			f := newFixture(t)
 			d := deployment("fn")
 			key := f.deploy(d, 1)
-			if _, err := f.eng.CreateNetwork(context.Background(), "t-openfaas-fn-fn", f.c.keyLabels("openfaas-fn", "fn")); err != nil {
+			if _, err := f.eng.CreateNetwork(context.Background(), "t-fn.openfaas-fn", f.c.keyLabels("openfaas-fn", "fn")); err != nil {
 				t.Fatal(err)
 			}
 			fn, _ := f.st.Get(context.Background(), key)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/openfaas/faas-provider/types"
 
@@ -41,11 +42,17 @@ type hashInput struct {
 	Limits      *types.FunctionResources `json:"limits,omitempty"`
 	Requests    *types.FunctionResources `json:"requests,omitempty"`
 	ReadOnly    bool                     `json:"readOnly,omitempty"`
+	// SecretRevisions maps each listed secret to its store revision, so a
+	// changed secret rolls the function. The revision, not a digest of the
+	// value: the hash is a container label, and a short digest of a
+	// low-entropy secret could be guessed offline.
+	SecretRevisions map[string]uint64 `json:"secretRevisions,omitempty"`
 }
 
-// SpecHash returns a short stable hash of the container-shaping parts of spec.
-// encoding/json sorts map keys, so equal specs hash equally.
-func SpecHash(spec types.FunctionDeployment) string {
+// SpecHash returns a short stable hash of the container-shaping parts of spec
+// and of the revisions of the secrets it lists (pass them all; the values are
+// not used). encoding/json sorts map keys, so equal specs hash equally.
+func SpecHash(spec types.FunctionDeployment, secrets ...store.SecretInfo) string {
 	in := hashInput{
 		Version:     templateVersion,
 		Image:       spec.Image,
@@ -57,6 +64,12 @@ func SpecHash(spec types.FunctionDeployment) string {
 		ReadOnly:    spec.ReadOnlyRootFilesystem,
 		Labels:      deref(spec.Labels),
 		Annotations: deref(spec.Annotations),
+	}
+	for _, s := range secrets {
+		if in.SecretRevisions == nil {
+			in.SecretRevisions = make(map[string]uint64, len(secrets))
+		}
+		in.SecretRevisions[s.Name] = s.Revision
 	}
 	b, _ := json.Marshal(in) // cannot fail: only strings, maps and slices
 	sum := sha256.Sum256(b)
@@ -72,9 +85,15 @@ func deref(m *map[string]string) map[string]string {
 
 // keyLabels selects everything that belongs to one function of this instance.
 func (c *Controller) keyLabels(ns, name string) map[string]string {
+	return functionLabels(c.cfg.Instance, ns, name)
+}
+
+// functionLabels selects everything that belongs to one function of the
+// daemon instance; the log service uses it too.
+func functionLabels(instance, ns, name string) map[string]string {
 	return map[string]string{
 		docker.LabelManaged:   "true",
-		docker.LabelInstance:  c.cfg.Instance,
+		docker.LabelInstance:  instance,
 		docker.LabelNamespace: ns,
 		docker.LabelFunction:  name,
 	}
@@ -85,9 +104,13 @@ func (c *Controller) instanceLabels() map[string]string {
 	return map[string]string{docker.LabelManaged: "true", docker.LabelInstance: c.cfg.Instance}
 }
 
-// networkName is the per-function bridge network.
+// networkName is the per-function bridge network, PREFIX-NAME.NAMESPACE.
+// The dot keeps keys apart: names and namespaces are DNS labels without
+// dots, whereas joined with '-' namespace a-b's function c and namespace
+// a's function b-c would both be PREFIX-a-b-c, and Docker then refuses to
+// attach to the ambiguous name.
 func (c *Controller) networkName(ns, name string) string {
-	return fmt.Sprintf("%s-%s-%s", c.cfg.NetworkPrefix, ns, name)
+	return fmt.Sprintf("%s-%s.%s", c.cfg.NetworkPrefix, name, ns)
 }
 
 // containerName is deterministic so that a create retried after a crash hits
@@ -135,6 +158,12 @@ func (c *Controller) containerSpec(fn store.Function, hash string, slot int) (do
 	if spec.ReadOnlyRootFilesystem {
 		cs.Tmpfs = map[string]string{"/tmp": "rw,nosuid,nodev"}
 	}
+	if len(spec.Secrets) > 0 {
+		// An anonymous volume: Docker copies files into a volume of a
+		// created container even when its root filesystem is read-only
+		// (copySecrets), and removes it with the container.
+		cs.Volumes = []string{SecretsDir}
+	}
 	if err := applyResources(&cs, spec.Limits, spec.Requests); err != nil {
 		return docker.ContainerSpec{}, err
 	}
@@ -164,7 +193,7 @@ func applyResources(cs *docker.ContainerSpec, limits, requests *types.FunctionRe
 		if err != nil {
 			return fmt.Errorf("requests.memory: %w", err)
 		}
-		cs.MemoryReservation = b
+		cs.MemoryReservation = max(b, minMemory) // Docker's minimum applies here too
 		if cs.Memory > 0 && cs.MemoryReservation > cs.Memory {
 			cs.MemoryReservation = cs.Memory // Docker refuses a reservation above the limit
 		}
@@ -177,4 +206,22 @@ func applyResources(cs *docker.ContainerSpec, limits, requests *types.FunctionRe
 		cs.CPUShares = max(m*1024/1000, 2) // Docker's minimum share is 2
 	}
 	return nil
+}
+
+// raisedToDockerMinimum names the memory settings of spec that Docker would
+// refuse as too small and that containerSpec raises to its minimum.
+func raisedToDockerMinimum(spec types.FunctionDeployment) string {
+	var raised []string
+	for _, r := range []struct {
+		field string
+		res   *types.FunctionResources
+	}{{"limits.memory", spec.Limits}, {"requests.memory", spec.Requests}} {
+		if r.res == nil || r.res.Memory == "" {
+			continue
+		}
+		if b, err := quantity.ParseBytes(r.res.Memory); err == nil && b < minMemory {
+			raised = append(raised, r.field+" "+r.res.Memory)
+		}
+	}
+	return strings.Join(raised, " and ")
 }

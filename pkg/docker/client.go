@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -156,6 +157,14 @@ func (d *Client) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 	}
 	if pids > 0 {
 		host.Resources.PidsLimit = &pids
+	}
+	if len(s.Volumes) > 0 {
+		// Config.Volumes, not a Mounts entry: Docker 20.10 removes only
+		// these anonymous volumes with the container (RemoveVolumes).
+		cfg.Volumes = make(map[string]struct{}, len(s.Volumes))
+		for _, v := range s.Volumes {
+			cfg.Volumes[v] = struct{}{}
+		}
 	}
 	for target, source := range s.Mounts {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: source, Target: target, ReadOnly: true})
@@ -318,4 +327,31 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// ContainerStats takes one sample of a container's resource use without
+// waiting for a second one (Docker's one-shot mode).
+func (d *Client) ContainerStats(ctx context.Context, id string) (Stats, error) {
+	if err := d.ready(ctx); err != nil {
+		return Stats{}, err
+	}
+	r, err := d.c.ContainerStatsOneShot(ctx, id)
+	if err != nil {
+		return Stats{}, wrap("stats "+short(id), err)
+	}
+	defer r.Body.Close()
+	var v container.StatsResponse
+	if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+		return Stats{}, wrap("stats "+short(id), err)
+	}
+	mem := v.MemoryStats.Usage
+	// Page cache is reclaimable; docker stats leaves it out too (cgroup v2
+	// calls it inactive_file, v1 total_inactive_file).
+	for _, k := range []string{"inactive_file", "total_inactive_file"} {
+		if c, ok := v.MemoryStats.Stats[k]; ok && c <= mem {
+			mem -= c
+			break
+		}
+	}
+	return Stats{CPUTotal: time.Duration(v.CPUStats.CPUUsage.TotalUsage), Memory: mem, Read: v.Read}, nil
 }

@@ -6,6 +6,7 @@ package docker
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -67,6 +68,20 @@ type ContainerSpec struct {
 	Tmpfs          map[string]string
 	// Mounts are read-only bind mounts, target → source.
 	Mounts map[string]string
+	// Volumes are the targets of anonymous volumes, removed with the
+	// container. Files can be copied into one before the container starts
+	// even when the root filesystem is read-only (see CopyToContainer).
+	Volumes []string
+}
+
+// Stats is one sample of a container's resource use.
+type Stats struct {
+	// CPUTotal is the CPU time used since the container started.
+	CPUTotal time.Duration
+	// Memory is the memory in use, page cache excluded (as `docker stats` shows it).
+	Memory uint64
+	// Read is when the sample was taken.
+	Read time.Time
 }
 
 // Network is a Docker network.
@@ -104,6 +119,12 @@ type Engine interface {
 	CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error)
 	RemoveNetwork(ctx context.Context, id string) error
 	ConnectNetwork(ctx context.Context, network, container string) error
+	// CopyToContainer extracts a tar archive into dir, a directory that
+	// exists in the container, keeping the modes and owners in the archive.
+	// It works on a created container that has not started yet. Like
+	// Docker, it refuses a dir on a read-only root filesystem unless dir is
+	// in one of the container's volumes.
+	CopyToContainer(ctx context.Context, id, dir string, archive io.Reader) error
 	ImageExists(ctx context.Context, ref string) (bool, error)
 	PullImage(ctx context.Context, ref string) error
 	// Events streams events of the given types whose labels include labels

@@ -763,7 +763,7 @@ func TestStreamingResponseFlushed(t *testing.T) {
 		{name: "server-sent events", contentType: "text/event-stream"},
 		{name: "chunked ndjson", contentType: "application/x-ndjson"},
 		// ReverseProxy flushes SSE and unsized bodies by itself; only
-		// FlushInterval -1 makes a slow sized body flow too.
+		// a FlushInterval other than 0 makes a slow sized body flow too.
 		{name: "sized body", contentType: "application/octet-stream", sized: true},
 	}
 	for _, tt := range tests {

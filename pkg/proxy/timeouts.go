@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -20,6 +21,11 @@ func ParseTimeout(v string) (time.Duration, error) {
 	if n, err := strconv.Atoi(v); err == nil {
 		if n < 0 {
 			return 0, fmt.Errorf("timeout %q is negative", v)
+		}
+		// Beyond this the multiplication wraps around to a negative
+		// duration; time.ParseDuration refuses the same range.
+		if n > int(math.MaxInt64/int64(time.Second)) {
+			return 0, fmt.Errorf("timeout %q is too large", v)
 		}
 		return time.Duration(n) * time.Second, nil
 	}

@@ -26,6 +26,30 @@ type Function struct {
 	// Reason says in a few words why the function is not converged, e.g.
 	// "CrashLoopBackOff" or "ImageNotFound"; empty when all is well.
 	Reason string `json:"reason,omitempty"`
+	// Replicas are the running containers as last observed. The slice is
+	// replaced, never modified, so copies handed out by Board stay valid.
+	Replicas []Replica `json:"replicas,omitempty"`
+}
+
+// Replica states shown on /debug/reconcile.
+const (
+	// ReplicaReady answers its readiness probe and receives traffic.
+	ReplicaReady = "ready"
+	// ReplicaStarting runs but has not passed its readiness probe yet.
+	ReplicaStarting = "starting"
+	// ReplicaDraining left the endpoint set and is stopped after a grace period.
+	ReplicaDraining = "draining"
+)
+
+// Replica is one running container of a function.
+type Replica struct {
+	Name string `json:"name"`
+	// ID is the short (12 character) container ID, as docker ps shows it.
+	ID    string `json:"id"`
+	Slot  int    `json:"slot"`
+	State string `json:"state"`
+	// CurrentSpec is false for a replica of an older spec (a rolling update).
+	CurrentSpec bool `json:"currentSpec"`
 }
 
 // Board is a concurrency-safe map of function statuses.

@@ -36,18 +36,24 @@ var (
 type Bolt struct {
 	db       *bolt.DB
 	watchers watchers
+	sealer   *sealer // encrypts secret values (secrets.go)
 }
 
 var _ Store = (*Bolt)(nil)
 
 // Open opens the state file at path, creating it (mode 0600) and its parent
 // directory (mode 0700) when missing. It fails after a few seconds when
-// another process holds the file.
+// another process holds the file. Secret values are encrypted with the key
+// in DefaultKeyFile(path), created on first open (see OpenWithKeyFile).
 func Open(path string) (*Bolt, error) {
 	return open(path, lockTimeout)
 }
 
 func open(path string, timeout time.Duration) (*Bolt, error) {
+	return openWith(path, DefaultKeyFile(path), timeout)
+}
+
+func openWith(path, keyFile string, timeout time.Duration) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
@@ -63,7 +69,12 @@ func open(path string, timeout time.Duration) (*Bolt, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
-	return &Bolt{db: db}, nil
+	sl, err := useSecretsKey(db, keyFile)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	return &Bolt{db: db, sealer: sl}, nil
 }
 
 // initSchema creates the buckets and records, or checks, the schema version.
@@ -83,7 +94,10 @@ func initSchema(tx *bolt.Tx) error {
 	if _, err := tx.CreateBucketIfNotExists(functionsBucket); err != nil {
 		return fmt.Errorf("create functions bucket: %w", err)
 	}
-	return nil
+	if err := initSecrets(tx); err != nil {
+		return err
+	}
+	return initNamespaces(tx)
 }
 
 // Get implements Store.
@@ -139,38 +153,44 @@ func (s *Bolt) List(ctx context.Context, namespace string) ([]Function, error) {
 
 // Create implements Store.
 func (s *Bolt) Create(ctx context.Context, spec types.FunctionDeployment, replicas uint64) (Function, error) {
-	_, key, err := keyOf(spec)
+	ns, key, err := keyOf(spec)
 	if err != nil {
 		return Function{}, err
 	}
-	return s.write(ctx, key, func(t table) (Function, bool, error) {
-		f, err := createIn(t, spec, replicas, now())
+	return s.write(ctx, key, func(tx *bolt.Tx) (Function, bool, error) {
+		if err := namespaceIn(tx.Bucket(namespacesBucket), ns); err != nil {
+			return Function{}, false, err
+		}
+		f, err := createIn(tx.Bucket(functionsBucket), spec, replicas, now())
 		return f, err == nil, err
 	})
 }
 
 // Update implements Store.
 func (s *Bolt) Update(ctx context.Context, spec types.FunctionDeployment, clamp func(current uint64) uint64) (Function, error) {
-	_, key, err := keyOf(spec)
+	ns, key, err := keyOf(spec)
 	if err != nil {
 		return Function{}, err
 	}
-	return s.write(ctx, key, func(t table) (Function, bool, error) {
-		return updateIn(t, spec, clamp, now())
+	return s.write(ctx, key, func(tx *bolt.Tx) (Function, bool, error) {
+		if err := namespaceIn(tx.Bucket(namespacesBucket), ns); err != nil {
+			return Function{}, false, err
+		}
+		return updateIn(tx.Bucket(functionsBucket), spec, clamp, now())
 	})
 }
 
 // Scale implements Store.
 func (s *Bolt) Scale(ctx context.Context, key string, replicas uint64) (Function, error) {
-	return s.write(ctx, key, func(t table) (Function, bool, error) {
-		return scaleIn(t, key, replicas, now())
+	return s.write(ctx, key, func(tx *bolt.Tx) (Function, bool, error) {
+		return scaleIn(tx.Bucket(functionsBucket), key, replicas, now())
 	})
 }
 
 // Delete implements Store.
 func (s *Bolt) Delete(ctx context.Context, key string) error {
-	_, err := s.write(ctx, key, func(t table) (Function, bool, error) {
-		return Function{}, true, deleteIn(t, key)
+	_, err := s.write(ctx, key, func(tx *bolt.Tx) (Function, bool, error) {
+		return Function{}, true, deleteIn(tx.Bucket(functionsBucket), key)
 	})
 	return err
 }
@@ -183,12 +203,14 @@ func (s *Bolt) Watch(ctx context.Context, opts ...WatchOption) *Watcher {
 // Close closes the state file. Writes in flight finish first.
 func (s *Bolt) Close() error { return s.db.Close() }
 
-// write runs op in one write transaction. When op changed something, the
-// transaction commits (and fsyncs) and watchers are told about key from the
-// commit handler, so they never see uncommitted state; bbolt runs that
-// handler in the writer's goroutine, which is why notify must not block.
-// When op changed nothing the transaction is rolled back: no write at all.
-func (s *Bolt) write(ctx context.Context, key string, op func(t table) (Function, bool, error)) (Function, error) {
+// write runs op in one write transaction; op reaches every bucket it needs
+// through tx, so a check across buckets (does the namespace exist?) commits
+// atomically with the write. When op changed something, the transaction
+// commits (and fsyncs) and watchers are told about key from the commit
+// handler, so they never see uncommitted state; bbolt runs that handler in
+// the writer's goroutine, which is why notify must not block. When op
+// changed nothing the transaction is rolled back: no write at all.
+func (s *Bolt) write(ctx context.Context, key string, op func(tx *bolt.Tx) (Function, bool, error)) (Function, error) {
 	if err := ctx.Err(); err != nil {
 		return Function{}, fmt.Errorf("function %q: %w", key, err)
 	}
@@ -198,7 +220,7 @@ func (s *Bolt) write(ctx context.Context, key string, op func(t table) (Function
 	)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var changed bool
-		f, changed, opErr = op(tx.Bucket(functionsBucket))
+		f, changed, opErr = op(tx)
 		switch {
 		case opErr != nil:
 			return opErr

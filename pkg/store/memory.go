@@ -20,13 +20,19 @@ type Memory struct {
 	records  map[string][]byte // key -> JSON; values are never mutated, only replaced
 	seq      uint64            // last revision handed out
 	watchers watchers
+
+	// namespaces maps name -> JSON types.FunctionNamespace, like records;
+	// guarded by mu.
+	namespaces map[string][]byte
+	// secrets is the secrets bucket (secrets.go); guarded by mu.
+	secrets memSecrets
 }
 
 var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory Store.
 func NewMemory() *Memory {
-	return &Memory{records: make(map[string][]byte)}
+	return &Memory{records: make(map[string][]byte), namespaces: make(map[string][]byte), secrets: newMemSecrets()}
 }
 
 // Get implements Store.
@@ -76,11 +82,15 @@ func (m *Memory) List(ctx context.Context, namespace string) ([]Function, error)
 
 // Create implements Store.
 func (m *Memory) Create(ctx context.Context, spec types.FunctionDeployment, replicas uint64) (Function, error) {
-	_, key, err := keyOf(spec)
+	ns, key, err := keyOf(spec)
 	if err != nil {
 		return Function{}, err
 	}
 	return m.write(ctx, key, func(t table) (Function, bool, error) {
+		// write holds m.mu, so the check and the create are one step.
+		if err := namespaceIn(mapGetter(m.namespaces), ns); err != nil {
+			return Function{}, false, err
+		}
 		f, err := createIn(t, spec, replicas, now())
 		return f, err == nil, err
 	})
@@ -88,11 +98,14 @@ func (m *Memory) Create(ctx context.Context, spec types.FunctionDeployment, repl
 
 // Update implements Store.
 func (m *Memory) Update(ctx context.Context, spec types.FunctionDeployment, clamp func(current uint64) uint64) (Function, error) {
-	_, key, err := keyOf(spec)
+	ns, key, err := keyOf(spec)
 	if err != nil {
 		return Function{}, err
 	}
 	return m.write(ctx, key, func(t table) (Function, bool, error) {
+		if err := namespaceIn(mapGetter(m.namespaces), ns); err != nil {
+			return Function{}, false, err
+		}
 		return updateIn(t, spec, clamp, now())
 	})
 }

@@ -72,21 +72,28 @@ func SplitKey(key string) (namespace, name string, err error) {
 // Store is desired state. All methods are safe for concurrent use and every
 // successful write is durable (fsynced) before the method returns.
 type Store interface {
+	// Namespaces keeps the namespaces functions live in (namespaces.go).
+	Namespaces
+	// Secrets keeps secrets, encrypted at rest (secrets.go).
+	Secrets
+
 	// Get returns the function under key or an error wrapping ErrNotFound.
 	Get(ctx context.Context, key string) (Function, error)
 	// List returns all functions in namespace, or in all namespaces when
 	// namespace is "", sorted by key.
 	List(ctx context.Context, namespace string) ([]Function, error)
 	// Create stores a new function with the given desired replicas; it fails
-	// with ErrConflict when the key exists, and with an error matching no
-	// sentinel when spec has no name or its namespace contains '/' (the key
-	// would not survive SplitKey). Generation starts at 1.
+	// with ErrConflict when the key exists, with ErrNamespaceNotFound when
+	// its namespace does not exist, and with an error matching no sentinel
+	// when spec has no name or its namespace contains '/' (the key would not
+	// survive SplitKey). Generation starts at 1.
 	//
 	// Create, Update and Scale return the record exactly as a later Get
 	// would. A write that changes nothing writes nothing: it keeps Revision
 	// and UpdatedAt and does not wake watchers.
 	Create(ctx context.Context, spec types.FunctionDeployment, replicas uint64) (Function, error)
-	// Update replaces the spec of an existing function (ErrNotFound otherwise).
+	// Update replaces the spec of an existing function (ErrNotFound
+	// otherwise; ErrNamespaceNotFound when its namespace does not exist).
 	// replicas is applied through the clamp function, which receives the
 	// current replicas and returns the new ones (nil keeps them). Generation
 	// is bumped only when the spec or the replicas actually change. clamp
@@ -100,7 +107,8 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 	// Watch returns a Watcher that receives the key of every committed change
 	// from now on, until ctx is done; after that its Next returns
-	// context.Canceled.
+	// context.Canceled. A changed secret is reported as SecretWatchKey, never
+	// as a function key.
 	Watch(ctx context.Context, opts ...WatchOption) *Watcher
 	// Close releases the store.
 	Close() error

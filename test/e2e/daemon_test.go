@@ -494,7 +494,7 @@ func (d *daemon) client() *sdk.Client {
 
 // networkName is the Docker network the daemon should create for a function.
 func (d *daemon) networkName(ns, fn string) string {
-	return d.network + "-" + ns + "-" + fn
+	return d.network + "-" + fn + "." + ns
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

@@ -25,6 +25,12 @@ type Engine struct {
 	actions    []string
 	seq        int
 	subs       []chan docker.Event
+	stats      map[string]docker.Stats
+	files      map[string]map[string]File // container ID → path → file (copy.go)
+	// logs holds what each container wrote (see WriteLog); logWake is
+	// closed and replaced on every write to wake followers.
+	logs    map[string][]logLine
+	logWake chan struct{}
 	// Fail, when set, is consulted before every call; a non-nil error is
 	// returned instead of doing the call (op is e.g. "create", "start").
 	Fail func(op, arg string) error
@@ -440,4 +446,27 @@ func copyMap(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// SetStats sets what ContainerStats reports for id.
+func (e *Engine) SetStats(id string, st docker.Stats) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stats == nil {
+		e.stats = map[string]docker.Stats{}
+	}
+	e.stats[id] = st
+}
+
+// ContainerStats returns what SetStats recorded (zero values otherwise).
+func (e *Engine) ContainerStats(ctx context.Context, id string) (docker.Stats, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.fail("stats", id); err != nil {
+		return docker.Stats{}, err
+	}
+	if _, ok := e.containers[id]; !ok {
+		return docker.Stats{}, fmt.Errorf("stats %s: %w", id, docker.ErrNotFound)
+	}
+	return e.stats[id], nil
 }

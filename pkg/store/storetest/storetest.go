@@ -50,7 +50,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			tc.fn(t, withNamespaces(open))
+		})
+	}
+	for _, tc := range namespaceTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			tc.fn(t, open)
+		})
+	}
+	for _, tc := range secretTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, withNamespaces(open))
 		})
 	}
 }

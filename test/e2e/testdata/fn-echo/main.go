@@ -8,6 +8,16 @@
 //	/_/health    200 "OK" (503 until HEALTH_DELAY, a Go duration, has passed since start)
 //	/redirect    302 with Location: /target
 //	/status/NNN  answers with status NNN (and the usual JSON body)
+//	/sleep?d=2s  waits that long before answering (exec timeout tests)
+//	/file?path=P answers with the content of file P (404 if absent), e.g. a secret
+//	/exit?code=N answers, then exits with code N (a replica dying on its own)
+//	/log?text=T  writes T as one line to stdout and answers
+//	/dial?addr=A opens a TCP connection to A (host:port) with a 1 s timeout and answers
+//	             200 "connected", or 200 with the dial error (isolation tests)
+//
+// Every request is also logged as one line on stderr ("request METHOD PATH"),
+// so log tests have something to read. With EXIT_AFTER (a Go duration) set,
+// the process exits with code 3 that long after start: a crash loop.
 //
 // It is built by the harness into a FROM scratch image.
 package main
@@ -18,6 +28,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -60,6 +71,64 @@ func main() {
 		}
 		_, _ = w.Write([]byte("OK"))
 	})
+	if v := os.Getenv("EXIT_AFTER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			log.Fatalf("EXIT_AFTER: %v", err)
+		}
+		time.AfterFunc(d, func() {
+			log.Printf("EXIT_AFTER %s reached, exiting", d)
+			os.Exit(3)
+		})
+	}
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil || d < 0 || d > 10*time.Minute {
+			http.Error(w, "bad duration", http.StatusBadRequest)
+			return
+		}
+		select {
+		case <-time.After(d):
+			_, _ = io.WriteString(w, "slept "+d.String())
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(r.URL.Query().Get("path"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil {
+			code = 1
+		}
+		_, _ = io.WriteString(w, "exiting")
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			os.Exit(code)
+		}()
+	})
+	mux.HandleFunc("/dial", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := net.DialTimeout("tcp", r.URL.Query().Get("addr"), time.Second)
+		if err != nil {
+			_, _ = io.WriteString(w, err.Error())
+			return
+		}
+		_ = conn.Close()
+		_, _ = io.WriteString(w, "connected")
+	})
+	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
+		text := r.URL.Query().Get("text")
+		_, _ = os.Stdout.WriteString(text + "\n")
+		_, _ = io.WriteString(w, "logged")
+	})
 	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/target", http.StatusFound)
 	})
@@ -99,7 +168,13 @@ func main() {
 		_ = json.NewEncoder(w).Encode(out)
 	})
 
-	srv := &http.Server{Addr: ":8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/_/health" {
+			log.Printf("request %s %s", r.Method, r.URL.Path)
+		}
+		mux.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Addr: ":8080", Handler: logged, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	go func() {

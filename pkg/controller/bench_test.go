@@ -1,0 +1,99 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
+	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
+	"github.com/dockerfaasd/dockerfaasd/pkg/status"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// benchFunctions is how many functions the reconcile benchmarks keep.
+const benchFunctions = 1000
+
+// newBenchController returns a controller over an in-memory store holding
+// benchFunctions functions of one replica each, a fake Docker with nothing
+// in it and a prober that finds every replica ready.
+func newBenchController(b *testing.B) (*Controller, []string) {
+	b.Helper()
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	st := store.NewMemory()
+	c := New(Config{Instance: "b", Log: log}, st, fake.New(testImage), proxy.NewCache(), status.NewBoard(),
+		&fakeProber{notReady: map[string]bool{}}, nil)
+	keys := make([]string, benchFunctions)
+	for i := range keys {
+		fn, err := st.Create(context.Background(), deployment(fmt.Sprintf("fn-%04d", i)), 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys[i] = fn.Key()
+	}
+	return c, keys
+}
+
+// convergeAll reconciles every key until it stops asking to be looked at
+// again, as the workers would, and fails when a key needs more than four
+// rounds: creating, then probing, is two.
+func convergeAll(b *testing.B, c *Controller, keys []string) {
+	b.Helper()
+	ctx := context.Background()
+	for _, k := range keys {
+		for round := 0; ; round++ {
+			if round == 4 {
+				b.Fatalf("%s did not converge in 4 rounds", k)
+			}
+			res, err := c.Reconcile(ctx, k)
+			if err != nil {
+				b.Fatalf("reconcile %s: %v", k, err)
+			}
+			if res.RequeueAfter == 0 {
+				break
+			}
+		}
+	}
+}
+
+// BenchmarkReconcile1000Converged is the cost of one resync pass over
+// benchFunctions functions that are all converged already: what the
+// controller spends every RESYNC_INTERVAL when nothing changed. The fake's
+// container list is linear in all containers, like Docker's own, so the
+// pass is quadratic in the number of functions there as well.
+func BenchmarkReconcile1000Converged(b *testing.B) {
+	c, keys := newBenchController(b)
+	convergeAll(b, c, keys)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		for _, k := range keys {
+			res, err := c.Reconcile(ctx, k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.RequeueAfter != 0 {
+				b.Fatalf("%s is not steady: %+v", k, res)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/key")
+}
+
+// BenchmarkReconcile1000Create is benchFunctions functions reconciled from
+// nothing to converged: network, container, start, probe, publish.
+func BenchmarkReconcile1000Create(b *testing.B) {
+	b.ReportAllocs()
+	for range b.N {
+		b.StopTimer()
+		c, keys := newBenchController(b)
+		b.StartTimer()
+		convergeAll(b, c, keys)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchFunctions), "ns/key")
+}

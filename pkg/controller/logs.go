@@ -1,0 +1,486 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/openfaas/faas-provider/logs"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// LogEngine is what the log service needs from Docker. *docker.Client and
+// the fake engine implement it.
+type LogEngine interface {
+	// ListContainers lists containers in any state carrying all of labels.
+	ListContainers(ctx context.Context, labels map[string]string) ([]docker.Container, error)
+	// ContainerLogs returns the multiplexed, timestamped log stream of a
+	// container; it ends after the history (or when a followed container
+	// stops) or when ctx is done.
+	ContainerLogs(ctx context.Context, id string, opts docker.LogOptions) (io.ReadCloser, error)
+}
+
+var _ LogEngine = (*docker.Client)(nil)
+
+// maxPartial bounds how much of one over-long line (which Docker records in
+// 16 KiB pieces) is joined before it is sent as a message anyway.
+const maxPartial = 1 << 20
+
+// LogsConfig tunes the log service. Zero values get defaults.
+type LogsConfig struct {
+	// Instance is the daemon's INSTANCE: only containers carrying it are read.
+	Instance string
+	// Poll is how often a follow stream looks for replicas that started
+	// after it began (default 1s).
+	Poll time.Duration
+	Log  logrus.FieldLogger
+}
+
+// Logs reads function logs from Docker: the stdout and stderr of every
+// replica container of a function, as OpenFaaS log messages. It is the
+// controller side of GET /system/logs; the API consumes it through an
+// interface of its own and never talks to Docker.
+//
+// Each message's Instance is the container's short ID (12 hex digits): the
+// replica's hostname, and what `docker ps` shows. A request's Instance
+// matches that, the full ID or the container name.
+type Logs struct {
+	engine LogEngine
+	cfg    LogsConfig
+	// stop ends every stream when the daemon shuts down, so that follow
+	// streams do not hold the HTTP server's graceful shutdown up.
+	stop   context.Context
+	cancel context.CancelFunc
+}
+
+// NewLogs returns a log service reading through engine.
+func NewLogs(engine LogEngine, cfg LogsConfig) *Logs {
+	if cfg.Instance == "" {
+		cfg.Instance = Config{}.withDefaults().Instance
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Logs{engine: engine, cfg: cfg, stop: ctx, cancel: cancel}
+}
+
+// Stop ends every stream, running or future. Register it with
+// http.Server.RegisterOnShutdown.
+func (l *Logs) Stop() { l.cancel() }
+
+// Stream sends the logs of the function req.Name in req.Namespace
+// (store.DefaultNamespace when empty) to emit, one message per line, and
+// returns when the stream is over:
+//
+//   - The history comes first: lines at or after req.Since from every
+//     replica (only req.Instance when set, in any state, so a crashed
+//     replica's last words are included), merged by timestamp. With
+//     req.Tail > 0 only the last Tail lines of the merged history are sent:
+//     the tail applies to the function, not to each replica. (Docker
+//     counts each 16 KiB piece of a longer line as a line for the tail, so
+//     such lines can leave fewer than Tail lines.)
+//   - Without req.Follow, Stream returns nil once the history is sent.
+//   - With req.Follow, it then sends new lines as the replicas write them
+//     (in arrival order across replicas), picks up replicas that start
+//     later (polling every LogsConfig.Poll), and returns nil when ctx is
+//     done or Stop is called. No line is sent twice or skipped between the
+//     history and the live part.
+//
+// An error from emit ends the stream and is returned; so is a Docker error
+// that prevents reading the history. emit is called from one goroutine at a
+// time.
+func (l *Logs) Stream(ctx context.Context, req logs.Request, emit func(logs.Message) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(l.stop, cancel)()
+
+	s := &logStream{Logs: l, req: req, ns: req.Namespace, emit: emit}
+	if s.ns == "" {
+		s.ns = store.DefaultNamespace
+	}
+	if req.Since != nil {
+		s.since = *req.Since
+	}
+	s.log = l.cfg.Log.WithFields(logrus.Fields{"function": req.Name, "namespace": s.ns})
+
+	list, err := s.replicas(ctx)
+	if err != nil {
+		return done(ctx, err)
+	}
+	marks, err := s.history(ctx, list)
+	if err != nil || !req.Follow {
+		return done(ctx, err)
+	}
+	return done(ctx, s.follow(ctx, list, marks))
+}
+
+// done turns the error of a stream that ended because its context did into
+// nil: the consumer went away or the daemon is stopping, nothing failed.
+func done(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// logStream is one request being served.
+type logStream struct {
+	*Logs
+	req   logs.Request
+	ns    string
+	since time.Time
+	emit  func(logs.Message) error
+	log   logrus.FieldLogger
+}
+
+// mark is how far a replica's log has been read: the last timestamp seen
+// and how many lines carried exactly that timestamp. Docker's since filter
+// is inclusive, so those lines come again when following from ts and are
+// skipped by count.
+type mark struct {
+	ts time.Time
+	n  int
+}
+
+// advance records a line stamped ts.
+func (m *mark) advance(ts time.Time) {
+	if ts.Equal(m.ts) {
+		m.n++
+		return
+	}
+	m.ts, m.n = ts, 1
+}
+
+// replicas lists the function's containers (matching req.Instance), sorted
+// by name for a stable merge order.
+func (s *logStream) replicas(ctx context.Context) ([]docker.Container, error) {
+	list, err := s.engine.ListContainers(ctx, functionLabels(s.cfg.Instance, s.ns, s.req.Name))
+	if err != nil {
+		return nil, fmt.Errorf("list replicas of %s.%s: %w", s.req.Name, s.ns, err)
+	}
+	out := list[:0]
+	for _, c := range list {
+		if s.req.Instance == "" || s.req.Instance == shortID(c.ID) || s.req.Instance == c.ID || s.req.Instance == c.Name {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// source is one replica's log being read by its own goroutine.
+type source struct {
+	id   string
+	msgs chan logs.Message
+	err  error // set before msgs is closed
+}
+
+// history sends the merged history of list and returns how far each
+// replica's log was read (lines dropped by the tail count as read).
+func (s *logStream) history(ctx context.Context, list []docker.Container) (map[string]mark, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	var srcs []*source
+	for _, c := range list {
+		rc, err := s.engine.ContainerLogs(ctx, c.ID, docker.LogOptions{Since: s.since, Tail: s.req.Tail})
+		if errors.Is(err, docker.ErrNotFound) {
+			continue // removed since it was listed: nothing to read
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read logs of %s: %w", shortID(c.ID), err)
+		}
+		src := &source{id: c.ID, msgs: make(chan logs.Message, 64)}
+		srcs = append(srcs, src)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(src.msgs)
+			src.err = s.read(ctx, c, rc, func(m logs.Message) error {
+				select {
+				case src.msgs <- m:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		}()
+	}
+
+	// A k-way merge: each replica's log is in time order already, so only
+	// the head of each is held, and memory stays bounded without a tail.
+	heads := make([]*logs.Message, len(srcs))
+	next := func(i int) error {
+		heads[i] = nil
+		select {
+		case m, ok := <-srcs[i].msgs:
+			if ok {
+				heads[i] = &m
+				return nil
+			}
+			if err := srcs[i].err; err != nil {
+				return fmt.Errorf("read logs of %s: %w", shortID(srcs[i].id), err)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for i := range srcs {
+		if err := next(i); err != nil {
+			return nil, err
+		}
+	}
+	marks := map[string]mark{}
+	var ring tailRing
+	ring.max = s.req.Tail
+	for {
+		best := -1
+		for i, h := range heads {
+			if h != nil && (best < 0 || h.Timestamp.Before(heads[best].Timestamp)) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		m := *heads[best]
+		mk := marks[srcs[best].id]
+		mk.advance(m.Timestamp)
+		marks[srcs[best].id] = mk
+		if ring.max > 0 {
+			ring.push(m)
+		} else if err := s.emit(m); err != nil {
+			return nil, err
+		}
+		if err := next(best); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range ring.lines() {
+		if err := s.emit(m); err != nil {
+			return nil, err
+		}
+	}
+	return marks, nil
+}
+
+// tailRing keeps the last max messages pushed.
+type tailRing struct {
+	max   int
+	buf   []logs.Message
+	start int
+}
+
+func (r *tailRing) push(m logs.Message) {
+	if len(r.buf) < r.max {
+		r.buf = append(r.buf, m)
+		return
+	}
+	r.buf[r.start] = m
+	r.start = (r.start + 1) % r.max
+}
+
+// lines returns the kept messages, oldest first.
+func (r *tailRing) lines() []logs.Message {
+	return append(r.buf[r.start:len(r.buf):len(r.buf)], r.buf[:r.start]...)
+}
+
+// follow streams new lines of the known replicas (starting after their
+// marks) and of replicas that appear later, until ctx is done.
+func (s *logStream) follow(ctx context.Context, known []docker.Container, marks map[string]mark) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	out := make(chan logs.Message, 64)
+	started := map[string]bool{}
+	start := func(c docker.Container) {
+		// A container that never ran has no log yet, and Docker would end
+		// a follow on it at once: look again when it runs.
+		if started[c.ID] || c.State == docker.StateCreated {
+			return
+		}
+		started[c.ID] = true
+		mk, ok := marks[c.ID]
+		if !ok {
+			mk = mark{ts: s.since}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.followOne(ctx, c, mk, out)
+		}()
+	}
+	for _, c := range known {
+		start(c)
+	}
+
+	tick := time.NewTicker(s.cfg.Poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-out:
+			if err := s.emit(m); err != nil {
+				return err
+			}
+		case <-tick.C:
+			list, err := s.replicas(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.log.WithError(err).Warn("log stream: listing replicas failed; trying again")
+				continue
+			}
+			present := make(map[string]bool, len(list))
+			for _, c := range list {
+				present[c.ID] = true
+				start(c)
+			}
+			// Forget removed replicas, so a long stream does not grow.
+			for id := range started {
+				if !present[id] {
+					delete(started, id)
+				}
+			}
+		}
+	}
+}
+
+// followOne streams one replica's log from mk on; it returns when the
+// replica stops or ctx is done. Errors are logged: the other replicas'
+// lines keep coming.
+func (s *logStream) followOne(ctx context.Context, c docker.Container, mk mark, out chan<- logs.Message) {
+	log := s.log.WithField("container", shortID(c.ID))
+	rc, err := s.engine.ContainerLogs(ctx, c.ID, docker.LogOptions{Since: mk.ts, Follow: true})
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, docker.ErrNotFound) {
+			log.WithError(err).Warn("log stream: following replica failed")
+		}
+		return
+	}
+	skip := mk.n
+	err = s.read(ctx, c, rc, func(m logs.Message) error {
+		if m.Timestamp.Before(mk.ts) {
+			return nil
+		}
+		if skip > 0 && m.Timestamp.Equal(mk.ts) {
+			skip-- // sent with the history already
+			return nil
+		}
+		select {
+		case out <- m:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		log.WithError(err).Warn("log stream: reading replica failed")
+	}
+}
+
+// read demultiplexes the log stream rc of container c into messages for
+// send, which sees them in the order Docker recorded them. It closes rc.
+func (s *logStream) read(ctx context.Context, c docker.Container, rc io.ReadCloser, send func(logs.Message) error) error {
+	defer rc.Close()
+	instance := shortID(c.ID)
+	toMsg := func(ts time.Time, text string) error {
+		if !s.since.IsZero() && ts.Before(s.since) {
+			return nil
+		}
+		return send(logs.Message{Name: s.req.Name, Namespace: s.ns, Instance: instance, Timestamp: ts, Text: text})
+	}
+	stdout, stderr := &lineWriter{emit: toMsg}, &lineWriter{emit: toMsg}
+	if _, err := stdcopy.StdCopy(stdout, stderr, rc); err != nil {
+		return err
+	}
+	if err := stdout.flush(); err != nil {
+		return err
+	}
+	return stderr.flush()
+}
+
+// lineWriter turns the frames of one stream (stdout or stderr) into
+// messages. stdcopy writes each frame with one Write, and Docker sends
+// each log message as one frame: "TIMESTAMP text\n". A message without the
+// newline is a piece of a longer line; pieces are joined under the first
+// piece's timestamp.
+type lineWriter struct {
+	emit    func(ts time.Time, text string) error
+	pending []byte
+	ts      time.Time
+	partial bool
+}
+
+func (w *lineWriter) Write(frame []byte) (int, error) {
+	ts, text := splitTimestamp(frame)
+	if w.partial {
+		ts = w.ts
+	}
+	w.pending = append(w.pending, text...)
+	if !bytes.HasSuffix(text, []byte("\n")) && len(w.pending) < maxPartial {
+		w.ts, w.partial = ts, true
+		return len(frame), nil
+	}
+	if err := w.flushAt(ts); err != nil {
+		return 0, err
+	}
+	return len(frame), nil
+}
+
+// flush sends a piece left over at the end of the stream.
+func (w *lineWriter) flush() error {
+	if !w.partial {
+		return nil
+	}
+	return w.flushAt(w.ts)
+}
+
+func (w *lineWriter) flushAt(ts time.Time) error {
+	text := bytes.TrimSuffix(w.pending, []byte("\n"))
+	text = bytes.TrimSuffix(text, []byte("\r"))
+	msg := string(text)
+	w.pending, w.partial = w.pending[:0], false
+	return w.emit(ts, msg)
+}
+
+// splitTimestamp separates Docker's timestamp prefix from a frame. A frame
+// without one (which Docker does not send when asked for timestamps) is
+// all text, stamped now.
+func splitTimestamp(frame []byte) (time.Time, []byte) {
+	if i := bytes.IndexByte(frame, ' '); i > 0 {
+		if ts, err := time.Parse(time.RFC3339Nano, string(frame[:i])); err == nil {
+			return ts.UTC(), frame[i+1:]
+		}
+	}
+	return time.Now().UTC(), frame
+}
+
+// shortID is the 12-digit form of a container ID, as `docker ps` shows it
+// and as Docker sets the container's hostname.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,373 @@
+package controller
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openfaas/faas-provider/types"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/status"
+)
+
+// crashAll marks every running container of the fake engine as exited.
+func (f *fixture) crashAll() {
+	list, _ := f.eng.ListContainers(context.Background(), nil)
+	for _, c := range list {
+		if c.State == docker.StateRunning {
+			f.eng.SetState(c.ID, docker.StateExited)
+		}
+	}
+}
+
+// TestNewSpecSkipsCrashBackoff checks that a crash backoff earned by one spec
+// does not delay the replicas of the next one (the fix a user deploys),
+// while a mere scale of the crashing spec keeps waiting.
+func TestNewSpecSkipsCrashBackoff(t *testing.T) {
+	tests := []struct {
+		name        string
+		change      func(f *fixture, key string) error
+		wantCreate  bool
+		wantRestart int
+	}{
+		{"new spec starts at once", func(f *fixture, key string) error {
+			_, err := f.st.Update(context.Background(), deployment("fn", func(d *types.FunctionDeployment) {
+				d.EnvVars = map[string]string{"FIXED": "1"}
+			}), nil)
+			return err
+		}, true, 0},
+		{"scale keeps the backoff", func(f *fixture, key string) error {
+			_, err := f.st.Scale(context.Background(), key, 2)
+			return err
+		}, false, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t) // CrashBackoff is an hour here
+			key := f.deploy(deployment("fn"), 1)
+			f.reconcile(key, 5)
+			f.crashAll() // first exit: replaced at once
+			f.reconcile(key, 1)
+			f.crashAll() // second exit: an hour's backoff
+			if _, err := f.c.Reconcile(context.Background(), key); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := f.board.Get(key); st.Reason != "CrashLoopBackOff" {
+				t.Fatalf("before the change: status %+v, want CrashLoopBackOff", st)
+			}
+
+			if err := tt.change(f, key); err != nil {
+				t.Fatal(err)
+			}
+			f.eng.ResetActions()
+			if _, err := f.c.Reconcile(context.Background(), key); err != nil {
+				t.Fatal(err)
+			}
+			created := slices.ContainsFunc(f.eng.Actions(), func(a string) bool { return strings.HasPrefix(a, "create") })
+			if created != tt.wantCreate {
+				t.Fatalf("created a replica = %v, want %v; actions %v", created, tt.wantCreate, f.eng.Actions())
+			}
+			st, _ := f.board.Get(key)
+			if st.Restarts != tt.wantRestart {
+				t.Fatalf("restarts = %d, want %d (status %+v)", st.Restarts, tt.wantRestart, st)
+			}
+			if tt.wantCreate && st.Reason == "CrashLoopBackOff" {
+				t.Fatalf("the new spec still shows the old spec's crash loop: %+v", st)
+			}
+		})
+	}
+}
+
+// TestStatusListsReplicas checks the per-container view /debug/reconcile
+// shows: every running replica with its short ID and state, current spec first.
+func TestStatusListsReplicas(t *testing.T) {
+	f := newFixture(t)
+	key := f.deploy(deployment("fn"), 2)
+	f.reconcile(key, 5)
+	st, _ := f.board.Get(key)
+	if len(st.Replicas) != 2 {
+		t.Fatalf("replicas in status = %+v, want 2", st.Replicas)
+	}
+	for i, r := range st.Replicas {
+		if r.State != status.ReplicaReady || !r.CurrentSpec || r.Slot != i || len(r.ID) > 12 || r.Name == "" {
+			t.Errorf("replica %d = %+v, want ready, current spec, slot %d, short ID, a name", i, r, i)
+		}
+	}
+
+	// A not-ready replica of a new spec shows as starting next to the old ones.
+	f.prober.setAllDown(true)
+	if _, err := f.st.Update(context.Background(), deployment("fn", func(d *types.FunctionDeployment) {
+		d.EnvVars = map[string]string{"V": "2"}
+	}), nil); err != nil {
+		t.Fatal(err)
+	}
+	states := func() []string {
+		t.Helper()
+		if _, err := f.c.Reconcile(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := f.board.Get(key)
+		var out []string
+		for _, r := range st.Replicas {
+			out = append(out, r.State+"/"+map[bool]string{true: "new", false: "old"}[r.CurrentSpec])
+		}
+		return out
+	}
+	// The old replicas are not ready either (the prober says all are down),
+	// so the roll drains them at once; the new ones show from the next round.
+	if got, want := states(), []string{"draining/old", "draining/old"}; !slices.Equal(got, want) {
+		t.Fatalf("first round after the update: replica states = %v, want %v", got, want)
+	}
+	if got := states(); !slices.Equal(got[:2], []string{"starting/new", "starting/new"}) {
+		t.Fatalf("second round: replica states = %v, want two starting new ones first", got)
+	}
+}
+
+// gather returns the registry's metrics as "name{label=value}" → value.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			name := mf.GetName()
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			out[name] = value(mf.GetType(), m)
+		}
+	}
+	return out
+}
+
+func value(typ dto.MetricType, m *dto.Metric) float64 {
+	switch typ {
+	case dto.MetricType_COUNTER:
+		return m.GetCounter().GetValue()
+	case dto.MetricType_GAUGE:
+		return m.GetGauge().GetValue()
+	case dto.MetricType_HISTOGRAM:
+		return float64(m.GetHistogram().GetSampleCount())
+	}
+	return 0
+}
+
+// TestControllerMetrics checks that every controller family is exported from
+// the first scrape, and that reconciles and a healed drift are counted.
+func TestControllerMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := newFixture(t)
+	f.c = New(f.c.cfg, f.st, f.eng, f.cache, f.board, f.prober, NewMetrics(reg))
+	f.c.metrics.queueDepth(f.c.queue.Len)
+
+	got := gather(t, reg)
+	for _, name := range []string{
+		"dockerfaasd_reconcile_total{result=success}",
+		"dockerfaasd_reconcile_total{result=error}",
+		"dockerfaasd_reconcile_duration_seconds",
+		"dockerfaasd_queue_depth",
+		"dockerfaasd_drift_corrections_total{kind=replica_missing}",
+		"dockerfaasd_docker_errors_total{op=create}",
+		"dockerfaasd_reconcile_panics_total",
+	} {
+		if v, ok := got[name]; !ok || v != 0 {
+			t.Errorf("before any work: %s = %v (present %v), want 0", name, v, ok)
+		}
+	}
+
+	key := f.deploy(deployment("fn"), 2)
+	f.c.Enqueue(key)
+	if got := gather(t, reg)["dockerfaasd_queue_depth"]; got != 1 {
+		t.Errorf("queue depth with one key waiting = %v, want 1", got)
+	}
+	// Let the worker loop converge the function and record "converged".
+	for i := 0; i < 10; i++ {
+		if _, ok := f.board.Get(key); ok && f.c.queue.Len() == 0 {
+			if st, _ := f.board.Get(key); st.LastResult == "converged" {
+				break
+			}
+			f.c.Enqueue(key)
+		}
+		f.c.processNext(context.Background())
+	}
+	if st, _ := f.board.Get(key); st.LastResult != "converged" {
+		t.Fatalf("not converged: %+v", st)
+	}
+	list, _ := f.eng.ListContainers(context.Background(), nil)
+	_ = f.eng.RemoveContainer(context.Background(), list[0].ID)
+	f.c.Enqueue(key)
+	f.c.processNext(context.Background())
+
+	got = gather(t, reg)
+	if got["dockerfaasd_drift_corrections_total{kind=replica_missing}"] != 1 {
+		t.Errorf("drift after removing a replica: %v, want replica_missing 1", got)
+	}
+	if got["dockerfaasd_reconcile_total{result=success}"]+got["dockerfaasd_reconcile_total{result=requeue}"] < 2 {
+		t.Errorf("reconciles not counted: %v", got)
+	}
+	if got["dockerfaasd_reconcile_duration_seconds"] < 2 {
+		t.Errorf("reconcile durations observed: %v, want ≥ 2", got["dockerfaasd_reconcile_duration_seconds"])
+	}
+}
+
+// TestMetricLabelsAreKnown keeps the zero-initialised label lists of
+// metrics.go in step with the values the package uses, so a new drift kind
+// or Docker operation is exported at 0 from the start too.
+func TestMetricLabelsAreKnown(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uses := []struct {
+		re    *regexp.Regexp
+		known []string
+		list  string
+	}{
+		{regexp.MustCompile(`\bdrift\("([^"]+)"\)`), driftKinds, "driftKinds"},
+		{regexp.MustCompile(`\bdockerError\("([^"]+)"\)`), dockerOps, "dockerOps"},
+	}
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range uses {
+			for _, m := range u.re.FindAllStringSubmatch(string(src), -1) {
+				if !slices.Contains(u.known, m[1]) {
+					t.Errorf("%s uses %q, which is missing from %s in metrics.go", file, m[1], u.list)
+				}
+			}
+		}
+	}
+}
+
+// TestMarkStoredKnown checks that a fresh controller (a restarted daemon)
+// makes stored functions routable before any reconcile ran.
+func TestMarkStoredKnown(t *testing.T) {
+	f := newFixture(t)
+	key := f.deploy(deployment("fn"), 1)
+	f2 := newFixture(t)
+	f2.c = New(f.c.cfg, f.st, f.eng, f2.cache, f2.board, f2.prober, nil)
+	if _, known := f2.cache.Lookup(key); known {
+		t.Fatal("known before MarkStoredKnown; the test proves nothing")
+	}
+	if err := f2.c.MarkStoredKnown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if eps, known := f2.cache.Lookup(key); !known || len(eps) != 0 {
+		t.Fatalf("after MarkStoredKnown: known=%v endpoints=%v, want known with none yet", known, eps)
+	}
+}
+
+// fakeInFlight is a proxy's in-flight view with counts set by the test.
+type fakeInFlight struct {
+	mu     sync.Mutex
+	n      map[string]int64
+	forgot []string
+}
+
+func (f *fakeInFlight) InFlight(id string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n[id]
+}
+
+func (f *fakeInFlight) ForgetReplica(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forgot = append(f.forgot, id)
+}
+
+func (f *fakeInFlight) set(id string, n int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n[id] = n
+}
+
+// TestDrainWaitsForInFlightCalls checks that a drained replica outlives its
+// grace period while the proxy still serves calls on it, up to DrainTimeout.
+func TestDrainWaitsForInFlightCalls(t *testing.T) {
+	tests := []struct {
+		name         string
+		drainTimeout time.Duration
+		callsEnd     bool
+		wantStopped  bool
+	}{
+		{"kept while a call runs", time.Hour, false, false},
+		{"stopped once the call ended", time.Hour, true, true},
+		{"stopped after the drain timeout", time.Millisecond, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			cfg := f.c.cfg
+			cfg.DrainTimeout = tt.drainTimeout
+			f.c = New(cfg, f.st, f.eng, f.cache, f.board, f.prober, nil)
+			calls := &fakeInFlight{n: map[string]int64{}}
+			f.c.SetInFlight(calls)
+
+			key := f.deploy(deployment("fn"), 2)
+			f.reconcile(key, 5)
+			list, _ := f.eng.ListContainers(context.Background(), nil)
+			for _, ct := range list {
+				calls.set(ct.ID, 1) // both replicas serve a long call
+			}
+			if _, err := f.st.Scale(context.Background(), key, 1); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.c.Reconcile(context.Background(), key); err != nil { // drains slot 1
+				t.Fatal(err)
+			}
+			var drained string
+			for _, ct := range list {
+				if f.c.isDraining(ct.ID) {
+					drained = ct.ID
+				}
+			}
+			if drained == "" {
+				t.Fatal("no replica drained by the scale down")
+			}
+			if tt.callsEnd {
+				calls.set(drained, 0)
+			}
+			time.Sleep(5 * time.Millisecond) // past DrainGrace (1 ms here) and the short DrainTimeout
+			for i := 0; i < 3; i++ {
+				if _, err := f.c.Reconcile(context.Background(), key); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stopped := len(f.eng.Names("")) == 1
+			if stopped != tt.wantStopped {
+				t.Fatalf("drained replica stopped = %v, want %v; containers %v", stopped, tt.wantStopped, f.eng.Names(""))
+			}
+			calls.mu.Lock()
+			forgot := slices.Contains(calls.forgot, drained)
+			calls.mu.Unlock()
+			if forgot != tt.wantStopped {
+				t.Errorf("ForgetReplica called for the drained replica = %v, want %v", forgot, tt.wantStopped)
+			}
+			if st, _ := f.board.Get(key); st.ReadyReplicas != 1 {
+				t.Errorf("ready replicas = %d, want 1 (the drained one serves no new call)", st.ReadyReplicas)
+			}
+		})
+	}
+}

@@ -1,0 +1,139 @@
+package fake
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+)
+
+// dockerTimeFormat is how Docker stamps log lines: RFC 3339 with a fixed
+// nine-digit fraction (jsonmessage.RFC3339NanoFixed).
+const dockerTimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// followPoll is how often a following reader looks at the container's
+// state; new lines wake it at once.
+const followPoll = 10 * time.Millisecond
+
+// logLine is one message a fake container wrote.
+type logLine struct {
+	stderr bool
+	ts     time.Time
+	text   string
+}
+
+// WriteLog appends text to container id's log as if its process wrote it
+// at ts, on stderr when stderr is true and on stdout otherwise. End text
+// with "\n" for a complete line; text without one is a partial message, as
+// Docker records pieces of lines longer than 16 KiB. Readers following the
+// container see it at once. An unknown container is docker.ErrNotFound.
+func (e *Engine) WriteLog(id string, stderr bool, ts time.Time, text string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.containers[id]; !ok {
+		return fmt.Errorf("write log of %s: %w", id, docker.ErrNotFound)
+	}
+	if e.logs == nil {
+		e.logs = map[string][]logLine{}
+	}
+	e.logs[id] = append(e.logs[id], logLine{stderr: stderr, ts: ts, text: text})
+	if e.logWake != nil {
+		close(e.logWake)
+		e.logWake = nil
+	}
+	return nil
+}
+
+// wakeLocked returns a channel closed by the next WriteLog; e.mu is held.
+func (e *Engine) wakeLocked() <-chan struct{} {
+	if e.logWake == nil {
+		e.logWake = make(chan struct{})
+	}
+	return e.logWake
+}
+
+// ContainerLogs implements the log reading of docker.Client: the
+// multiplexed stdout/stderr stream, one frame per message, each stamped like
+// Docker does. Since is inclusive, Tail applies to the history only, and
+// Follow keeps the stream open while the container is running.
+func (e *Engine) ContainerLogs(ctx context.Context, id string, opts docker.LogOptions) (io.ReadCloser, error) {
+	e.mu.Lock()
+	if err := e.fail("logs", id); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	c, ok := e.containers[id]
+	if !ok {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("logs of %s: %w", id, docker.ErrNotFound)
+	}
+	all := e.logs[id]
+	next := len(all)
+	history := sinceFilter(all, opts.Since)
+	if opts.Tail > 0 && len(history) > opts.Tail {
+		history = history[len(history)-opts.Tail:]
+	}
+	follow := opts.Follow && c.State == docker.StateRunning
+	e.mu.Unlock()
+
+	pr, pw := io.Pipe()
+	go func() {
+		stop := context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
+		defer stop()
+		err := writeFrames(pw, history)
+		for follow && err == nil {
+			e.mu.Lock()
+			fresh := sinceFilter(e.logs[id][next:], opts.Since)
+			next = len(e.logs[id])
+			cur, ok := e.containers[id]
+			running := ok && cur.State == docker.StateRunning
+			wake := e.wakeLocked()
+			e.mu.Unlock()
+			if len(fresh) > 0 {
+				err = writeFrames(pw, fresh)
+				continue
+			}
+			if !running {
+				break
+			}
+			select {
+			case <-wake:
+			case <-time.After(followPoll):
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		pw.CloseWithError(err) // nil: the reader sees io.EOF
+	}()
+	return pr, nil
+}
+
+// sinceFilter returns a copy of the lines stamped at or after since.
+func sinceFilter(lines []logLine, since time.Time) []logLine {
+	out := make([]logLine, 0, len(lines))
+	for _, l := range lines {
+		if since.IsZero() || !l.ts.Before(since) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// writeFrames writes lines as Docker's multiplexed frames.
+func writeFrames(w io.Writer, lines []logLine) error {
+	stdout, stderr := stdcopy.NewStdWriter(w, stdcopy.Stdout), stdcopy.NewStdWriter(w, stdcopy.Stderr)
+	for _, l := range lines {
+		dst := stdout
+		if l.stderr {
+			dst = stderr
+		}
+		if _, err := io.WriteString(dst, l.ts.UTC().Format(dockerTimeFormat)+" "+l.text); err != nil {
+			return err
+		}
+	}
+	return nil
+}

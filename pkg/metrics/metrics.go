@@ -1,0 +1,198 @@
+// Package metrics holds the gateway's Prometheus collectors: the names the
+// project's spec asks for and the OpenFaaS gateway names that faas tooling
+// and dashboards expect. Collectors live on an injected registry, never the
+// global one.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Gateway records API requests and function invocations. Function labels
+// are "name.namespace", as the OpenFaaS gateway reports them.
+type Gateway struct {
+	httpRequests *prometheus.CounterVec
+
+	invocations *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	errors      *prometheus.CounterVec
+
+	gwInvocations *prometheus.CounterVec
+	gwSeconds     *prometheus.HistogramVec
+	gwStarted     *prometheus.CounterVec
+
+	// counts backs invocationCount in function lists: completed
+	// invocations per function key, read without touching Prometheus.
+	counts sync.Map // key → *atomic.Uint64
+}
+
+// ReplicaLister gives the desired replicas per function key, read at scrape
+// time for gateway_service_count.
+type ReplicaLister func() map[string]uint64
+
+// New creates the collectors and registers them on reg.
+func New(reg prometheus.Registerer, replicas ReplicaLister) *Gateway {
+	fn := []string{"function_name"}
+	fnCode := []string{"function_name", "code"}
+	g := &Gateway{
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_requests_total", Help: "HTTP requests served, by status code, method and route.",
+		}, []string{"code", "method", "path"}),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "function_invocations_total", Help: "Function invocations completed, by function and status code.",
+		}, fnCode),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "function_duration_seconds", Help: "Time from receiving an invocation to its response, by function.",
+			Buckets: prometheus.DefBuckets,
+		}, fn),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "function_errors_total", Help: "Invocations that ended in a 5xx, by function and status code.",
+		}, fnCode),
+		gwInvocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_function_invocation_total", Help: "Function invocations completed (OpenFaaS gateway name).",
+		}, fnCode),
+		gwSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gateway_functions_seconds", Help: "Function invocation time taken (OpenFaaS gateway name).",
+			Buckets: prometheus.DefBuckets,
+		}, fnCode),
+		gwStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_function_invocation_started", Help: "Function invocations started (OpenFaaS gateway name).",
+		}, fn),
+	}
+	reg.MustRegister(g.httpRequests, g.invocations, g.duration, g.errors, g.gwInvocations, g.gwSeconds, g.gwStarted)
+	if replicas != nil {
+		reg.MustRegister(serviceCount{replicas})
+	}
+	return g
+}
+
+// FunctionName turns a store key "namespace/name" into "name.namespace".
+func FunctionName(key string) string {
+	ns, name, ok := strings.Cut(key, "/")
+	if !ok {
+		return key
+	}
+	return name + "." + ns
+}
+
+// Started records that an invocation of key began.
+func (g *Gateway) Started(key string) {
+	g.gwStarted.WithLabelValues(FunctionName(key)).Inc()
+}
+
+// Observe records a completed invocation. An empty key (unknown function)
+// is not recorded per function, so random names cannot grow label sets.
+func (g *Gateway) Observe(key string, code int, d time.Duration) {
+	if key == "" {
+		return
+	}
+	name, c := FunctionName(key), strconv.Itoa(code)
+	g.invocations.WithLabelValues(name, c).Inc()
+	g.gwInvocations.WithLabelValues(name, c).Inc()
+	g.duration.WithLabelValues(name).Observe(d.Seconds())
+	g.gwSeconds.WithLabelValues(name, c).Observe(d.Seconds())
+	if code >= 500 {
+		g.errors.WithLabelValues(name, c).Inc()
+	}
+	v, ok := g.counts.Load(key)
+	if !ok {
+		v, _ = g.counts.LoadOrStore(key, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
+
+// Count returns the completed invocations of key since the daemon started.
+func (g *Gateway) Count(key string) float64 {
+	if v, ok := g.counts.Load(key); ok {
+		return float64(v.(*atomic.Uint64).Load())
+	}
+	return 0
+}
+
+// Instrument counts every request handled by next in
+// gateway_http_requests_total, with the path reduced to its route so that
+// function names and arbitrary URLs cannot grow the label set.
+func (g *Gateway) Instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		g.httpRequests.WithLabelValues(strconv.Itoa(sw.code), r.Method, route(r.URL.Path)).Inc()
+	})
+}
+
+// routes are the fixed paths reported as themselves.
+var routes = map[string]bool{
+	"/healthz": true, "/metrics": true, "/system/metrics": true, "/system/info": true,
+	"/system/functions": true, "/system/namespaces": true, "/system/secrets": true,
+	"/system/logs": true, "/debug/reconcile": true,
+}
+
+// route maps a request path onto a bounded set of route names.
+func route(p string) string {
+	switch {
+	case routes[p]:
+		return p
+	case strings.HasPrefix(p, "/function/"):
+		return "/function/{name}"
+	case strings.HasPrefix(p, "/system/function/"):
+		return "/system/function/{name}"
+	case strings.HasPrefix(p, "/system/scale-function/"):
+		return "/system/scale-function/{name}"
+	case strings.HasPrefix(p, "/system/namespace/"):
+		return "/system/namespace/{name}"
+	default:
+		return "other"
+	}
+}
+
+// statusWriter remembers the status code written through it. Unwrap keeps
+// http.ResponseController (flush, deadlines, full duplex) working.
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wroteHeader = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap returns the wrapped writer for http.ResponseController.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush lets streaming handlers that type-assert http.Flusher keep working.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// serviceCount reports gateway_service_count: desired replicas per function,
+// read from desired state at scrape time.
+type serviceCount struct{ list ReplicaLister }
+
+var serviceCountDesc = prometheus.NewDesc("gateway_service_count",
+	"Desired replicas per function (OpenFaaS gateway name).", []string{"function_name"}, nil)
+
+func (s serviceCount) Describe(ch chan<- *prometheus.Desc) { ch <- serviceCountDesc }
+
+func (s serviceCount) Collect(ch chan<- prometheus.Metric) {
+	for key, n := range s.list() {
+		ch <- prometheus.MustNewConstMetric(serviceCountDesc, prometheus.GaugeValue, float64(n), FunctionName(key))
+	}
+}

@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// authRoute is one request per route of pkg/api/router.go. Its body makes
+// the authenticated request harmless: it is refused (or finds nothing) for
+// a reason other than auth, so the matrix changes no state.
+type authRoute struct {
+	pattern      string // the route as registered in router.go
+	method, path string
+	body         string
+}
+
+// authRoutes covers every route of the router. TestAuthMatrix fails when
+// router.go registers a route this table lacks.
+var authRoutes = []authRoute{
+	{"/system/functions", "GET", "/system/functions", ""},
+	{"/system/functions", "POST", "/system/functions", `{}`},
+	{"/system/functions", "PUT", "/system/functions", `{}`},
+	{"/system/functions", "DELETE", "/system/functions", `{"functionName":"ghost"}`},
+	{"/system/function/{name}", "GET", "/system/function/x", ""},
+	{"/system/scale-function/{name}", "POST", "/system/scale-function/x", `{"replicas":1}`},
+	{"/system/info", "GET", "/system/info", ""},
+	{"/system/namespaces", "GET", "/system/namespaces", ""},
+	{"/system/secrets", "GET", "/system/secrets", ""},
+	{"/system/secrets", "POST", "/system/secrets", `{}`},
+	{"/system/secrets", "PUT", "/system/secrets", `{}`},
+	{"/system/secrets", "DELETE", "/system/secrets", `{"name":"ghost"}`},
+	{"/system/namespace/", "POST", "/system/namespace/", `{}`},
+	{"/system/namespace/{ns}", "GET", "/system/namespace/x", ""},
+	{"/system/namespace/{ns}", "PUT", "/system/namespace/x", `{"name":"x","labels":{"openfaas":"1"}}`},
+	{"/system/namespace/{ns}", "DELETE", "/system/namespace/x", `{"name":"x","labels":{"openfaas":"1"}}`},
+	{"/system/logs", "GET", "/system/logs?name=x", ""},
+	{"/system/metrics", "GET", "/system/metrics", ""},
+	{"/debug/reconcile", "GET", "/debug/reconcile", ""},
+	{"/debug/reconcile/", "GET", "/debug/reconcile/x", ""},
+	{"/function/{name}", "GET", "/function/x", ""},
+	{"/function/{name}/", "POST", "/function/x/", "body"},
+	{"/function/{name}/{params:.*}", "DELETE", "/function/x.openfaas-fn/a/b?c=d", ""},
+}
+
+// openRoutes answer without credentials, whatever Authorization says.
+var openRoutes = []authRoute{
+	{"/healthz", "GET", "/healthz", ""},
+	{"/metrics", "GET", "/metrics", ""},
+}
+
+// registeredRoutes returns the paths pkg/api/router.go registers.
+func registeredRoutes(t *testing.T) []string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(suite.moduleRoot, "pkg", "api", "router.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`r\.(?:Handle|PathPrefix)\("([^"]+)"`)
+	var out []string
+	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+		out = append(out, m[1])
+	}
+	if len(out) == 0 {
+		t.Fatal("found no routes in pkg/api/router.go")
+	}
+	return out
+}
+
+// TestAuthMatrix sends a request to every route of the router with no
+// credentials, a wrong password, a wrong user, a malformed Basic header,
+// faas-cli's bare "Bearer" and a bearer token: each gets 401 with
+// WWW-Authenticate: Basic realm="Restricted" and a message. With the right
+// credentials none gets 401. /healthz and /metrics answer 200 to all of
+// them. With INVOKE_AUTH=false, /function/* is open and /system/* is not.
+func TestAuthMatrix(t *testing.T) {
+	t.Parallel()
+	known := map[string]bool{}
+	for _, r := range append(append([]authRoute{}, authRoutes...), openRoutes...) {
+		known[r.pattern] = true
+	}
+	for _, p := range registeredRoutes(t) {
+		if !known[p] {
+			t.Errorf("router.go registers %s, which the auth matrix does not cover: add it to authRoutes or openRoutes", p)
+		}
+	}
+
+	basic := func(user, pass string) string {
+		r, _ := http.NewRequest(http.MethodGet, "http://x", nil)
+		r.SetBasicAuth(user, pass)
+		return r.Header.Get("Authorization")
+	}
+	type cred struct {
+		name   string
+		header string // Authorization; "" sends none
+		right  bool
+	}
+	matrix := func(t *testing.T, d *daemon, routes []authRoute, open func(authRoute) bool) map[string]int {
+		creds := []cred{
+			{"no credentials", "", false},
+			{"wrong password", basic(d.user, "wrong-"+d.password), false},
+			{"wrong user", basic("nobody", d.password), false},
+			{"malformed Basic", "Basic !!!not-base64", false},
+			{"bare Bearer", "Bearer", false},
+			{"bearer token", "Bearer " + d.password, false},
+			{"right", basic(d.user, d.password), true},
+		}
+		tally := map[string]int{}
+		for _, r := range routes {
+			for _, c := range creds {
+				var hdr map[string]string
+				if c.header != "" {
+					hdr = map[string]string{"Authorization": c.header}
+				}
+				var body []byte
+				if r.body != "" {
+					body = []byte(r.body)
+				}
+				res, err := d.request(r.method, r.path, body, hdr, authNone)
+				if err != nil {
+					t.Errorf("%s %s with %s: %v", r.method, r.path, c.name, err)
+					continue
+				}
+				what := r.method + " " + r.path + " with " + c.name
+				switch {
+				case c.right || open(r):
+					if res.Status == http.StatusUnauthorized {
+						t.Errorf("%s: %s, want anything but 401", what, res)
+					}
+					tally["not 401"]++
+				default:
+					tally["401"]++
+					if res.Status != http.StatusUnauthorized {
+						t.Errorf("%s: %s, want 401", what, res)
+						continue
+					}
+					if got := res.Header.Get("WWW-Authenticate"); got != `Basic realm="Restricted"` {
+						t.Errorf("%s: WWW-Authenticate %q, want %q", what, got, `Basic realm="Restricted"`)
+					}
+					if strings.TrimSpace(string(res.Body)) == "" {
+						t.Errorf("%s: 401 without a message", what)
+					}
+				}
+			}
+		}
+		for _, r := range openRoutes {
+			for _, c := range creds {
+				hdr := map[string]string{}
+				if c.header != "" {
+					hdr["Authorization"] = c.header
+				}
+				res, err := d.request(r.method, r.path, nil, hdr, authNone)
+				if err != nil || res.Status != http.StatusOK {
+					t.Errorf("open route %s with %s: %s %v, want 200", r.path, c.name, res, err)
+				}
+				tally["open 200"]++
+			}
+		}
+		return tally
+	}
+
+	t.Run("invoke auth on (default)", func(t *testing.T) {
+		t.Parallel()
+		d := startDaemon(t)
+		before, err := d.apiSnapshotDefault()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tally := matrix(t, d, authRoutes, func(authRoute) bool { return false })
+		after, err := d.apiSnapshotDefault()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if before != after {
+			t.Errorf("the auth matrix changed stored state:\nbefore %s\nafter  %s", before, after)
+		}
+		t.Logf("%d routes × 7 credentials: %v", len(authRoutes), tally)
+	})
+
+	t.Run("INVOKE_AUTH=false", func(t *testing.T) {
+		t.Parallel()
+		d := startDaemon(t, withInvokeAuth(false))
+		tally := matrix(t, d, authRoutes, func(r authRoute) bool { return strings.HasPrefix(r.path, "/function/") })
+		t.Logf("%d routes × 7 credentials: %v", len(authRoutes), tally)
+	})
+}
+
+// apiSnapshotDefault lists functions, secrets and namespaces as JSON, for
+// a daemon with nothing but the default namespace.
+func (d *daemon) apiSnapshotDefault() (string, error) {
+	var parts []string
+	for _, path := range []string{"/system/functions", "/system/secrets", "/system/namespaces"} {
+		res, err := d.request(http.MethodGet, path, nil, nil, authBasic)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, path+"="+string(res.Body))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "\n"), nil
+}

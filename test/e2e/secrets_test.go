@@ -1,0 +1,528 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/openfaas/faas-provider/types"
+)
+
+// secretsDir is where functions find their secrets.
+const secretsDir = "/var/openfaas/secrets"
+
+// secretFile invokes fn-echo's /file endpoint for one secret.
+func (d *daemon) secretFile(fn, secret string) httpResult {
+	d.t.Helper()
+	return d.invoke(http.MethodGet, "/function/"+fn+"/file?path="+secretsDir+"/"+secret, nil, nil)
+}
+
+// listSecretsRaw returns GET /system/secrets as generic JSON, to see every
+// field the daemon sends (a typed decode would hide a leaked value).
+func (d *daemon) listSecretsRaw(ns string) ([]map[string]any, string) {
+	d.t.Helper()
+	path := "/system/secrets"
+	if ns != "" {
+		path += "?namespace=" + ns
+	}
+	res := d.invoke(http.MethodGet, path, nil, nil)
+	if res.Status != http.StatusOK {
+		d.t.Fatalf("GET %s: %s", path, res)
+	}
+	var out []map[string]any
+	if err := json.Unmarshal(res.Body, &out); err != nil {
+		d.t.Fatalf("GET %s: %s: %v", path, res, err)
+	}
+	return out, string(res.Body)
+}
+
+// secretNames lists the names the API reports.
+func secretNames(list []map[string]any) []string {
+	var out []string
+	for _, s := range list {
+		out = append(out, fmt.Sprint(s["name"]))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// userImages builds, once per run, images derived from a test function
+// image that run as another user.
+var userImages struct {
+	mu   sync.Mutex
+	tags map[string]string
+}
+
+// userImage returns base re-labelled to run as user (e.g. "1000:1000"), as
+// many real function images do. Built from the local base, so no registry.
+func userImage(t *testing.T, base, user string) string {
+	t.Helper()
+	userImages.mu.Lock()
+	defer userImages.mu.Unlock()
+	if tag, ok := userImages.tags[base+"|"+user]; ok {
+		return tag
+	}
+	cli := requireDocker(t)
+	repo, version, _ := strings.Cut(strings.TrimPrefix(base, imageRepoPrefix), ":")
+	tag := imageRepoPrefix + repo + "-uid" + strings.ReplaceAll(user, ":", "-") + ":" + version
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := cli.ImageInspect(ctx, tag); err != nil {
+		dockerfile := "FROM " + base + "\nUSER " + user + "\n"
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		_ = tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg})
+		_, _ = tw.Write([]byte(dockerfile))
+		_ = tw.Close()
+		resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+			Tags: []string{tag}, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
+			Version: build.BuilderV1, Labels: map[string]string{labelE2E: "true"},
+		})
+		if err != nil {
+			t.Fatalf("build %s: %v", tag, err)
+		}
+		var out bytes.Buffer
+		err = jsonmessage.DisplayJSONMessagesStream(resp.Body, &out, 0, false, nil)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("build %s: %v\n%s", tag, err, out.String())
+		}
+	}
+	if userImages.tags == nil {
+		userImages.tags = map[string]string{}
+	}
+	userImages.tags[base+"|"+user] = tag
+	return tag
+}
+
+// secretEntry is one entry of the secrets directory as Docker archives it.
+type secretEntry struct {
+	mode     fs.FileMode
+	uid, gid int
+	content  string
+}
+
+// secretsOnDisk reads the secrets directory of a container through Docker's
+// archive API: the modes and owners the function sees.
+func (d *daemon) secretsOnDisk(id string) map[string]secretEntry {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc, _, err := d.docker.CopyFromContainer(ctx, id, secretsDir)
+	if err != nil {
+		d.t.Fatalf("copy %s from %s: %v", secretsDir, short(id), err)
+	}
+	defer rc.Close()
+	out := map[string]secretEntry{}
+	tr := tar.NewReader(rc)
+	for i := 0; i < 1000; i++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			d.t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		out[h.Name] = secretEntry{mode: h.FileInfo().Mode(), uid: h.Uid, gid: h.Gid, content: string(b)}
+	}
+	return out
+}
+
+// TestSecretsCRUDAndFiles drives the secret API like faas-cli and the
+// certifier's Test_SecretCRUD do, and checks what functions get: each listed
+// secret as a read-only file in /var/openfaas/secrets, readable by a
+// non-root function on a read-only root filesystem, and nothing in clear in
+// the state file.
+func TestSecretsCRUDAndFiles(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	img := fnImage(t, fnEcho)
+	uidImg := userImage(t, img, "1000:1000")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := d.client()
+
+	const literal = "literal-value-2c9f41"
+	binary := []byte("line1\nline2 \n\x00\xffbinary-77ab\n") // untrimmed, not UTF-8
+
+	if list, body := d.listSecretsRaw(""); len(list) != 0 {
+		t.Fatalf("secrets of a new daemon: %s", body)
+	}
+	for _, s := range []types.Secret{
+		{Name: "api-key", Value: literal},
+		// As faas-cli --from-file sends it: trimmed text and the raw bytes.
+		{Name: "bin-key", Value: strings.TrimSpace(string(binary)), RawValue: binary},
+	} {
+		code, err := c.CreateSecret(ctx, s)
+		if err != nil || code != http.StatusCreated {
+			t.Fatalf("create %s: %d %v, want 201", s.Name, code, err)
+		}
+	}
+
+	t.Run("list has names, never values", func(t *testing.T) {
+		list, body := d.listSecretsRaw(defaultNamespace)
+		if got := secretNames(list); !slices.Equal(got, []string{"api-key", "bin-key"}) {
+			t.Fatalf("names = %v", got)
+		}
+		for _, s := range list {
+			for k := range s {
+				if k != "name" && k != "namespace" {
+					t.Errorf("list item has field %q: %s", k, body)
+				}
+			}
+			if s["namespace"] != defaultNamespace {
+				t.Errorf("namespace = %v, want %s", s["namespace"], defaultNamespace)
+			}
+		}
+		for _, v := range []string{literal, "binary-77ab", base64.StdEncoding.EncodeToString(binary)} {
+			if strings.Contains(body, v) {
+				t.Errorf("list leaks a value: %s", body)
+			}
+		}
+		sdkList, err := c.GetSecrets(ctx, defaultNamespace)
+		if err != nil || len(sdkList) != 2 || sdkList[0].Value != "" || len(sdkList[0].RawValue) != 0 {
+			t.Errorf("go-sdk GetSecrets = %+v, %v", sdkList, err)
+		}
+	})
+
+	t.Run("conflict and missing", func(t *testing.T) {
+		res := d.invoke(http.MethodPost, "/system/secrets", []byte(`{"name":"api-key","value":"again"}`), nil)
+		if res.Status != http.StatusConflict || strings.TrimSpace(string(res.Body)) != `secret with the name "api-key" already exists` {
+			t.Errorf("duplicate create: %s, want 409 with faas-cli's message", res)
+		}
+		if code, err := c.UpdateSecret(ctx, types.Secret{Name: "nothere", Value: "x"}); code != http.StatusNotFound || err == nil {
+			t.Errorf("update missing: %d %v, want 404", code, err)
+		}
+		res = d.invoke(http.MethodDelete, "/system/secrets", []byte(`{"name":"nothere","namespace":"openfaas-fn"}`), nil)
+		if res.Status != http.StatusNotFound || !strings.Contains(string(res.Body), "unable to find secret: nothere") {
+			t.Errorf("delete missing: %s, want 404", res)
+		}
+		if got, _ := c.GetSecrets(ctx, ""); len(got) != 2 {
+			t.Errorf("secrets after refused writes: %+v", got)
+		}
+	})
+
+	t.Run("deploy with an unknown secret", func(t *testing.T) {
+		spec := simpleSpec("no-secret", img, nil, nil)
+		spec.Secrets = []string{"api-key", "missing"}
+		code, err := c.Deploy(ctx, spec)
+		if code != http.StatusBadRequest || err == nil || !strings.Contains(err.Error(), "unable to find secret: missing") {
+			t.Errorf("POST: %d %v, want 400 unable to find secret: missing", code, err)
+		}
+		// faas-cli PUTs first: the 400 is final, it does not fall back to POST.
+		if code, err := c.Update(ctx, spec); code != http.StatusBadRequest {
+			t.Errorf("PUT: %d %v, want 400", code, err)
+		}
+		fns, err := d.listFunctions("")
+		if err != nil || len(fns) != 0 {
+			t.Errorf("functions after refused deploys: %+v %v", fns, err)
+		}
+	})
+
+	// One function as root with a writable root, one as uid 1000 with a
+	// read-only root: both must read both secrets.
+	fns := map[string]types.FunctionDeployment{}
+	for name, image := range map[string]string{"secret-root": img, "secret-uid": uidImg} {
+		spec := simpleSpec(name, image, nil, nil)
+		spec.Secrets = []string{"api-key", "bin-key"}
+		spec.ReadOnlyRootFilesystem = name == "secret-uid"
+		d.deploy(spec)
+		fns[name] = spec
+	}
+	for name := range fns {
+		d.waitReady(name, defaultNamespace, 1)
+	}
+
+	t.Run("functions read exactly the values", func(t *testing.T) {
+		for name := range fns {
+			if res := d.secretFile(name, "api-key"); res.Status != http.StatusOK || string(res.Body) != literal {
+				t.Errorf("%s: api-key = %s, want exactly the value", name, res)
+			}
+			if res := d.secretFile(name, "bin-key"); res.Status != http.StatusOK || !bytes.Equal(res.Body, binary) {
+				t.Errorf("%s: bin-key = %q (%d), want the rawValue bytes", name, res.Body, res.Status)
+			}
+			if res := d.invoke(http.MethodGet, "/function/"+name+"/file?path=/tmp/probe-not-there", nil, nil); res.Status != http.StatusNotFound {
+				t.Errorf("%s: /file of a missing path = %s; the endpoint is not telling files apart", name, res)
+			}
+		}
+	})
+
+	t.Run("files are root-owned 0444", func(t *testing.T) {
+		for name := range fns {
+			ids, err := d.runningIDs(name, defaultNamespace)
+			if err != nil || len(ids) != 1 {
+				t.Fatalf("%s: running %v %v", name, ids, err)
+			}
+			got := d.secretsOnDisk(ids[0])
+			want := map[string]secretEntry{
+				"secrets/":        {mode: fs.ModeDir | 0o755},
+				"secrets/api-key": {mode: 0o444, content: literal},
+				"secrets/bin-key": {mode: 0o444, content: string(binary)},
+			}
+			if len(got) != len(want) {
+				t.Errorf("%s: entries %v, want %d", name, keysOf(got), len(want))
+			}
+			for p, w := range want {
+				g, ok := got[p]
+				if !ok || g.mode != w.mode || g.uid != 0 || g.gid != 0 || g.content != w.content {
+					t.Errorf("%s: %s = mode %v owner %d:%d (present %v, content ok %v), want mode %v root:root",
+						name, p, g.mode, g.uid, g.gid, ok, g.content == w.content, w.mode)
+				}
+			}
+		}
+	})
+
+	t.Run("state file holds no value", func(t *testing.T) {
+		data, err := os.ReadFile(filepath.Join(d.stateDir, "state.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(data, []byte("openfaas-fn/api-key")) {
+			t.Fatal("the state file does not mention the secret at all; wrong file?")
+		}
+		for _, v := range [][]byte{[]byte(literal), []byte("binary-77ab"), []byte(base64.StdEncoding.EncodeToString([]byte(literal)))} {
+			if bytes.Contains(data, v) {
+				t.Errorf("the state file contains %q", v)
+			}
+		}
+		st, err := os.Stat(filepath.Join(d.stateDir, "secrets.key"))
+		if err != nil || st.Mode() != 0o600 || st.Size() != 32 {
+			t.Errorf("secrets.key: %v %v, want mode 0600 and 32 bytes", st, err)
+		}
+	})
+
+	t.Run("deleting a used secret keeps replicas", func(t *testing.T) {
+		before, _ := d.runningIDs("secret-root", defaultNamespace)
+		if err := c.DeleteSecret(ctx, "api-key", defaultNamespace); err != nil {
+			t.Fatal(err)
+		}
+		// A scale the controller cannot carry out without the secret.
+		if res := d.invoke(http.MethodPost, "/system/scale-function/secret-root", []byte(`{"serviceName":"secret-root","replicas":2}`), nil); res.Status != http.StatusAccepted {
+			t.Fatalf("scale: %s", res)
+		}
+		eventually(t, readyTimeout, pollInterval, func() error {
+			return d.reasonIs("secret-root", "SecretNotFound")
+		})
+		if res := d.secretFile("secret-root", "api-key"); res.Status != http.StatusOK || string(res.Body) != literal {
+			t.Errorf("the running replica stopped serving: %s", res)
+		}
+		if after, _ := d.runningIDs("secret-root", defaultNamespace); !slices.Equal(after, before) {
+			t.Errorf("replicas changed without the secret: %v -> %v", before, after)
+		}
+		// Back again: the function converges, with the new value.
+		if code, err := c.CreateSecret(ctx, types.Secret{Name: "api-key", Value: "recreated"}); err != nil {
+			t.Fatalf("re-create: %d %v", code, err)
+		}
+		d.waitReady("secret-root", defaultNamespace, 2)
+		eventually(t, readyTimeout, pollInterval, func() error {
+			for i := 0; i < 4; i++ {
+				if res := d.secretFile("secret-root", "api-key"); string(res.Body) != "recreated" {
+					return fmt.Errorf("a replica still serves %s", res)
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("delete functions then secrets", func(t *testing.T) {
+		var volumes []string
+		for name := range fns {
+			ids, _ := d.runningIDs(name, defaultNamespace)
+			for _, id := range ids {
+				for _, m := range d.inspect(id).Mounts {
+					if m.Destination == secretsDir {
+						volumes = append(volumes, m.Name)
+					}
+				}
+			}
+		}
+		if len(volumes) < len(fns) {
+			t.Fatalf("secrets volumes found: %v, want one per replica", volumes)
+		}
+		for name := range fns {
+			if err := c.DeleteFunction(ctx, name, defaultNamespace); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The replicas go too, secrets volume included (it is anonymous).
+		eventually(t, readyTimeout, pollInterval, func() error {
+			for name := range fns {
+				if cs, err := d.fnContainers(name, defaultNamespace, true); err != nil || len(cs) != 0 {
+					return fmt.Errorf("%s: %d containers left (%v)", name, len(cs), err)
+				}
+			}
+			return nil
+		})
+		for _, v := range volumes {
+			vctx, vcancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := d.docker.VolumeInspect(vctx, v)
+			vcancel()
+			if !cerrdefs.IsNotFound(err) {
+				t.Errorf("secrets volume %s outlived its container: %v", v, err)
+			}
+		}
+		for _, s := range []string{"api-key", "bin-key"} {
+			if err := c.DeleteSecret(ctx, s, defaultNamespace); err != nil {
+				t.Fatalf("delete %s: %v", s, err)
+			}
+		}
+		if list, body := d.listSecretsRaw(""); len(list) != 0 {
+			t.Errorf("secrets after delete: %s", body)
+		}
+	})
+}
+
+// reasonIs checks the controller's status reason for a function on
+// /debug/reconcile.
+func (d *daemon) reasonIs(name, want string) error {
+	res, err := d.request(http.MethodGet, "/debug/reconcile?format=json", nil, nil, authBasic)
+	if err != nil {
+		return err
+	}
+	var view struct {
+		Functions []struct {
+			Key       string `json:"key"`
+			Reason    string `json:"reason"`
+			LastError string `json:"lastError"`
+		} `json:"functions"`
+	}
+	if err := json.Unmarshal(res.Body, &view); err != nil {
+		return fmt.Errorf("debug JSON %s: %w", res, err)
+	}
+	for _, f := range view.Functions {
+		if f.Key == defaultNamespace+"/"+name {
+			if f.Reason != want {
+				return fmt.Errorf("reason %q (last error %q), want %q", f.Reason, f.LastError, want)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not on the debug page", name)
+}
+
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestSecretUpdateRollsWithoutFailures: a PUT of a secret reaches every
+// replica of the functions using it through a readiness-gated roll, and no
+// invocation fails meanwhile.
+func TestSecretUpdateRollsWithoutFailures(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	img := fnImage(t, fnEcho)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := d.client()
+
+	if code, err := c.CreateSecret(ctx, types.Secret{Name: "rolling", Value: "v1"}); err != nil {
+		t.Fatalf("create: %d %v", code, err)
+	}
+	spec := simpleSpec("rolling", img, nil, map[string]string{"com.openfaas.scale.min": "2"})
+	spec.Secrets = []string{"rolling"}
+	d.deploy(spec)
+	d.waitReady("rolling", defaultNamespace, 2)
+	oldIDs, err := d.runningIDs("rolling", defaultNamespace)
+	if err != nil || len(oldIDs) != 2 {
+		t.Fatalf("replicas before the update: %v %v", oldIDs, err)
+	}
+	if res := d.secretFile("rolling", "rolling"); string(res.Body) != "v1" {
+		t.Fatalf("before the update: %s", res)
+	}
+
+	// Invoke continuously through the roll; every answer must be a 200 with
+	// the old or the new value.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	stopLoad := func() { stopOnce.Do(func() { close(stop); wg.Wait() }) }
+	defer stopLoad()
+	counts := map[string]int{}
+	var firstNewAt time.Time // read only after stopLoad
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 10000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			res, err := d.request(http.MethodGet, "/function/rolling/file?path="+secretsDir+"/rolling", nil, nil, authBasic)
+			key := fmt.Sprintf("%d %q", res.Status, res.Body)
+			if err != nil {
+				key = "error: " + err.Error()
+			}
+			if key == `200 "v2"` && firstNewAt.IsZero() {
+				firstNewAt = time.Now()
+			}
+			counts[key]++
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+
+	time.Sleep(300 * time.Millisecond) // some traffic before the update
+	start := time.Now()
+	if code, err := c.UpdateSecret(ctx, types.Secret{Name: "rolling", Value: "v2"}); err != nil || code != http.StatusAccepted {
+		t.Fatalf("PUT secret: %d %v, want 202", code, err)
+	}
+	eventually(t, readyTimeout, pollInterval, func() error {
+		ids, err := d.runningIDs("rolling", defaultNamespace)
+		if err != nil {
+			return err
+		}
+		if len(ids) != 2 {
+			return fmt.Errorf("%d running replicas", len(ids))
+		}
+		for _, id := range ids {
+			if slices.Contains(oldIDs, id) {
+				return fmt.Errorf("old replica %s still runs", short(id))
+			}
+		}
+		return nil
+	})
+	converged := time.Since(start)
+	time.Sleep(300 * time.Millisecond) // some traffic after the roll
+	stopLoad()
+
+	t.Logf("secret update: first new value after %s, old replicas gone after %s; responses: %v",
+		firstNewAt.Sub(start).Round(time.Millisecond), converged.Round(time.Millisecond), counts)
+	total := 0
+	for k, n := range counts {
+		total += n
+		if k != `200 "v1"` && k != `200 "v2"` {
+			t.Errorf("%d invocation(s) during the roll got %s", n, k)
+		}
+	}
+	if counts[`200 "v1"`] == 0 || counts[`200 "v2"`] == 0 || total < 20 {
+		t.Errorf("the load did not span the roll (%v); the check above proves nothing", counts)
+	}
+	for i := 0; i < 10; i++ {
+		if res := d.secretFile("rolling", "rolling"); res.Status != http.StatusOK || string(res.Body) != "v2" {
+			t.Errorf("invoke %d after the roll: %s", i, res)
+		}
+	}
+}
