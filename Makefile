@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build run test unit e2e lint image docker-up bench clean
+.PHONY: all build run test unit e2e soak fuzz lint image docker-up bench clean
 
 all: lint test
 
@@ -21,6 +21,13 @@ unit: ## fast tests, no Docker needed
 
 e2e: ## end-to-end tests against the local Docker Engine
 	go test -count=1 -timeout 30m -v ./test/e2e/
+
+soak: ## long fault run: mixed workload with periodic kill -9 (SOAK_DURATION, default 10m), then the kill test mid-update
+	SOAK=1 go test -count=1 -timeout 60m -v -run '^TestSoak$$' ./test/e2e/
+	FAULT_FUNCTIONS=20 FAULT_STEPS=5 go test -count=1 -timeout 30m -v -run '^TestKillDuringConcurrentDeploys$$' ./test/e2e/
+
+fuzz: ## every fuzz target for FUZZTIME each (default 10s)
+	hack/fuzz.sh
 
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }

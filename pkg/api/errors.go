@@ -44,7 +44,9 @@ func writeStoreError(w http.ResponseWriter, log logrus.FieldLogger, err error, n
 
 // notFoundMsg names the function the way faas-cli addresses it (NAME.NS).
 func notFoundMsg(name, ns string) string {
-	return "function " + name + "." + ns + " not found"
+	// short quotes names with control characters, so a %0a in a path
+	// cannot forge lines in the answer.
+	return "function " + short(name+"."+ns) + " not found"
 }
 
 // writeJSON answers with v as JSON. Our own types always encode, so an error

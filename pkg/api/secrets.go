@@ -213,7 +213,7 @@ func (a *api) writeSecretStoreError(w http.ResponseWriter, err error, name, ns s
 }
 
 // secretNotFoundMsg is the message faas-cli prints for a missing secret.
-func secretNotFoundMsg(name string) string { return "unable to find secret: " + name }
+func secretNotFoundMsg(name string) string { return "unable to find secret: " + short(name) }
 
 // secretLog is the logger for one accepted secret write. Never add the value.
 func secretLog(log logrus.FieldLogger, info store.SecretInfo) logrus.FieldLogger {

@@ -567,10 +567,11 @@ func (c *Controller) ensureNetwork(ctx context.Context, key, ns, name, netName s
 		c.metrics.dockerError("list-networks")
 		return err
 	}
-	if n, ok, err := c.oneNetwork(ctx, nets, netName, log); ok || err != nil {
-		if err != nil {
-			return err
-		}
+	n, ok, err := c.oneNetwork(ctx, nets, netName, log)
+	if err != nil {
+		return err
+	}
+	if ok {
 		c.rememberNetwork(netName, key)
 		return c.joinSelf(ctx, n, log)
 	}

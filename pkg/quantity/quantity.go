@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 )
 
@@ -42,6 +43,13 @@ func parse(s string) (*big.Rat, error) {
 	}
 	if num == "" || strings.ContainsAny(num, "+-") && !strings.ContainsAny(num, "eE") {
 		return nil, fmt.Errorf("%w %q: want a non-negative number with an optional suffix such as Mi or m", ErrInvalid, s)
+	}
+	// big.Rat would expand "1e1000000" digit by digit; no resource needs
+	// an exponent beyond a few dozen.
+	if i := strings.IndexAny(num, "eE"); i >= 0 {
+		if e, err := strconv.Atoi(num[i+1:]); err != nil || e > 30 || e < -30 {
+			return nil, fmt.Errorf("%w %q: exponent out of range", ErrInvalid, s)
+		}
 	}
 	v, ok := new(big.Rat).SetString(num)
 	if !ok || v.Sign() < 0 {

@@ -27,6 +27,8 @@ func TestParseBytes(t *testing.T) {
 		{" 1Mi", 0, false},
 		{"abc", 0, false},
 		{"99999999999Ei", 0, false},
+		{"1e1000000", 0, false}, // would cost big.Rat ~24 ms to expand
+		{"1e+3", 1000, true},
 	}
 	for _, tt := range tests {
 		got, err := ParseBytes(tt.in)

@@ -27,20 +27,16 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
-// Shape of TestKillDuringConcurrentDeploys. A stock Docker Engine hands out
-// bridge subnets from its default address pools, which hold about 30
-// networks in all, and every function gets its own network: 100 distinct
-// functions cannot run at once on such an engine (the 29th network fails with
-// "could not find an available, non-overlapping IPv4 address pool"), and
-// other tests running in parallel need networks too. So the 100 deploys are
-// 20 functions × 5 deploys each (a POST, then four PUTs that change the
-// environment), which also crashes the daemon in the middle of rolling
-// updates. FAULT_FUNCTIONS and FAULT_STEPS change the shape, e.g.
-// FAULT_FUNCTIONS=100 FAULT_STEPS=1 on an engine with larger
-// default-address-pools.
+// Shape of TestKillDuringConcurrentDeploys: 100 deploys of distinct
+// fn-hostname functions (FAULT_FUNCTIONS) from 16 goroutines. FAULT_STEPS
+// above 1 follows each create with that many minus one updates (PUT with a
+// new GEN), so that the kill also lands in rolling updates, e.g.
+// FAULT_FUNCTIONS=20 FAULT_STEPS=5. Every function has its own network:
+// the ~30 functions left after the kill need an engine with more than
+// Docker's default address pools (hack/docker-up.sh sets a larger one).
 const (
-	faultFunctions = 20
-	faultSteps     = 5
+	faultFunctions = 100
+	faultSteps     = 1
 	faultWorkers   = 16
 	// faultKillAfter acknowledged deploys, the daemon is SIGKILLed.
 	faultKillAfter = 30
@@ -300,30 +296,52 @@ func TestKillDuringConcurrentDeploys(t *testing.T) {
 	}
 	t.Logf("deploys that failed in flight: %d were applied, %d were not", applied, lost)
 
-	want := map[string]string{}
+	want := map[string]fnWant{}
 	for _, f := range list {
-		want[f.Name] = f.EnvVars[faultGenEnv]
+		want[f.Name] = fnWant{gen: f.EnvVars[faultGenEnv], replicas: 1}
 	}
-	var last error
-	err = poll(faultConverge, time.Second, func() error {
-		last = d.faultConverged(want)
-		return last
-	})
+	err = poll(faultConverge, time.Second, func() error { return d.convergedTo(want) })
 	if err != nil {
 		t.Fatalf("%d functions did not converge within %s after the restart: %v", len(want), faultConverge, err)
 	}
 	t.Logf("restart→%d functions each with one ready replica of its stored spec: %s (kill→restart healthy %s)",
 		len(want), time.Since(restartedAt).Round(time.Millisecond), restartedAt.Sub(killedAt).Round(time.Millisecond))
 
+	// Delete everything through the API: the daemon removes the
+	// containers and networks of 30 functions with its workers in
+	// parallel, much faster than the harness's cleanup would one by one.
+	deletedAt := time.Now()
+	c := d.client()
+	for name := range want {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := c.DeleteFunction(ctx, name, defaultNamespace)
+		cancel()
+		if err != nil {
+			t.Fatalf("delete %s: %v", name, err)
+		}
+	}
+	if err := poll(faultConverge, time.Second, func() error { return d.convergedTo(nil) }); err != nil {
+		t.Fatalf("after deleting every function: %v", err)
+	}
+	t.Logf("deleted %d functions; their containers and networks were gone %s later",
+		len(want), time.Since(deletedAt).Round(time.Millisecond))
+
 	d.Stop()
 	checkStateFile(t, "after a graceful stop", dbPath)
 }
 
-// faultConverged returns nil when exactly the functions in want exist, each
-// reported with one replica and one available, each with exactly one running
-// container whose GEN is the stored one, and no container or network of
-// the instance belongs to anything else.
-func (d *daemon) faultConverged(want map[string]string) error {
+// fnWant is the state a function must converge to: its replicas, each
+// running with this GEN in its environment.
+type fnWant struct {
+	gen      string
+	replicas int
+}
+
+// convergedTo returns nil when exactly the functions in want exist, each
+// reported with its replicas all available, each with exactly that many
+// running containers whose GEN is the wanted one, and no container or
+// network of the instance belongs to anything else.
+func (d *daemon) convergedTo(want map[string]fnWant) error {
 	list, err := d.listFunctions("")
 	if err != nil {
 		return err
@@ -333,15 +351,16 @@ func (d *daemon) faultConverged(want map[string]string) error {
 	}
 	notReady := 0
 	for _, f := range list {
-		if _, ok := want[f.Name]; !ok {
+		w, ok := want[f.Name]
+		if !ok {
 			return fmt.Errorf("unexpected function %s", f.Name)
 		}
-		if f.Replicas != 1 || f.AvailableReplicas != 1 {
+		if f.Replicas != uint64(w.replicas) || f.AvailableReplicas != uint64(w.replicas) {
 			notReady++
 		}
 	}
 	if notReady > 0 {
-		return fmt.Errorf("%d of %d functions not at replicas=1 availableReplicas=1", notReady, len(want))
+		return fmt.Errorf("%d of %d functions not at their replicas, all available", notReady, len(want))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -354,17 +373,22 @@ func (d *daemon) faultConverged(want map[string]string) error {
 	for _, c := range cs {
 		byFn[c.Labels[labelFunction]] = append(byFn[c.Labels[labelFunction]], c)
 	}
-	for name, gen := range want {
+	for name, w := range want {
 		got := byFn[name]
-		if len(got) != 1 || got[0].State != "running" {
-			return fmt.Errorf("%s: containers %s, want exactly one running", name, describeContainers(got))
+		if len(got) != w.replicas {
+			return fmt.Errorf("%s: containers %s, want %d running", name, describeContainers(got), w.replicas)
 		}
-		c, err := d.docker.ContainerInspect(ctx, got[0].ID)
-		if err != nil {
-			return err
-		}
-		if g := envList(c.Config.Env)[faultGenEnv]; g != gen {
-			return fmt.Errorf("%s: container %s runs %s=%s, the stored spec has %s", name, short(c.ID), faultGenEnv, g, gen)
+		for _, c := range got {
+			if c.State != "running" {
+				return fmt.Errorf("%s: containers %s, want %d running", name, describeContainers(got), w.replicas)
+			}
+			in, err := d.docker.ContainerInspect(ctx, c.ID)
+			if err != nil {
+				return err
+			}
+			if g := envList(in.Config.Env)[faultGenEnv]; g != w.gen {
+				return fmt.Errorf("%s: container %s runs %s=%s, the stored spec has %s", name, short(c.ID), faultGenEnv, g, w.gen)
+			}
 		}
 		delete(byFn, name)
 	}
@@ -392,14 +416,23 @@ func (d *daemon) faultConverged(want map[string]string) error {
 }
 
 // checkStateFile checks the state file of a daemon that is not running, as
-// the next start would read it: bbolt's page-level check on a read-only
-// open (which cannot change the file), then store.Open and the store's
-// record-level Check.
+// the next start would read it (see stateFileError).
 func checkStateFile(t *testing.T, when, path string) {
 	t.Helper()
+	size, err := stateFileError(path)
+	if err != nil {
+		t.Fatalf("state file %s: %v", when, err)
+	}
+	t.Logf("state file %s: consistent (%d bytes)", when, size)
+}
+
+// stateFileError runs bbolt's page-level check on a read-only open (which
+// cannot change the file), then store.Open and the store's record-level
+// Check, and returns the file's size.
+func stateFileError(path string) (int64, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
-		t.Fatalf("state file %s: read-only open: %v", when, err)
+		return 0, fmt.Errorf("read-only open: %w", err)
 	}
 	var errs []error
 	err = db.View(func(tx *bolt.Tx) error {
@@ -412,22 +445,22 @@ func checkStateFile(t *testing.T, when, path string) {
 		err = cerr
 	}
 	if err = errors.Join(append(errs, err)...); err != nil {
-		t.Fatalf("state file %s: bbolt check: %v", when, err)
+		return 0, fmt.Errorf("bbolt check: %w", err)
 	}
 	s, err := store.Open(path)
 	if err != nil {
-		t.Fatalf("state file %s: store.Open: %v", when, err)
+		return 0, fmt.Errorf("store.Open: %w", err)
 	}
 	err = s.Check()
 	if cerr := s.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		t.Fatalf("state file %s: store check: %v", when, err)
+		return 0, fmt.Errorf("store check: %w", err)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	t.Logf("state file %s: consistent (%d bytes)", when, fi.Size())
+	return fi.Size(), nil
 }
