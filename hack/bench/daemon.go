@@ -232,6 +232,9 @@ func (d *daemon) debugReasons(ctx context.Context) string {
 		return err.Error()
 	}
 	var v struct {
+		Global struct {
+			QueueDepth int `json:"queueDepth"`
+		} `json:"global"`
 		Functions []struct {
 			Reason    string `json:"reason"`
 			LastError string `json:"lastError"`
@@ -254,7 +257,7 @@ func (d *daemon) debugReasons(ctx context.Context) string {
 			count[k]++
 		}
 	}
-	var parts []string
+	parts := []string{fmt.Sprintf("queue depth %d", v.Global.QueueDepth)}
 	for k, n := range count {
 		parts = append(parts, fmt.Sprintf("%d× %s", n, k))
 	}

@@ -183,7 +183,9 @@ func (r *runner) cleanup() {
 	if r.docker == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Docker removes a network in about half a second when it has a
+	// thousand; leave room for BENCH_SCALE of them.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+time.Duration(r.s.Scale)*time.Second)
 	defer cancel()
 	for _, label := range []string{labelBench, docker.LabelInstance} {
 		if err := r.removeLabelled(ctx, label); err != nil {

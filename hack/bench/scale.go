@@ -154,10 +154,14 @@ func (r *runner) deployAll(ctx context.Context, names []string) error {
 
 // waitAllReady polls the list every 100 ms until n functions have a ready
 // replica and returns the time since t0, and when the first one was ready.
-// It gives up when for 90 s neither another function became ready nor
-// another container started, and says why from /debug/reconcile.
+// It gives up when for a while (90 s, more for many functions) neither
+// another function became ready nor another container started, and says
+// why from /debug/reconcile.
 func (r *runner) waitAllReady(ctx context.Context, n int, t0 time.Time) (all, first time.Duration, err error) {
 	best, running, progress := 0, 0, time.Now()
+	// A resync puts every function in the queue, ahead of a replica waiting
+	// for its next probe; with many functions a pass takes minutes.
+	patience := max(90*time.Second, time.Duration(n)*300*time.Millisecond)
 	lastCount := time.Time{}
 	for i := 0; i < 100000; i++ {
 		list, err := r.d.list(ctx)
@@ -186,9 +190,9 @@ func (r *runner) waitAllReady(ctx context.Context, n int, t0 time.Time) (all, fi
 				running, progress = len(cs), time.Now()
 			}
 		}
-		if time.Since(progress) > 90*time.Second {
-			return 0, 0, fmt.Errorf("stalled at %d of %d functions ready and %d containers for 90s; controller: %s",
-				best, n, running, r.d.debugReasons(ctx))
+		if time.Since(progress) > patience {
+			return 0, 0, fmt.Errorf("stalled at %d of %d functions ready and %d containers for %s; controller: %s",
+				best, n, running, patience, r.d.debugReasons(ctx))
 		}
 		select {
 		case <-ctx.Done():
