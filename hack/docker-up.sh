@@ -7,6 +7,20 @@ set -euo pipefail
 
 log() { echo "docker-up: $*" >&2; }
 
+# The daemon reaches every replica at its own address on its own bridge, and
+# each such neighbour takes one entry of the kernel's ARP table. Its default
+# hard limit (gc_thresh3 = 1024) overflows at several hundred functions:
+# replicas then stop answering the daemon. Raised, never lowered.
+raise_sysctl() {
+  local f=/proc/sys/net/ipv4/neigh/default/gc_thresh$1
+  if [ -w "$f" ] && [ "$(cat "$f")" -lt "$2" ]; then
+    echo "$2" >"$f" && log "net.ipv4.neigh.default.gc_thresh$1 raised to $2"
+  fi
+}
+raise_sysctl 1 4096
+raise_sysctl 2 8192
+raise_sysctl 3 16384
+
 if docker info >/dev/null 2>&1; then
   log "engine already answering"
   exit 0

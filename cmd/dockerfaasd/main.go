@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -118,6 +119,7 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		Resync:        cfg.Resync,
 		PidsLimit:     cfg.PidsLimit,
 		DrainTimeout:  cfg.ExecTimeout,
+		NeighborLimit: neighborLimit(),
 		Log:           log,
 	}, st, engine, cache, board, controller.NewHTTPProber(time.Second), controller.NewMetrics(reg))
 
@@ -269,4 +271,18 @@ func selfContainer(ctx context.Context, setting string, engine *docker.Client) (
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// neighborLimit reads the hard limit of the kernel's IPv4 neighbour table
+// in this network namespace; 0 when it cannot be read (not Linux).
+func neighborLimit() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return n
 }

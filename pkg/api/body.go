@@ -75,3 +75,24 @@ func (a *api) writeDecodeError(w http.ResponseWriter, err error) {
 	}
 	writeError(w, a.log, code, err.Error(), err)
 }
+
+// readDelete decodes a DELETE body into req and resolves the namespace of
+// what it names, answering the request itself when either fails. name and
+// namespace point into req, so they are read once it is decoded; field is
+// the JSON name of the required name. faas-cli sends the namespace in the body,
+// older clients in the query; the body wins.
+func (a *api) readDelete(w http.ResponseWriter, r *http.Request, req any, field string, name, namespace *string) (ns string, ok bool) {
+	if err := decodeBody(w, r, req); err != nil {
+		a.writeDecodeError(w, err)
+		return "", false
+	}
+	if *name == "" {
+		writeError(w, a.log, http.StatusBadRequest, field+" is required", nil)
+		return "", false
+	}
+	requested := *namespace
+	if requested == "" {
+		requested = r.URL.Query().Get("namespace")
+	}
+	return a.namespace(w, r, requested)
+}

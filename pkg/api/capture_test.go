@@ -5,26 +5,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/openfaas/faas-provider/types"
+
+	"github.com/dockerfaasd/dockerfaasd/internal/capturetest"
 )
 
-// capturesDir holds what the real faas-cli sent (see CONTRACT.md), relative
-// to this package: /work/shared/openfaas/captures from /work/main/pkg/api.
-const capturesDir = "../../../shared/openfaas/captures"
-
-// capture is one recorded request.
-type capture struct {
-	Method     string              `json:"method"`
-	Path       string              `json:"path"`
-	RawQuery   string              `json:"rawQuery"`
-	Headers    map[string][]string `json:"headers"`
-	AuthScheme string              `json:"authScheme"`
-	Body       string              `json:"body"`
-}
+// capture is one request the real faas-cli sent.
+type capture = capturetest.Request
 
 // replay says what this daemon answers, per capture folder, to each
 // request faas-cli sent to the gateway (in file order). Every answer must be
@@ -119,9 +110,9 @@ func gatewayPath(p string) bool {
 }
 
 func TestCaptureReplay(t *testing.T) {
-	dirs, err := os.ReadDir(capturesDir)
+	dirs, err := os.ReadDir(capturetest.Dir)
 	if os.IsNotExist(err) && os.Getenv("CI") != "true" {
-		t.Skipf("captures not found at %s", capturesDir)
+		t.Skipf("captures not found at %s", capturetest.Dir)
 	}
 	if err != nil {
 		t.Fatalf("captures: %v", err)
@@ -142,7 +133,7 @@ func TestCaptureReplay(t *testing.T) {
 			if exp.skip != "" {
 				t.Skip(exp.skip)
 			}
-			caps := loadCaptures(t, filepath.Join(capturesDir, name))
+			caps := loadCaptures(t, filepath.Join(capturetest.Dir, name))
 			if len(caps) != len(exp.want) {
 				t.Fatalf("%d gateway requests captured, table expects %d", len(caps), len(exp.want))
 			}
@@ -164,7 +155,7 @@ func TestCaptureReplay(t *testing.T) {
 				f.deploy(t, `{"service":"`+fn+`","image":"docker.io/example/`+fn+`:latest","namespace":"dev"}`)
 			}
 			for i, c := range caps {
-				w := f.send(t, c.Method, c.Path+queryOf(c), c.Body, func(r *http.Request) {
+				w := f.send(t, c.Method, withQuery(c.Path, c.RawQuery), c.Body, func(r *http.Request) {
 					for k, vs := range c.Headers {
 						if k != "Authorization" && k != "Content-Length" {
 							r.Header[k] = vs
@@ -189,33 +180,20 @@ func TestCaptureReplay(t *testing.T) {
 // loadCaptures reads a folder's gateway requests in file (sequence) order.
 func loadCaptures(t *testing.T, dir string) []capture {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "[0-9][0-9][0-9]-*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(files)
-	var out []capture
-	for _, fn := range files {
-		b, err := os.ReadFile(fn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var c capture
-		if err := json.Unmarshal(b, &c); err != nil {
-			t.Fatalf("%s: %v", fn, err)
-		}
-		if gatewayPath(c.Path) {
-			out = append(out, c)
-		}
-	}
-	return out
+	return gatewayRequests(capturetest.Load(t, dir))
 }
 
-func queryOf(c capture) string {
-	if c.RawQuery == "" {
-		return ""
+// gatewayRequests keeps the requests that went to the gateway API.
+func gatewayRequests(reqs []capture) []capture {
+	return slices.DeleteFunc(reqs, func(c capture) bool { return !gatewayPath(c.Path) })
+}
+
+// withQuery is the request target of path and a raw query.
+func withQuery(path, rawQuery string) string {
+	if rawQuery == "" {
+		return path
 	}
-	return "?" + c.RawQuery
+	return path + "?" + rawQuery
 }
 
 // authFor recreates the redacted Authorization header from the recorded

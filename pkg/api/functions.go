@@ -176,22 +176,10 @@ func (a *api) updateFunction(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// deleteFunction answers DELETE /system/functions. The namespace is in the
-// body for faas-cli and in the query for older clients; the body wins.
+// deleteFunction answers DELETE /system/functions (see readDelete).
 func (a *api) deleteFunction(w http.ResponseWriter, r *http.Request) {
 	var req types.DeleteFunctionRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		a.writeDecodeError(w, err)
-		return
-	}
-	if req.FunctionName == "" {
-		writeError(w, a.log, http.StatusBadRequest, "functionName is required", nil)
-		return
-	}
-	if req.Namespace == "" {
-		req.Namespace = r.URL.Query().Get("namespace")
-	}
-	ns, ok := a.namespace(w, r, req.Namespace)
+	ns, ok := a.readDelete(w, r, &req, "functionName", &req.FunctionName, &req.Namespace)
 	if !ok {
 		return
 	}

@@ -9,9 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 
+	"github.com/dockerfaasd/dockerfaasd/internal/capturetest"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
@@ -35,38 +35,11 @@ import (
 // contain it.
 const fuzzSecretValue = "fuzz-secret-value-5d41402abc4b2a76"
 
-// fuzzCaptures returns the requests faas-cli sent in the captures (see
-// capture_test.go), for seeds. Without them (outside CI) the targets fuzz
-// from their built-in seeds only; in CI their absence is an error.
+// fuzzCaptures returns the requests faas-cli sent to the gateway in the
+// captures, for seeds (see capturetest.Seeds).
 func fuzzCaptures(f *testing.F) []capture {
 	f.Helper()
-	files, err := filepath.Glob(filepath.Join(capturesDir, "*", "[0-9][0-9][0-9]-*.json"))
-	if err == nil && len(files) == 0 {
-		err = fmt.Errorf("no captures under %s", capturesDir)
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			f.Fatalf("seed corpus: %v", err)
-		}
-		f.Logf("seed corpus: %v; using the built-in seeds only", err)
-		return nil
-	}
-	sort.Strings(files)
-	var out []capture
-	for _, fn := range files {
-		b, err := os.ReadFile(fn)
-		if err != nil {
-			f.Fatal(err)
-		}
-		var c capture
-		if err := json.Unmarshal(b, &c); err != nil {
-			f.Fatalf("%s: %v", fn, err)
-		}
-		if gatewayPath(c.Path) {
-			out = append(out, c)
-		}
-	}
-	return out
+	return gatewayRequests(capturetest.Seeds(f))
 }
 
 // fuzzLogs is a LogStreamer with no lines, so /system/logs answers without
@@ -117,6 +90,27 @@ func (f *fixture) fuzzServe(method, target string, body []byte) (*httptest.Respo
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
 	return w, true
+}
+
+// fuzzExchange is one request sent with fuzzDo: the answer, and the store
+// before and after it, which the invariants are about.
+type fuzzExchange struct {
+	w             *httptest.ResponseRecorder
+	before, after storeState
+	changed       []string // before.changes(after)
+}
+
+// fuzzDo sends one request with fuzzServe and records the store around it;
+// false means no client could send the request (and nothing was sent).
+func (f *fixture) fuzzDo(t *testing.T, method, target string, body []byte) (fuzzExchange, bool) {
+	t.Helper()
+	before := f.state(t)
+	w, ok := f.fuzzServe(method, target, body)
+	if !ok {
+		return fuzzExchange{}, false
+	}
+	after := f.state(t)
+	return fuzzExchange{w: w, before: before, after: after, changed: before.changes(after)}, true
 }
 
 // storeState is everything stored, record by record, as JSON, keyed
@@ -246,10 +240,8 @@ func FuzzDeployBody(f *testing.F) {
 		if put {
 			method = http.MethodPut
 		}
-		before := fx.state(t)
-		w, _ := fx.fuzzServe(method, "/system/functions", []byte(body))
-		after := fx.state(t)
-		changed := before.changes(after)
+		x, _ := fx.fuzzDo(t, method, "/system/functions", []byte(body))
+		w, after, changed := x.w, x.after, x.changed
 		switch w.Code {
 		case http.StatusAccepted:
 		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge:
@@ -315,17 +307,12 @@ func FuzzScaleBody(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, name, query, body string) {
 		fx := newFuzzFixture(t)
-		before := fx.state(t)
-		target := "/system/scale-function/" + name
-		if query != "" {
-			target += "?" + query
-		}
-		w, ok := fx.fuzzServe(http.MethodPost, target, []byte(body))
+		target := withQuery("/system/scale-function/"+name, query)
+		x, ok := fx.fuzzDo(t, http.MethodPost, target, []byte(body))
 		if !ok {
 			return
 		}
-		after := fx.state(t)
-		changed := before.changes(after)
+		w, before, after, changed := x.w, x.before, x.after, x.changed
 		switch w.Code {
 		case http.StatusAccepted:
 		case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestEntityTooLarge, http.StatusMethodNotAllowed:
@@ -374,16 +361,12 @@ func FuzzDeleteBody(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, query, body string) {
 		fx := newFuzzFixture(t)
-		before := fx.state(t)
-		target := "/system/functions"
-		if query != "" {
-			target += "?" + query
-		}
-		w, ok := fx.fuzzServe(http.MethodDelete, target, []byte(body))
+		target := withQuery("/system/functions", query)
+		x, ok := fx.fuzzDo(t, http.MethodDelete, target, []byte(body))
 		if !ok {
 			return
 		}
-		changed := before.changes(fx.state(t))
+		w, changed := x.w, x.changed
 		switch w.Code {
 		case http.StatusAccepted:
 			if len(changed) != 1 || !strings.HasPrefix(changed[0], "-function:") {
@@ -426,26 +409,19 @@ func FuzzSecretBody(f *testing.F) {
 		if c.Path != "/system/secrets" {
 			continue
 		}
-		for i, m := range methods {
-			if m == c.Method {
-				f.Add(uint8(i), c.RawQuery, c.Body)
-			}
+		if i := slices.Index(methods, c.Method); i >= 0 {
+			f.Add(uint8(i), c.RawQuery, c.Body)
 		}
 	}
 	f.Fuzz(func(t *testing.T, m uint8, query, body string) {
 		fx := newFuzzFixture(t)
 		method := methods[int(m)%len(methods)]
-		before := fx.state(t)
-		target := "/system/secrets"
-		if query != "" {
-			target += "?" + query
-		}
-		w, ok := fx.fuzzServe(method, target, []byte(body))
+		target := withQuery("/system/secrets", query)
+		x, ok := fx.fuzzDo(t, method, target, []byte(body))
 		if !ok {
 			return
 		}
-		after := fx.state(t)
-		changed := before.changes(after)
+		w, after, changed := x.w, x.after, x.changed
 		if w.Code >= 400 {
 			switch w.Code {
 			case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge:
@@ -525,23 +501,19 @@ func FuzzNamespaceBody(f *testing.F) {
 		if !ok {
 			continue
 		}
-		for i, m := range methods {
-			if m == c.Method {
-				f.Add(uint8(i), name, c.Body)
-			}
+		if i := slices.Index(methods, c.Method); i >= 0 {
+			f.Add(uint8(i), name, c.Body)
 		}
 	}
 	f.Fuzz(func(t *testing.T, m uint8, name, body string) {
 		fx := newFuzzFixture(t)
 		method := methods[int(m)%len(methods)]
-		before := fx.state(t)
 		target := "/system/namespace/" + name
-		w, ok := fx.fuzzServe(method, target, []byte(body))
+		x, ok := fx.fuzzDo(t, method, target, []byte(body))
 		if !ok {
 			return
 		}
-		after := fx.state(t)
-		changed := before.changes(after)
+		w, after, changed := x.w, x.after, x.changed
 		if w.Code >= 400 {
 			switch w.Code {
 			case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusMethodNotAllowed:
@@ -620,12 +592,11 @@ func FuzzLogQuery(f *testing.F) {
 		}
 
 		fx := newFuzzFixture(t)
-		before := fx.state(t)
-		w, ok := fx.fuzzServe(http.MethodGet, "/system/logs?"+raw, nil)
+		x, ok := fx.fuzzDo(t, http.MethodGet, "/system/logs?"+raw, nil)
 		if !ok {
 			return
 		}
-		changed := before.changes(fx.state(t))
+		w, changed := x.w, x.changed
 		switch w.Code {
 		case http.StatusOK:
 			if err != nil {
@@ -712,21 +683,18 @@ func FuzzRouter(f *testing.F) {
 		f.Add(s.m, s.target, s.body)
 	}
 	for _, c := range fuzzCaptures(f) {
-		for i, m := range methods {
-			if m == c.Method {
-				f.Add(uint8(i), c.Path+queryOf(c), c.Body)
-			}
+		if i := slices.Index(methods, c.Method); i >= 0 {
+			f.Add(uint8(i), withQuery(c.Path, c.RawQuery), c.Body)
 		}
 	}
 	f.Fuzz(func(t *testing.T, m uint8, target, body string) {
 		fx := newFuzzFixture(t)
 		method := methods[int(m)%len(methods)]
-		before := fx.state(t)
-		w, ok := fx.fuzzServe(method, target, []byte(body))
+		x, ok := fx.fuzzDo(t, method, target, []byte(body))
 		if !ok {
 			return
 		}
-		changed := before.changes(fx.state(t))
+		w, changed := x.w, x.changed
 		switch {
 		case w.Code >= 500 || w.Code == http.StatusUnauthorized:
 			t.Fatalf("%s %q %q: %d %q", method, target, body, w.Code, w.Body.String())

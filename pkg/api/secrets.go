@@ -79,24 +79,13 @@ func (a *api) updateSecret(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// deleteSecret answers DELETE /system/secrets with {"name","namespace"} in
-// the body (faas-cli) or the namespace in the query (other clients); the
-// body wins. Functions still listing the secret keep their running replicas
-// but cannot be reconciled until it exists again, which is worth a warning.
+// deleteSecret answers DELETE /system/secrets with {"name","namespace"}
+// (see readDelete). Functions still listing the secret keep their running
+// replicas but cannot be reconciled until it exists again, which is worth a
+// warning.
 func (a *api) deleteSecret(w http.ResponseWriter, r *http.Request) {
 	var req types.Secret
-	if err := decodeBody(w, r, &req); err != nil {
-		a.writeDecodeError(w, err)
-		return
-	}
-	if req.Name == "" {
-		writeError(w, a.log, http.StatusBadRequest, "name is required", nil)
-		return
-	}
-	if req.Namespace == "" {
-		req.Namespace = r.URL.Query().Get("namespace")
-	}
-	ns, ok := a.namespace(w, r, req.Namespace)
+	ns, ok := a.readDelete(w, r, &req, "name", &req.Name, &req.Namespace)
 	if !ok {
 		return
 	}

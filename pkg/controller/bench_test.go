@@ -97,3 +97,33 @@ func BenchmarkReconcile1000Create(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchFunctions), "ns/key")
 }
+
+// BenchmarkResync1000Converged is one periodic resync pass over
+// benchFunctions converged functions as the controller runs it: one list of
+// containers and networks, a comparison with what the last reconciles left,
+// and a probe of every published replica. Compare it with
+// BenchmarkReconcile1000Converged, which reconciles every key as resyncs
+// used to.
+func BenchmarkResync1000Converged(b *testing.B) {
+	c, keys := newBenchController(b)
+	lc := &listCounter{Engine: c.engine.(*fake.Engine)}
+	c.engine = lc
+	convergeAll(b, c, keys)
+	for _, k := range keys {
+		c.processResult(k, Result{}, nil) // record "converged" as the worker does
+	}
+	ctx := context.Background()
+	lc.lists.Store(0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.ResyncAll(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if n := c.queue.Len(); n != 0 {
+			b.Fatalf("resync of converged functions queued %d keys", n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/key")
+	b.ReportMetric(float64(lc.lists.Load())/float64(b.N), "lists/op")
+}

@@ -54,7 +54,12 @@ type Config struct {
 	// that keep exiting.
 	CrashBackoff    time.Duration
 	CrashBackoffMax time.Duration
-	Log             logrus.FieldLogger
+	// NeighborLimit is the kernel's hard limit of neighbour (ARP) entries
+	// in the daemon's network namespace (net.ipv4.neigh.default.gc_thresh3;
+	// 0 = unknown). Every replica is reached at its own address on its own
+	// bridge, so each takes one entry; a resync warns when they near it.
+	NeighborLimit int
+	Log           logrus.FieldLogger
 }
 
 func (c Config) withDefaults() Config {
@@ -146,6 +151,9 @@ type Controller struct {
 	// last reconcile kept, to tell one removed behind our back (drift.go).
 	seen   map[string]map[string]string
 	global status.Global
+	// nearNeighborLimit is set while the replicas near NeighborLimit, so
+	// the warning is logged once per crossing.
+	nearNeighborLimit bool
 }
 
 type crashState struct {
@@ -263,47 +271,6 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// ResyncAll enqueues every desired key and every key found on our containers
-// and networks, so orphans are reconciled (to nothing) too. Keys backing off
-// after a failure keep their backoff (Nudge).
-func (c *Controller) ResyncAll(ctx context.Context) error {
-	fns, err := c.store.List(ctx, "")
-	if err != nil {
-		return fmt.Errorf("resync: %w", err)
-	}
-	for _, f := range fns {
-		c.queue.Nudge(f.Key())
-	}
-	var errs []error
-	cs, err := c.engine.ListContainers(ctx, c.instanceLabels())
-	if err != nil {
-		c.metrics.dockerError("list")
-		errs = append(errs, err)
-	}
-	for _, ct := range cs {
-		if k := labelKey(ct.Labels); k != "" {
-			c.queue.Nudge(k)
-		}
-	}
-	nets, err := c.engine.ListNetworks(ctx, c.instanceLabels())
-	if err != nil {
-		c.metrics.dockerError("list-networks")
-		errs = append(errs, err)
-	}
-	for _, n := range nets {
-		if k := labelKey(n.Labels); k != "" {
-			c.queue.Nudge(k)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("resync: %w", err)
-	}
-	c.mu.Lock()
-	c.global.LastResync = time.Now()
-	c.mu.Unlock()
-	return nil
 }
 
 func labelKey(labels map[string]string) string {

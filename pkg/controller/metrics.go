@@ -13,6 +13,7 @@ type Metrics struct {
 	drift      *prometheus.CounterVec
 	dockerErrs *prometheus.CounterVec
 	panics     prometheus.Counter
+	resyncKeys *prometheus.CounterVec
 	reg        prometheus.Registerer
 }
 
@@ -35,6 +36,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dockerfaasd_reconcile_panics_total", Help: "Reconciles that panicked (a bug).",
 		}),
+		resyncKeys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockerfaasd_resync_keys_total",
+			Help: "Function keys looked at by periodic resyncs: queued for a reconcile, or found unchanged in Docker and only probed.",
+		}, []string{"outcome"}),
 		reg: reg,
 	}
 	// A labelled series is exported only once it exists. Creating the known
@@ -49,8 +54,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, op := range dockerOps {
 		m.dockerErrs.WithLabelValues(op)
 	}
+	for _, o := range resyncOutcomes {
+		m.resyncKeys.WithLabelValues(o)
+	}
 	if reg != nil {
-		reg.MustRegister(m.reconciles, m.duration, m.drift, m.dockerErrs, m.panics)
+		reg.MustRegister(m.reconciles, m.duration, m.drift, m.dockerErrs, m.panics, m.resyncKeys)
 	}
 	return m
 }
@@ -59,6 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // checks that every value used in this package is listed here.
 var (
 	reconcileResults = []string{"success", "requeue", "error", "terminal"}
+	resyncOutcomes   = []string{"queued", "unchanged"}
 	driftKinds       = []string{
 		"extra_replica", "network_disconnected", "network_duplicate", "network_missing",
 		"orphan_removed", "replica_exited", "replica_missing",
@@ -72,6 +81,11 @@ var (
 func (m *Metrics) observe(result string, d time.Duration) {
 	m.reconciles.WithLabelValues(result).Inc()
 	m.duration.Observe(d.Seconds())
+}
+
+func (m *Metrics) resync(queued, unchanged int) {
+	m.resyncKeys.WithLabelValues("queued").Add(float64(queued))
+	m.resyncKeys.WithLabelValues("unchanged").Add(float64(unchanged))
 }
 
 func (m *Metrics) dockerError(op string) { m.dockerErrs.WithLabelValues(op).Inc() }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -12,11 +13,22 @@ import (
 // never handed to two workers at once (a key added while it is processed is
 // re-queued when Done is called), delayed adds keep the earliest deadline, and
 // failures are retried with per-key exponential backoff until Forget.
+//
+// Keys whose delay ran out (a function waiting for its new replica to pass
+// the readiness probe, a retry) wait in a lane of their own, served in turn
+// with the lane of fresh keys. In a burst of deploys a single lane put every
+// probe behind all pending creations: with 200 functions deployed at once
+// the first was routable only after a minute. Alternating bounds the wait of
+// either lane by the other's turn, so neither can starve.
 type Queue struct {
-	mu         sync.Mutex
-	cond       *sync.Cond
-	order      []string
-	dirty      map[string]struct{}
+	mu    sync.Mutex
+	cond  *sync.Cond
+	order []string // fresh keys
+	due   []string // keys whose delay ran out
+	// dirty holds the keys waiting or to be re-queued, each with whether it
+	// belongs in the due lane.
+	dirty      map[string]bool
+	turn       bool // the due lane goes next when both have keys (the fresh one was served last)
 	processing map[string]struct{}
 	timers     map[string]delayed
 	backoffs   map[string]*backoff.ExponentialBackOff
@@ -35,7 +47,7 @@ type delayed struct {
 // at max. It never gives up (MaxElapsedTime 0): a daemon retries forever.
 func NewQueue(base, max time.Duration) *Queue {
 	q := &Queue{
-		dirty:      map[string]struct{}{},
+		dirty:      map[string]bool{},
 		processing: map[string]struct{}{},
 		timers:     map[string]delayed{},
 		backoffs:   map[string]*backoff.ExponentialBackOff{},
@@ -59,21 +71,40 @@ func NewQueue(base, max time.Duration) *Queue {
 func (q *Queue) Add(key string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.addLocked(key)
+	q.addLocked(key, false)
 }
 
-func (q *Queue) addLocked(key string) {
+func (q *Queue) addLocked(key string, due bool) {
 	if q.shutdown {
 		return
 	}
-	if _, ok := q.dirty[key]; ok {
+	_, processing := q.processing[key]
+	if wasDue, ok := q.dirty[key]; ok {
+		if due && !wasDue {
+			// Waiting among fresh keys already, typically because the
+			// key's own container events nudged it; a due key must not
+			// lose its turn to that.
+			q.dirty[key] = true
+			if !processing {
+				q.order = slices.DeleteFunc(q.order, func(k string) bool { return k == key })
+				q.pushLocked(key, true)
+			}
+		}
 		return
 	}
-	q.dirty[key] = struct{}{}
-	if _, ok := q.processing[key]; ok {
+	q.dirty[key] = due
+	if processing {
 		return // Done re-queues it
 	}
-	q.order = append(q.order, key)
+	q.pushLocked(key, due)
+}
+
+func (q *Queue) pushLocked(key string, due bool) {
+	if due {
+		q.due = append(q.due, key)
+	} else {
+		q.order = append(q.order, key)
+	}
 	q.cond.Signal()
 }
 
@@ -102,7 +133,7 @@ func (q *Queue) AddAfter(key string, d time.Duration) {
 		if cur, ok := q.timers[key]; ok && cur.t == t {
 			delete(q.timers, key)
 		}
-		q.addLocked(key)
+		q.addLocked(key, true)
 	})
 	q.timers[key] = delayed{at: at, t: t}
 }
@@ -161,13 +192,19 @@ func (q *Queue) Failures(key string) bool {
 func (q *Queue) Get() (key string, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.order) == 0 && !q.shutdown {
+	for len(q.order)+len(q.due) == 0 && !q.shutdown {
 		q.cond.Wait()
 	}
 	if q.shutdown {
 		return "", false
 	}
-	key, q.order = q.order[0], q.order[1:]
+	if len(q.due) > 0 && (q.turn || len(q.order) == 0) {
+		key, q.due = q.due[0], q.due[1:]
+		q.turn = false
+	} else {
+		key, q.order = q.order[0], q.order[1:]
+		q.turn = true
+	}
 	delete(q.dirty, key)
 	q.processing[key] = struct{}{}
 	return key, true
@@ -178,9 +215,8 @@ func (q *Queue) Done(key string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.processing, key)
-	if _, ok := q.dirty[key]; ok && !q.shutdown {
-		q.order = append(q.order, key)
-		q.cond.Signal()
+	if due, ok := q.dirty[key]; ok && !q.shutdown {
+		q.pushLocked(key, due)
 	}
 }
 
@@ -188,7 +224,7 @@ func (q *Queue) Done(key string) {
 func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.order)
+	return len(q.order) + len(q.due)
 }
 
 // ShutDown stops the queue: Get returns ok=false and pending timers stop.

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -217,5 +218,75 @@ func TestQueueNudgeRespectsBackoffAddDoesNot(t *testing.T) {
 	q.Nudge("k")
 	if q.Len() != 1 {
 		t.Fatal("Nudge after Forget must queue at once")
+	}
+}
+
+// A key whose delay ran out does not wait behind every fresh key: the two
+// lanes take turns, so neither starves the other.
+func TestQueueDueKeysTakeTurnsWithFreshOnes(t *testing.T) {
+	q := NewQueue(time.Millisecond, time.Second)
+	defer q.ShutDown()
+	for _, k := range []string{"f1", "f2", "f3", "f4"} {
+		q.Add(k)
+	}
+	q.AddAfter("d1", time.Millisecond)
+	q.AddAfter("d2", 30*time.Millisecond) // after d1: timers fire in no set order
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Len() < 6 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	var got []string
+	for q.Len() > 0 {
+		k, _ := q.Get()
+		q.Done(k)
+		got = append(got, k)
+	}
+	want := []string{"f1", "d1", "f2", "d2", "f3", "f4"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+}
+
+// A due key re-added while it is processed goes back to the due lane.
+func TestQueueDueKeyKeepsItsLaneAcrossDone(t *testing.T) {
+	q := NewQueue(time.Millisecond, time.Second)
+	defer q.ShutDown()
+	q.AddAfter("d", time.Millisecond)
+	k, _ := q.Get() // waits for the timer
+	q.Add("f1")
+	q.Add("f2")
+	q.AddAfter(k, time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // the timer fires while "d" is processed
+	q.Done(k)
+	var got []string
+	for q.Len() > 0 {
+		k, _ := q.Get()
+		q.Done(k)
+		got = append(got, k)
+	}
+	// The first Get served "d" from the due lane, so fresh goes next.
+	if want := []string{"f1", "d", "f2"}; !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+}
+
+// A key nudged among fresh keys (by its own container's events) moves to
+// the due lane when its delay runs out, instead of waiting behind them.
+func TestQueueDueKeyOvertakesItsFreshCopy(t *testing.T) {
+	q := NewQueue(time.Millisecond, time.Second)
+	defer q.ShutDown()
+	for _, k := range []string{"f1", "f2", "f3", "k"} {
+		q.Add(k)
+	}
+	q.AddAfter("k", time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	var got []string
+	for q.Len() > 0 {
+		k, _ := q.Get()
+		q.Done(k)
+		got = append(got, k)
+	}
+	if want := []string{"f1", "k", "f2", "f3"}; !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
 	}
 }

@@ -176,6 +176,9 @@ func (c *Controller) observe(ctx context.Context, key, hash, netName string, lis
 	return out, errors.Join(errs...)
 }
 
+// replicaAddr is where a replica with the given IP serves its function.
+func replicaAddr(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(FunctionPort)) }
+
 func slotOf(ct docker.Container) int {
 	n, err := strconv.Atoi(ct.Labels[docker.LabelSlot])
 	if err != nil {
@@ -198,7 +201,7 @@ func (c *Controller) probe(ctx context.Context, replicas []*replica, netName str
 			pctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
 			defer cancel()
 			r.ready = c.prober.Ready(pctx, addr)
-		}(r, net.JoinHostPort(ip, strconv.Itoa(FunctionPort)))
+		}(r, replicaAddr(ip))
 	}
 	wg.Wait()
 }
@@ -430,8 +433,7 @@ func (c *Controller) publish(key string, replicas []*replica, netName string) []
 	var eps []proxy.Endpoint
 	for _, r := range replicas {
 		if r.ready && !r.draining {
-			addr := net.JoinHostPort(r.Networks[netName], strconv.Itoa(FunctionPort))
-			eps = append(eps, proxy.Endpoint{Container: r.ID, Addr: addr})
+			eps = append(eps, proxy.Endpoint{Container: r.ID, Addr: replicaAddr(r.Networks[netName])})
 		}
 	}
 	sort.Slice(eps, func(i, j int) bool { return eps[i].Container < eps[j].Container })

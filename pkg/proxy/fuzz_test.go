@@ -2,53 +2,23 @@ package proxy
 
 import (
 	"bufio"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dockerfaasd/dockerfaasd/internal/capturetest"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
-// capturesDir holds what the real faas-cli sent (see CONTRACT.md), relative
-// to this package: /work/shared/openfaas/captures from /work/main/pkg/proxy.
-const capturesDir = "../../../shared/openfaas/captures"
-
 // invocationSeeds returns the targets (path and query) of the invocations
-// faas-cli sent in the captures. Without them (outside CI) the targets fuzz
-// from their built-in seeds only; in CI their absence is an error.
+// faas-cli sent in the captures, for seeds (see capturetest.Seeds).
 func invocationSeeds(f *testing.F) []string {
 	f.Helper()
-	files, err := filepath.Glob(filepath.Join(capturesDir, "*", "[0-9][0-9][0-9]-*.json"))
-	if err == nil && len(files) == 0 {
-		err = fmt.Errorf("no captures under %s", capturesDir)
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			f.Fatalf("seed corpus: %v", err)
-		}
-		f.Logf("seed corpus: %v; using the built-in seeds only", err)
-		return nil
-	}
 	var out []string
-	for _, fn := range files {
-		b, err := os.ReadFile(fn)
-		if err != nil {
-			f.Fatal(err)
-		}
-		var c struct {
-			Path     string `json:"path"`
-			RawQuery string `json:"rawQuery"`
-		}
-		if err := json.Unmarshal(b, &c); err != nil {
-			f.Fatalf("%s: %v", fn, err)
-		}
+	for _, c := range capturetest.Seeds(f) {
 		if strings.HasPrefix(c.Path, "/function/") || strings.HasPrefix(c.Path, "/async-function/") {
 			t := c.Path
 			if c.RawQuery != "" {

@@ -88,7 +88,7 @@ func (m *Memory) Create(ctx context.Context, spec types.FunctionDeployment, repl
 	}
 	return m.write(ctx, key, func(t table) (Function, bool, error) {
 		// write holds m.mu, so the check and the create are one step.
-		if err := namespaceIn(mapGetter(m.namespaces), ns); err != nil {
+		if err := namespaceIn(mapTable(m.namespaces), ns); err != nil {
 			return Function{}, false, err
 		}
 		f, err := createIn(t, spec, replicas, now())
@@ -103,7 +103,7 @@ func (m *Memory) Update(ctx context.Context, spec types.FunctionDeployment, clam
 		return Function{}, err
 	}
 	return m.write(ctx, key, func(t table) (Function, bool, error) {
-		if err := namespaceIn(mapGetter(m.namespaces), ns); err != nil {
+		if err := namespaceIn(mapTable(m.namespaces), ns); err != nil {
 			return Function{}, false, err
 		}
 		return updateIn(t, spec, clamp, now())

@@ -62,6 +62,15 @@ type getter interface {
 	Get(key []byte) []byte
 }
 
+// namespaceTable is what a namespace write needs: a bbolt bucket inside a
+// transaction, or Memory's map under its lock (mapTable). Writing the rules
+// once, against this, keeps the two stores answering alike, as table does
+// for functions.
+type namespaceTable interface {
+	getter
+	Put(key, value []byte) error
+}
+
 // namespaceIn fails with ErrNamespaceNotFound unless namespace exists in ns,
 // the namespaces table of the write it is called in.
 func namespaceIn(ns getter, namespace string) error {
@@ -89,6 +98,32 @@ func encodeNamespace(ns types.FunctionNamespace) ([]byte, error) {
 		return nil, fmt.Errorf("namespace %q: encode: %w", ns.Name, err)
 	}
 	return v, nil
+}
+
+// namespaceValue checks a namespace write before it takes the writer lock
+// and returns what it will store.
+func namespaceValue(ctx context.Context, ns types.FunctionNamespace) ([]byte, error) {
+	if err := checkNamespaceName(ns.Name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("namespace %q: %w", ns.Name, err)
+	}
+	return encodeNamespace(ns)
+}
+
+// putNamespaceIn stores v, the encoded namespace name: as a new namespace
+// when create is set, else over an existing one. DefaultNamespace always
+// exists, written or not.
+func putNamespaceIn(t namespaceTable, name string, v []byte, create bool) error {
+	exists := t.Get([]byte(name)) != nil || name == DefaultNamespace
+	switch {
+	case create && exists:
+		return fmt.Errorf("namespace %q: %w", name, ErrConflict)
+	case !create && !exists:
+		return fmt.Errorf("namespace %q: %w", name, ErrNotFound)
+	}
+	return t.Put([]byte(name), v)
 }
 
 // decodeNamespace copies a stored namespace out of v, which may be memory
@@ -208,26 +243,12 @@ func (s *Bolt) UpdateNamespace(ctx context.Context, ns types.FunctionNamespace) 
 // putNamespace stores ns: as a new namespace when create is set, else over
 // an existing one.
 func (s *Bolt) putNamespace(ctx context.Context, ns types.FunctionNamespace, create bool) (types.FunctionNamespace, error) {
-	if err := checkNamespaceName(ns.Name); err != nil {
-		return types.FunctionNamespace{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return types.FunctionNamespace{}, fmt.Errorf("namespace %q: %w", ns.Name, err)
-	}
-	v, err := encodeNamespace(ns)
+	v, err := namespaceValue(ctx, ns)
 	if err != nil {
 		return types.FunctionNamespace{}, err
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(namespacesBucket)
-		exists := b.Get([]byte(ns.Name)) != nil || ns.Name == DefaultNamespace
-		switch {
-		case create && exists:
-			return fmt.Errorf("namespace %q: %w", ns.Name, ErrConflict)
-		case !create && !exists:
-			return fmt.Errorf("namespace %q: %w", ns.Name, ErrNotFound)
-		}
-		return b.Put([]byte(ns.Name), v)
+		return putNamespaceIn(tx.Bucket(namespacesBucket), ns.Name, v, create)
 	})
 	if err != nil {
 		return types.FunctionNamespace{}, err
@@ -264,10 +285,16 @@ func (s *Bolt) DeleteNamespace(ctx context.Context, name string) error {
 	})
 }
 
-// mapGetter reads Memory's namespaces; the caller holds the lock.
-type mapGetter map[string][]byte
+// mapTable is Memory's namespaces as a namespaceTable; the caller holds
+// m.mu, locked for writing to Put.
+type mapTable map[string][]byte
 
-func (m mapGetter) Get(key []byte) []byte { return m[string(key)] }
+func (m mapTable) Get(key []byte) []byte { return m[string(key)] }
+
+func (m mapTable) Put(key, value []byte) error {
+	m[string(key)] = value
+	return nil
+}
 
 // GetNamespace implements Namespaces.
 func (m *Memory) GetNamespace(ctx context.Context, name string) (types.FunctionNamespace, error) {
@@ -276,7 +303,7 @@ func (m *Memory) GetNamespace(ctx context.Context, name string) (types.FunctionN
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return getNamespaceIn(mapGetter(m.namespaces), name)
+	return getNamespaceIn(mapTable(m.namespaces), name)
 }
 
 // ListNamespaces implements Namespaces.
@@ -307,28 +334,18 @@ func (m *Memory) UpdateNamespace(ctx context.Context, ns types.FunctionNamespace
 	return m.putNamespace(ctx, ns, false)
 }
 
+// putNamespace is Bolt's putNamespace, holding the writer lock where Bolt
+// holds a transaction.
 func (m *Memory) putNamespace(ctx context.Context, ns types.FunctionNamespace, create bool) (types.FunctionNamespace, error) {
-	if err := checkNamespaceName(ns.Name); err != nil {
-		return types.FunctionNamespace{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return types.FunctionNamespace{}, fmt.Errorf("namespace %q: %w", ns.Name, err)
-	}
-	v, err := encodeNamespace(ns)
+	v, err := namespaceValue(ctx, ns)
 	if err != nil {
 		return types.FunctionNamespace{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, exists := m.namespaces[ns.Name]
-	exists = exists || ns.Name == DefaultNamespace
-	switch {
-	case create && exists:
-		return types.FunctionNamespace{}, fmt.Errorf("namespace %q: %w", ns.Name, ErrConflict)
-	case !create && !exists:
-		return types.FunctionNamespace{}, fmt.Errorf("namespace %q: %w", ns.Name, ErrNotFound)
+	if err := putNamespaceIn(mapTable(m.namespaces), ns.Name, v, create); err != nil {
+		return types.FunctionNamespace{}, err
 	}
-	m.namespaces[ns.Name] = v
 	return decodeNamespace(ns.Name, v)
 }
 

@@ -513,7 +513,7 @@ func (m *Memory) CreateSecret(ctx context.Context, namespace, name string, value
 	}
 	return m.writeSecret(ctx, key, func(t table) (SecretInfo, bool, error) {
 		// writeSecret holds m.mu, so the check and the create are one step.
-		if err := namespaceIn(mapGetter(m.namespaces), namespace); err != nil {
+		if err := namespaceIn(mapTable(m.namespaces), namespace); err != nil {
 			return SecretInfo{}, false, err
 		}
 		info, err := createSecretIn(t, m.secrets.sealer, namespace, name, value, now())

@@ -1,0 +1,189 @@
+package controller
+
+import (
+	"context"
+	"sort"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// listCounter counts the list calls made through it.
+type listCounter struct {
+	*fake.Engine
+	lists atomic.Int64
+}
+
+func (l *listCounter) ListContainers(ctx context.Context, labels map[string]string) ([]docker.Container, error) {
+	l.lists.Add(1)
+	return l.Engine.ListContainers(ctx, labels)
+}
+
+func (l *listCounter) ListNetworks(ctx context.Context, labels map[string]string) ([]docker.Network, error) {
+	l.lists.Add(1)
+	return l.Engine.ListNetworks(ctx, labels)
+}
+
+// queued drains the controller's queue without blocking.
+func queued(c *Controller) []string {
+	var keys []string
+	for c.queue.Len() > 0 {
+		k, _ := c.queue.Get()
+		c.queue.Done(k)
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// A resync pass lists Docker once, whatever the number of functions, and
+// queues only the functions that are not exactly as their last reconcile
+// left them; a break of every kind the drift catalogue knows is caught.
+func TestResyncQueuesOnlyChangedFunctions(t *testing.T) {
+	// Each break is done to function "b" (two replicas, ids) by hand.
+	tests := []struct {
+		name  string
+		brk   func(f *fixture, ids []string)
+		queue bool
+	}{
+		{"nothing changed", func(f *fixture, ids []string) {}, false},
+		{"replica removed", func(f *fixture, ids []string) {
+			_ = f.eng.RemoveContainer(context.Background(), ids[0])
+		}, true},
+		{"replica exited", func(f *fixture, ids []string) { f.eng.SetState(ids[0], docker.StateExited) }, true},
+		{"replica disconnected", func(f *fixture, ids []string) {
+			f.eng.Disconnect(ids[1], f.c.networkName(store.DefaultNamespace, "b"))
+		}, true},
+		{"network removed", func(f *fixture, ids []string) {
+			f.eng.RemoveNetworkBehindBack(f.c.networkName(store.DefaultNamespace, "b"))
+		}, true},
+		{"extra container with our labels", func(f *fixture, ids []string) {
+			ct := f.container(ids[0])
+			ct.ID, ct.Name = "copy", "copy-by-hand"
+			f.eng.AddContainer(ct)
+		}, true},
+		{"replica stopped answering", func(f *fixture, ids []string) { f.setReady(ids[1], false) }, true},
+		{"desired replicas changed", func(f *fixture, ids []string) {
+			if _, err := f.st.Scale(context.Background(), store.Key(store.DefaultNamespace, "b"), 3); err != nil {
+				f.t.Fatal(err)
+			}
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			lc := &listCounter{Engine: f.eng}
+			f.c = New(f.c.cfg, f.st, lc, f.cache, f.board, f.prober, nil)
+			keys := map[string]string{}
+			for _, name := range []string{"a", "b", "c"} {
+				keys[name] = f.deploy(deployment(name), 2)
+				if !f.work(keys[name], 10) {
+					t.Fatalf("%s did not converge", name)
+				}
+			}
+			var ids []string
+			for _, ct := range f.listOf("b") {
+				ids = append(ids, ct.ID)
+			}
+			tt.brk(f, ids)
+
+			lc.lists.Store(0)
+			if err := f.c.ResyncAll(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n := lc.lists.Load(); n != 2 {
+				t.Errorf("resync made %d list calls, want 2 (containers and networks once)", n)
+			}
+			got := queued(f.c)
+			var want []string
+			if tt.queue {
+				want = []string{keys["b"]}
+			}
+			if len(got) != len(want) || (len(want) == 1 && got[0] != want[0]) {
+				t.Fatalf("resync queued %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// After a daemon restart nothing has been reconciled yet, so the first pass
+// queues every function, adopted or not.
+func TestResyncAfterRestartQueuesAll(t *testing.T) {
+	f := newFixture(t)
+	for _, name := range []string{"a", "b"} {
+		if !f.work(f.deploy(deployment(name), 1), 10) {
+			t.Fatalf("%s did not converge", name)
+		}
+	}
+	fresh := New(f.c.cfg, f.st, f.eng, f.cache, newFixture(t).board, f.prober, nil)
+	if err := fresh.ResyncAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := queued(fresh); len(got) != 2 {
+		t.Fatalf("first resync of a new controller queued %v, want both functions", got)
+	}
+}
+
+func (f *fixture) listOf(name string) []docker.Container {
+	f.t.Helper()
+	list, err := f.eng.ListContainers(context.Background(), f.c.keyLabels(store.DefaultNamespace, name))
+	if err != nil || len(list) == 0 {
+		f.t.Fatalf("containers of %s: %v, %v", name, list, err)
+	}
+	return list
+}
+
+func (f *fixture) container(id string) docker.Container {
+	f.t.Helper()
+	list, _ := f.eng.ListContainers(context.Background(), nil)
+	for _, ct := range list {
+		if ct.ID == id {
+			return ct
+		}
+	}
+	f.t.Fatalf("no container %s", id)
+	return docker.Container{}
+}
+
+// The neighbour table warning is logged once when the running replicas
+// reach three quarters of the limit, and once more when they drop back.
+func TestResyncWarnsNearNeighborLimit(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	c := New(Config{Instance: "t", NeighborLimit: 8, Log: log}, store.NewMemory(), fake.New(), nil, nil, nil, nil)
+	running := func(n int) []docker.Container {
+		cs := make([]docker.Container, n+2)
+		for i := range cs {
+			cs[i].State = docker.StateRunning
+		}
+		cs[n].State, cs[n+1].State = docker.StateExited, docker.StateCreated // not counted
+		return cs
+	}
+	steps := []struct {
+		running int
+		want    logrus.Level // 0: nothing logged
+	}{
+		{5, 0},
+		{6, logrus.WarnLevel},
+		{7, 0},
+		{6, 0},
+		{5, logrus.InfoLevel},
+		{1, 0},
+	}
+	for i, s := range steps {
+		hook.Reset()
+		c.checkNeighbors(running(s.running))
+		got := hook.AllEntries()
+		switch {
+		case s.want == 0 && len(got) != 0:
+			t.Errorf("step %d (%d running): logged %q", i, s.running, got[0].Message)
+		case s.want != 0 && (len(got) != 1 || got[0].Level != s.want):
+			t.Errorf("step %d (%d running): logged %d entries, want one at %s", i, s.running, len(got), s.want)
+		}
+	}
+}
