@@ -154,6 +154,12 @@ type Controller struct {
 	// nearNeighborLimit is set while the replicas near NeighborLimit, so
 	// the warning is logged once per crossing.
 	nearNeighborLimit bool
+	// touched holds, per key, the value of seq when a Docker event or a
+	// reconcile last concerned it; snaps the resync's listings per key,
+	// valid while the key stays untouched (see takeSnapshot).
+	seq     uint64
+	touched map[string]uint64
+	snaps   map[string]*snapshot
 }
 
 type crashState struct {
@@ -184,6 +190,8 @@ func New(cfg Config, st store.Store, engine docker.Engine, eps Endpoints, board 
 		networks: map[string]string{},
 
 		selfJoined: map[string]bool{},
+		touched:    map[string]uint64{},
+		snaps:      map[string]*snapshot{},
 		global:     status.Global{EventStream: "starting", DriftCorrections: map[string]int64{}},
 	}
 }

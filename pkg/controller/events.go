@@ -66,6 +66,7 @@ func (c *Controller) watchOnce(ctx context.Context) error {
 				return errors.New("container event stream closed")
 			}
 			if k := labelKey(ev.Attributes); k != "" {
+				c.touch(k)
 				c.queue.Nudge(k)
 			}
 		case ev, ok := <-nevs:
@@ -88,6 +89,7 @@ func (c *Controller) onNetworkEvent(ev docker.Event) {
 	key := c.networks[ev.Attributes["name"]]
 	c.mu.Unlock()
 	if key != "" {
+		c.touch(key)
 		c.queue.Nudge(key)
 	}
 }

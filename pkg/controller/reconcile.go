@@ -32,6 +32,8 @@ type replica struct {
 // level-triggered: it re-reads desired state and lists containers every time,
 // whatever caused it to run.
 func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) {
+	snap := c.takeSnapshot(key)
+	defer c.touch(key) // what this reconcile changed is not in earlier listings
 	ns, name, err := store.SplitKey(key)
 	if err != nil {
 		return Result{}, Terminal(err)
@@ -77,13 +79,15 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 		return Result{}, err
 	}
 	netName := c.networkName(ns, name)
-	if err := c.ensureNetwork(ctx, key, ns, name, netName, log); err != nil {
+	if err := c.ensureNetwork(ctx, key, ns, name, netName, snap, log); err != nil {
 		c.setReason(key, fn, hash, "NetworkError")
 		return Result{}, err
 	}
 
-	list, err := c.engine.ListContainers(ctx, c.keyLabels(ns, name))
-	if err != nil {
+	var list []docker.Container
+	if snap != nil {
+		list = snap.containers
+	} else if list, err = c.engine.ListContainers(ctx, c.keyLabels(ns, name)); err != nil {
 		c.metrics.dockerError("list")
 		return Result{}, err
 	}
@@ -562,12 +566,18 @@ func (c *Controller) ensureImage(ctx context.Context, ref string, log logrus.Fie
 	return nil
 }
 
-// ensureNetwork makes sure the function's own bridge network exists.
-func (c *Controller) ensureNetwork(ctx context.Context, key, ns, name, netName string, log logrus.FieldLogger) error {
-	nets, err := c.engine.ListNetworks(ctx, c.keyLabels(ns, name))
-	if err != nil {
-		c.metrics.dockerError("list-networks")
-		return err
+// ensureNetwork makes sure the function's own bridge network exists. snap,
+// when not nil, is a valid listing of the key's networks (takeSnapshot).
+func (c *Controller) ensureNetwork(ctx context.Context, key, ns, name, netName string, snap *snapshot, log logrus.FieldLogger) error {
+	var nets []docker.Network
+	if snap != nil {
+		nets = snap.networks
+	} else {
+		var err error
+		if nets, err = c.engine.ListNetworks(ctx, c.keyLabels(ns, name)); err != nil {
+			c.metrics.dockerError("list-networks")
+			return err
+		}
 	}
 	n, ok, err := c.oneNetwork(ctx, nets, netName, log)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -31,6 +32,8 @@ func (c *Controller) ResyncAll(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
+	marks := c.touchMarks() // before the lists: see takeSnapshot
+	taken := time.Now()
 	cs, cerr := c.engine.ListContainers(ctx, c.instanceLabels())
 	if cerr != nil {
 		c.metrics.dockerError("list")
@@ -64,6 +67,7 @@ func (c *Controller) ResyncAll(ctx context.Context) error {
 	for _, n := range nets {
 		if k := labelKey(n.Labels); k != "" {
 			at(k).networks = append(at(k).networks, n)
+			c.rememberNetwork(n.Name, k) // so its events find the key
 		}
 	}
 
@@ -78,6 +82,13 @@ func (c *Controller) ResyncAll(ctx context.Context) error {
 			check = append(check, k)
 			continue
 		}
+		if s == nil {
+			s = &snapshot{} // nothing of it in Docker: that is a finding too
+		}
+		s.touched, s.taken = marks[k], taken
+		c.mu.Lock()
+		c.snaps[k] = s
+		c.mu.Unlock()
 		c.queue.Nudge(k)
 	}
 	for k := range byKey {
@@ -96,6 +107,52 @@ func (c *Controller) ResyncAll(ctx context.Context) error {
 type snapshot struct {
 	containers []docker.Container
 	networks   []docker.Network
+	touched    uint64    // the key's touch mark before the lists were made
+	taken      time.Time // when the lists were asked for
+}
+
+// snapshotTTL bounds how old a resync's listing may be when a reconcile
+// uses it instead of listing for itself.
+const snapshotTTL = 5 * time.Second
+
+// touch marks that key's Docker state may have changed (an event) or is
+// being changed (a reconcile), which invalidates listings made before.
+func (c *Controller) touch(key string) {
+	c.mu.Lock()
+	c.seq++
+	c.touched[key] = c.seq
+	c.mu.Unlock()
+}
+
+func (c *Controller) touchMarks() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.touched)
+}
+
+// takeSnapshot hands a reconcile of key what the last resync listed for
+// it, when that listing still holds, and marks the key touched. After a
+// daemon restart every function is reconciled; with its own two list calls
+// each, 1000 functions took 14.5 s to be routable again, longer than an
+// invocation waits for a replica.
+//
+// A listing holds when nothing touched the key since its marks were read,
+// before the lists were asked for: no event arrived for it (a change by
+// someone else shows up as one) and no reconcile of it began or ended (a
+// reconcile still changing Docker while the lists ran ends after the read,
+// so it invalidates them). Changes made before the read are in the lists.
+func (c *Controller) takeSnapshot(key string) *snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.snaps[key]
+	delete(c.snaps, key)
+	valid := s != nil && s.touched == c.touched[key] && time.Since(s.taken) < snapshotTTL
+	c.seq++
+	c.touched[key] = c.seq
+	if !valid {
+		return nil
+	}
+	return s
 }
 
 // unchanged reports whether s is exactly what the last reconcile of f left:

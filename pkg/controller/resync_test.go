@@ -2,9 +2,11 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
@@ -185,5 +187,89 @@ func TestResyncWarnsNearNeighborLimit(t *testing.T) {
 		case s.want != 0 && (len(got) != 1 || got[0].Level != s.want):
 			t.Errorf("step %d (%d running): logged %d entries, want one at %s", i, s.running, len(got), s.want)
 		}
+	}
+}
+
+// A reconcile right after a resync uses the resync's listing of its key
+// instead of listing again, unless something touched the key in between.
+func TestReconcileUsesValidResyncSnapshot(t *testing.T) {
+	tests := []struct {
+		name    string
+		between func(f *fixture, key string)
+		lists   int64 // list calls the reconcile makes itself
+	}{
+		{"nothing in between", func(f *fixture, key string) {}, 0},
+		{"an event for the key", func(f *fixture, key string) { f.c.touch(key) }, 2},
+		{"an event for another key", func(f *fixture, key string) { f.c.touch("openfaas-fn/other") }, 0},
+		{"a reconcile of the key", func(f *fixture, key string) { f.work(key, 1) }, 2},
+		{"listing too old", func(f *fixture, key string) {
+			f.c.mu.Lock()
+			f.c.snaps[key].taken = time.Now().Add(-snapshotTTL)
+			f.c.mu.Unlock()
+		}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			lc := &listCounter{Engine: f.eng}
+			f.c = New(f.c.cfg, f.st, lc, f.cache, f.board, f.prober, nil)
+			key := f.deploy(deployment("fn"), 2)
+			if err := f.c.ResyncAll(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			tt.between(f, key)
+			lc.lists.Store(0)
+			if _, err := f.c.Reconcile(context.Background(), key); err != nil {
+				t.Fatal(err)
+			}
+			if n := lc.lists.Load(); n != tt.lists {
+				t.Errorf("reconcile made %d list calls, want %d", n, tt.lists)
+			}
+			// Either way it acted on what is really there: two replicas.
+			if !f.work(key, 10) || len(f.running("t-fn")) != 2 {
+				t.Fatalf("did not converge to 2 replicas: %v", f.eng.Names(""))
+			}
+		})
+	}
+}
+
+// A daemon restarted over running replicas adopts them from the first
+// resync's listing: no list call per function, no container touched.
+func TestAdoptionFromResyncSnapshot(t *testing.T) {
+	f := newFixture(t)
+	var keys []string
+	for _, name := range []string{"a", "b", "c"} {
+		keys = append(keys, f.deploy(deployment(name), 2))
+		if !f.work(keys[len(keys)-1], 10) {
+			t.Fatalf("%s did not converge", name)
+		}
+	}
+	before := f.replicaIDs()
+	f.eng.ResetActions()
+
+	lc := &listCounter{Engine: f.eng}
+	f2 := newFixture(t)
+	f2.st, f2.eng, f2.prober = f.st, f.eng, f.prober
+	f2.c = New(f.c.cfg, f.st, lc, f2.cache, f2.board, f.prober, nil)
+	if err := f2.c.ResyncAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lc.lists.Store(0)
+	for _, k := range keys {
+		if !f2.work(k, 1) {
+			t.Fatalf("%s not adopted in one reconcile", k)
+		}
+		if eps, _ := f2.cache.Lookup(k); len(eps) != 2 {
+			t.Fatalf("%s: %d endpoints published, want 2", k, len(eps))
+		}
+	}
+	if n := lc.lists.Load(); n != 0 {
+		t.Errorf("adoption made %d list calls, want 0", n)
+	}
+	if a := f.eng.Actions(); len(a) != 0 {
+		t.Errorf("adoption changed Docker: %v", a)
+	}
+	if after := f.replicaIDs(); !slices.Equal(before, after) {
+		t.Errorf("replicas %v, want the same %v", after, before)
 	}
 }
