@@ -223,70 +223,61 @@ func TestQueueNudgeRespectsBackoffAddDoesNot(t *testing.T) {
 
 // A key whose delay ran out does not wait behind every fresh key: the two
 // lanes take turns, so neither starves the other.
-func TestQueueDueKeysTakeTurnsWithFreshOnes(t *testing.T) {
-	q := NewQueue(time.Millisecond, time.Second)
-	defer q.ShutDown()
-	for _, k := range []string{"f1", "f2", "f3", "f4"} {
-		q.Add(k)
+func TestQueueDueLane(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(q *Queue)
+		want  []string
+	}{
+		{"due and fresh keys take turns", func(q *Queue) {
+			for _, k := range []string{"f1", "f2", "f3", "f4"} {
+				q.Add(k)
+			}
+			q.AddAfter("d1", time.Millisecond)
+			q.AddAfter("d2", 30*time.Millisecond) // after d1: timers fire in no set order
+			for deadline := time.Now().Add(5 * time.Second); q.Len() < 6 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		}, []string{"f1", "d1", "f2", "d2", "f3", "f4"}},
+		// The first Get serves "d" from the due lane, so fresh goes next.
+		{"a due key re-added while processed keeps its lane", func(q *Queue) {
+			q.AddAfter("d", time.Millisecond)
+			k, _ := q.Get() // waits for the timer
+			q.Add("f1")
+			q.Add("f2")
+			q.AddAfter(k, time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // the timer fires while "d" is processed
+			q.Done(k)
+		}, []string{"f1", "d", "f2"}},
+		// Nudged among fresh keys by its own container's events, a key
+		// moves to the due lane when its delay runs out.
+		{"a due key overtakes its fresh copy", func(q *Queue) {
+			for _, k := range []string{"f1", "f2", "f3", "k"} {
+				q.Add(k)
+			}
+			q.AddAfter("k", time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
+		}, []string{"f1", "k", "f2", "f3"}},
 	}
-	q.AddAfter("d1", time.Millisecond)
-	q.AddAfter("d2", 30*time.Millisecond) // after d1: timers fire in no set order
-	deadline := time.Now().Add(5 * time.Second)
-	for q.Len() < 6 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	var got []string
-	for q.Len() > 0 {
-		k, _ := q.Get()
-		q.Done(k)
-		got = append(got, k)
-	}
-	want := []string{"f1", "d1", "f2", "d2", "f3", "f4"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("order %v, want %v", got, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := NewQueue(time.Millisecond, time.Second)
+			defer q.ShutDown()
+			tt.setup(q)
+			if got := drain(q); !slices.Equal(got, tt.want) {
+				t.Fatalf("order %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
 
-// A due key re-added while it is processed goes back to the due lane.
-func TestQueueDueKeyKeepsItsLaneAcrossDone(t *testing.T) {
-	q := NewQueue(time.Millisecond, time.Second)
-	defer q.ShutDown()
-	q.AddAfter("d", time.Millisecond)
-	k, _ := q.Get() // waits for the timer
-	q.Add("f1")
-	q.Add("f2")
-	q.AddAfter(k, time.Millisecond)
-	time.Sleep(20 * time.Millisecond) // the timer fires while "d" is processed
-	q.Done(k)
+// drain takes every waiting key off q, in the order workers would get them.
+func drain(q *Queue) []string {
 	var got []string
 	for q.Len() > 0 {
 		k, _ := q.Get()
 		q.Done(k)
 		got = append(got, k)
 	}
-	// The first Get served "d" from the due lane, so fresh goes next.
-	if want := []string{"f1", "d", "f2"}; !slices.Equal(got, want) {
-		t.Fatalf("order %v, want %v", got, want)
-	}
-}
-
-// A key nudged among fresh keys (by its own container's events) moves to
-// the due lane when its delay runs out, instead of waiting behind them.
-func TestQueueDueKeyOvertakesItsFreshCopy(t *testing.T) {
-	q := NewQueue(time.Millisecond, time.Second)
-	defer q.ShutDown()
-	for _, k := range []string{"f1", "f2", "f3", "k"} {
-		q.Add(k)
-	}
-	q.AddAfter("k", time.Millisecond)
-	time.Sleep(20 * time.Millisecond)
-	var got []string
-	for q.Len() > 0 {
-		k, _ := q.Get()
-		q.Done(k)
-		got = append(got, k)
-	}
-	if want := []string{"f1", "k", "f2", "f3"}; !slices.Equal(got, want) {
-		t.Fatalf("order %v, want %v", got, want)
-	}
+	return got
 }

@@ -32,14 +32,9 @@ func (l *listCounter) ListNetworks(ctx context.Context, labels map[string]string
 	return l.Engine.ListNetworks(ctx, labels)
 }
 
-// queued drains the controller's queue without blocking.
+// queued drains the controller's queue without blocking, sorted.
 func queued(c *Controller) []string {
-	var keys []string
-	for c.queue.Len() > 0 {
-		k, _ := c.queue.Get()
-		c.queue.Done(k)
-		keys = append(keys, k)
-	}
+	keys := drain(c.queue)
 	sort.Strings(keys)
 	return keys
 }
