@@ -27,17 +27,18 @@ import (
 
 // settings are the environment knobs of a run.
 type settings struct {
-	Duration  time.Duration // BENCH_DURATION: one wrk cell
-	Warmup    time.Duration // BENCH_WARMUP: unmeasured wrk run before each cell
-	ColdRuns  int           // BENCH_COLD_RUNS: cold starts per side
-	HealRuns  int           // BENCH_HEAL_RUNS: heals and scale-outs
-	Scale     int           // BENCH_SCALE: functions in the scale test
-	Idle      time.Duration // BENCH_IDLE: idle CPU window
-	GoBench   string        // BENCH_GOBENCHTIME: go test -benchtime
-	Out       string        // BENCH_OUT: the markdown file to write
-	Note      string        // BENCH_NOTE: free text put in the report
-	Skip      map[string]bool
-	ModuleDir string
+	Duration   time.Duration // BENCH_DURATION: one wrk cell
+	Warmup     time.Duration // BENCH_WARMUP: unmeasured wrk run before each cell
+	WarmRounds int           // BENCH_WARM_ROUNDS: rounds of the warm section
+	ColdRuns   int           // BENCH_COLD_RUNS: cold starts per side
+	HealRuns   int           // BENCH_HEAL_RUNS: heals and scale-outs
+	Scale      int           // BENCH_SCALE: functions in the scale test
+	Idle       time.Duration // BENCH_IDLE: idle CPU window
+	GoBench    string        // BENCH_GOBENCHTIME: go test -benchtime
+	Out        string        // BENCH_OUT: the markdown file to write
+	Note       string        // BENCH_NOTE: free text put in the report
+	Skip       map[string]bool
+	ModuleDir  string
 }
 
 func envOr(key, def string) string {
@@ -67,6 +68,7 @@ func loadSettings() (settings, error) {
 	s.Duration = dur("BENCH_DURATION", "10s")
 	s.Warmup = dur("BENCH_WARMUP", "2s")
 	s.Idle = dur("BENCH_IDLE", "10s")
+	s.WarmRounds = num("BENCH_WARM_ROUNDS", "3", 1, 20)
 	s.ColdRuns = num("BENCH_COLD_RUNS", "5", 1, 50)
 	s.HealRuns = num("BENCH_HEAL_RUNS", "3", 1, 20)
 	s.Scale = num("BENCH_SCALE", "200", 1, 2000)

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -11,6 +14,7 @@ import (
 type warmCell struct {
 	path  string
 	conns int
+	round int
 	res   wrkResult
 	// cpu is the CPU time per request of the process that served the path
 	// (the function, baseproxy, the daemon): unlike requests/s it holds up
@@ -23,7 +27,11 @@ type warmCell struct {
 
 // warm measures warm invocations: (A) the function container directly,
 // (B) through baseproxy, (C) through dockerfaasd with auth, each at
-// concurrency 1 and 32, after an unmeasured warm-up.
+// concurrency 1 and 32, after an unmeasured warm-up, in BENCH_WARM_ROUNDS
+// rounds. On a small machine that wrk shares with the paths, one round
+// swung C/B from 0.85× to 1.15× between two runs of the same build; the
+// ratios are therefore taken per round, from cells run back to back, and
+// their median is reported with their range.
 func (r *runner) warm(ctx context.Context) error {
 	if err := r.ensureFloorContainer(ctx); err != nil {
 		return err
@@ -55,44 +63,48 @@ func (r *runner) warm(ctx context.Context) error {
 		{"C dockerfaasd", viaDaemon, auth, r.d.pid()},
 	}
 	var cells []warmCell
-	for _, conns := range []int{1, 32} {
-		// The three paths run back to back at each concurrency, so that a
-		// change in background load hits all of them alike.
-		for _, p := range paths {
-			if _, err := r.runWrk(ctx, p.url, p.auth, conns, r.s.Warmup); err != nil {
-				return err
+	for round := 0; round < r.s.WarmRounds; round++ {
+		for _, conns := range []int{1, 32} {
+			// The three paths run back to back at each concurrency, so that a
+			// change in background load hits all of them alike; each round
+			// starts with another path, so none is always first.
+			for i := range paths {
+				p := paths[(i+round)%len(paths)]
+				if _, err := r.runWrk(ctx, p.url, p.auth, conns, r.s.Warmup); err != nil {
+					return err
+				}
+				t0, err := cpuTicks(p.pid)
+				if err != nil {
+					return err
+				}
+				w0, err := writeCalls(p.pid)
+				if err != nil {
+					return err
+				}
+				res, err := r.runWrk(ctx, p.url, p.auth, conns, r.s.Duration)
+				if err != nil {
+					return err
+				}
+				t1, err := cpuTicks(p.pid)
+				if err != nil {
+					return err
+				}
+				w1, err := writeCalls(p.pid)
+				if err != nil {
+					return err
+				}
+				cpu, writes := time.Duration(0), 0.0
+				if res.Requests > 0 {
+					cpu = time.Duration(t1-t0) * (time.Second / clockTicks) / time.Duration(res.Requests)
+					writes = float64(w1-w0) / float64(res.Requests)
+				}
+				logf("round %d %-14s c=%-2d %8.0f req/s  p50 %-9s p99 %-9s cpu/req %-8s writes/req %.2f errors %d", round+1, p.name, conns, res.rps(),
+					res.p50(), res.p99(), cpu, writes, res.errors())
+				cells = append(cells, warmCell{path: p.name, conns: conns, round: round, res: res, cpu: cpu, writes: writes})
 			}
-			t0, err := cpuTicks(p.pid)
-			if err != nil {
-				return err
-			}
-			w0, err := writeCalls(p.pid)
-			if err != nil {
-				return err
-			}
-			res, err := r.runWrk(ctx, p.url, p.auth, conns, r.s.Duration)
-			if err != nil {
-				return err
-			}
-			t1, err := cpuTicks(p.pid)
-			if err != nil {
-				return err
-			}
-			w1, err := writeCalls(p.pid)
-			if err != nil {
-				return err
-			}
-			cpu, writes := time.Duration(0), 0.0
-			if res.Requests > 0 {
-				cpu = time.Duration(t1-t0) * (time.Second / clockTicks) / time.Duration(res.Requests)
-				writes = float64(w1-w0) / float64(res.Requests)
-			}
-			logf("%-14s c=%-2d %8.0f req/s  p50 %-9s p99 %-9s cpu/req %-8s writes/req %.2f errors %d", p.name, conns, res.rps(),
-				res.p50(), res.p99(), cpu, writes, res.errors())
-			cells = append(cells, warmCell{path: p.name, conns: conns, res: res, cpu: cpu, writes: writes})
 		}
 	}
-	r.rep.add("warm", renderWarm(cells, r.s.Duration))
+	r.rep.add("warm", renderWarm(cells, r.s.Duration, r.s.WarmRounds))
 	return nil
 }
 
@@ -120,49 +132,110 @@ func (r *runner) ensureFloorContainer(ctx context.Context) error {
 	return nil
 }
 
-func renderWarm(cells []warmCell, d time.Duration) string {
-	get := func(path string, conns int) wrkResult {
-		for _, c := range cells {
-			if strings.HasPrefix(c.path, path) && c.conns == conns {
-				return c.res
-			}
+// warmCells picks the cells of one path (by its letter) at one
+// concurrency, in round order.
+func warmCells(cells []warmCell, path string, conns int) []warmCell {
+	var out []warmCell
+	for _, c := range cells {
+		if strings.HasPrefix(c.path, path) && c.conns == conns {
+			out = append(out, c)
 		}
-		return wrkResult{}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].round < out[j].round })
+	return out
+}
+
+// perRound applies f to the cells of paths x and y of each round.
+func perRound(cells []warmCell, x, y string, conns int, f func(x, y warmCell) float64) []float64 {
+	xs, ys := warmCells(cells, x, conns), warmCells(cells, y, conns)
+	var out []float64
+	for i := range min(len(xs), len(ys)) {
+		out = append(out, f(xs[i], ys[i]))
+	}
+	return out
+}
+
+// medianF is the median of vs (NaN for none).
+func medianF(vs []float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// spread prints the median of vs and, with more than one, their range.
+func spread(vs []float64, format func(float64) string) string {
+	if len(vs) < 2 {
+		return format(medianF(vs))
+	}
+	return fmt.Sprintf("%s (%s – %s)", format(medianF(vs)), format(slices.Min(vs)), format(slices.Max(vs)))
+}
+
+func fmtMs(v float64) string {
+	return fmtSignedDur(time.Duration(v * float64(time.Millisecond)))
+}
+
+func fmtSignedDur(d time.Duration) string {
+	if d < 0 {
+		return "-" + fmtDur(-d)
+	}
+	return fmtDur(d)
+}
+
+func renderWarm(cells []warmCell, d time.Duration, rounds int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "wrk, %s per cell after a warm-up, GET of fn-hostname (a 12-byte answer).\n\n", d)
+	fmt.Fprintf(&b, "wrk, %s per cell after a warm-up, GET of fn-hostname (a 12-byte answer); %d rounds, each running "+
+		"A, B and C back to back at each concurrency.\n\n", d, rounds)
 	b.WriteString("CPU/request is the CPU time of the process serving the path (the function for A, baseproxy for B, " +
 		"the daemon for C) divided by the requests it served, and writes/request its write(2) calls per request: " +
-		"both hold up when other work shares the machine, where requests/s and latency do not.\n\n")
+		"both hold up better than requests/s and latency when other work shares the machine. The first table gives " +
+		"the median of the rounds for each cell; the ratios are taken within each round and given as their median " +
+		"(lowest – highest).\n\n")
 	b.WriteString("| path | connections | requests/s | p50 | p99 | CPU/request | writes/request | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, c := range cells {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %.2f | %d |\n", c.path, c.conns, c.res.rps(),
-			fmtDur(c.res.p50()), fmtDur(c.res.p99()), fmtDur(c.cpu), c.writes, c.res.errors())
+	for _, conns := range []int{1, 32} {
+		for _, path := range []string{"A direct", "B baseproxy", "C dockerfaasd"} {
+			cs := warmCells(cells, path, conns)
+			var rps, p50, p99, cpu, writes []float64
+			var errs int64
+			for _, c := range cs {
+				rps = append(rps, c.res.rps())
+				p50 = append(p50, float64(c.res.p50()))
+				p99 = append(p99, float64(c.res.p99()))
+				cpu = append(cpu, float64(c.cpu))
+				writes = append(writes, c.writes)
+				errs += c.res.errors()
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %.2f | %d |\n", path, conns, medianF(rps),
+				fmtDur(time.Duration(medianF(p50))), fmtDur(time.Duration(medianF(p99))), fmtDur(time.Duration(medianF(cpu))),
+				medianF(writes), errs)
+		}
 	}
+	rps := func(x, y warmCell) float64 { return ratio(x.res.rps(), y.res.rps()) }
+	cpu := func(x, y warmCell) float64 { return ratio(x.cpu.Seconds(), y.cpu.Seconds()) }
+	addedP99 := func(x, y warmCell) float64 { return float64(x.res.p99()-y.res.p99()) / float64(time.Millisecond) }
+
+	cb32 := perRound(cells, "C", "B", 32, rps)
+	p32 := perRound(cells, "C", "B", 32, addedP99)
 	b.WriteString("\n| ratio | c=1 | c=32 | target |\n|---|---:|---:|---|\n")
 	for _, row := range []struct {
-		name, num, den, target string
+		name, x, y string
+		f          func(x, y warmCell) float64
+		format     func(float64) string
+		target     string
 	}{
-		{"C/A requests/s (dockerfaasd vs direct)", "C", "A", "—"},
-		{"C/B requests/s (dockerfaasd vs one ideal hop)", "C", "B", "≥ 0.90 at c=32" + verdict(ratio(get("C", 32).rps(), get("B", 32).rps()) >= 0.9)},
-		{"B/A requests/s (one ideal hop vs direct)", "B", "A", "—"},
+		{"C/A requests/s (dockerfaasd vs direct)", "C", "A", rps, fmtRatio, "—"},
+		{"C/B requests/s (dockerfaasd vs one ideal hop)", "C", "B", rps, fmtRatio, "≥ 0.90 at c=32" + verdict(medianF(cb32) >= 0.9)},
+		{"B/A requests/s (one ideal hop vs direct)", "B", "A", rps, fmtRatio, "—"},
+		{"C/B CPU per request (dockerfaasd vs one ideal hop)", "C", "B", cpu, fmtRatio, "—"},
+		{"p99 added by C over B", "C", "B", addedP99, fmtMs, "≤ 1 ms at c=32" + verdict(medianF(p32) <= 1)},
 	} {
-		r1 := ratio(get(row.num, 1).rps(), get(row.den, 1).rps())
-		r32 := ratio(get(row.num, 32).rps(), get(row.den, 32).rps())
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", row.name, fmtRatio(r1), fmtRatio(r32), row.target)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", row.name, spread(perRound(cells, row.x, row.y, 1, row.f), row.format),
+			spread(perRound(cells, row.x, row.y, 32, row.f), row.format), row.target)
 	}
-	cpuOf := func(path string, conns int) time.Duration {
-		for _, c := range cells {
-			if strings.HasPrefix(c.path, path) && c.conns == conns {
-				return c.cpu
-			}
-		}
-		return 0
-	}
-	fmt.Fprintf(&b, "| C/B CPU per request (dockerfaasd vs one ideal hop) | %s | %s | — |\n",
-		fmtRatio(ratio(cpuOf("C", 1).Seconds(), cpuOf("B", 1).Seconds())), fmtRatio(ratio(cpuOf("C", 32).Seconds(), cpuOf("B", 32).Seconds())))
-	a1 := get("C", 1).p99() - get("B", 1).p99()
-	a32 := get("C", 32).p99() - get("B", 32).p99()
-	fmt.Fprintf(&b, "| p99 added by C over B | %s | %s | ≤ 1 ms at c=32%s |\n", fmtDur(a1), fmtDur(a32), verdict(a32 <= time.Millisecond))
 	return b.String()
 }
