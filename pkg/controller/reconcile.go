@@ -29,8 +29,9 @@ type replica struct {
 }
 
 // Reconcile makes Docker match the desired state of one function key. It is
-// level-triggered: it re-reads desired state and lists containers every time,
-// whatever caused it to run.
+// level-triggered: it re-reads desired state and observes Docker every time,
+// whatever caused it to run, by listing the key's containers and networks or
+// by taking a resync's listing that nothing has invalidated (takeSnapshot).
 func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) {
 	snap := c.takeSnapshot(key)
 	defer c.touch(key) // what this reconcile changed is not in earlier listings
