@@ -73,11 +73,7 @@ func (r *runner) warm(ctx context.Context) error {
 				if _, err := r.runWrk(ctx, p.url, p.auth, conns, r.s.Warmup); err != nil {
 					return err
 				}
-				t0, err := cpuTicks(p.pid)
-				if err != nil {
-					return err
-				}
-				w0, err := writeCalls(p.pid)
+				t0, w0, err := procCounters(p.pid)
 				if err != nil {
 					return err
 				}
@@ -85,11 +81,7 @@ func (r *runner) warm(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				t1, err := cpuTicks(p.pid)
-				if err != nil {
-					return err
-				}
-				w1, err := writeCalls(p.pid)
+				t1, w1, err := procCounters(p.pid)
 				if err != nil {
 					return err
 				}
@@ -106,6 +98,15 @@ func (r *runner) warm(ctx context.Context) error {
 	}
 	r.rep.add("warm", renderWarm(cells, r.s.Duration, r.s.WarmRounds))
 	return nil
+}
+
+// procCounters reads a process's CPU ticks and write(2) calls so far.
+func procCounters(pid int) (ticks, writes int64, err error) {
+	if ticks, err = cpuTicks(pid); err != nil {
+		return 0, 0, err
+	}
+	writes, err = writeCalls(pid)
+	return ticks, writes, err
 }
 
 // ensureFloorContainer starts the driver's own function container, on a
