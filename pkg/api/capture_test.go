@@ -12,6 +12,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/dockerfaasd/dockerfaasd/internal/capturetest"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
 // capture is one request the real faas-cli sent.
@@ -25,9 +26,9 @@ var replay = map[string]struct {
 	ns        []string // create these namespaces first
 	devFns    []string // deploy these functions into namespace dev first (needs "dev" in ns)
 	secrets   []string // create these secrets ("namespace/name") first: a deploy needs the ones it lists
+	drop      []string // delete these secrets ("namespace/name") of the fixture first
 	wrongPass bool     // the capture is of a rejected password
 	want      []int    // codes, one per gateway request
-	skip      string   // why the folder is not replayed here
 	note      string
 }{
 	"01-list-not-logged-in":                   {want: []int{401}, note: "bare Bearer is no credentials"},
@@ -52,23 +53,23 @@ var replay = map[string]struct {
 	"20-remove":                               {ns: nsDev, devFns: []string{"newfn"}, want: []int{202}},
 	"21-remove-missing":                       {want: []int{404}},
 	"22-remove-stack":                         {seed: true, ns: nsDev, devFns: []string{"plain"}, want: []int{202, 202}, note: "plain is in namespace dev"},
-	"23-logs-default":                         {skip: "logs: not served by this package yet"},
-	"24-logs-nofollow-since-lines":            {skip: "logs: not served by this package yet"},
-	"25-logs-since-time-json":                 {skip: "logs: not served by this package yet"},
-	"26-logs-name-instance-keyvalue":          {skip: "logs: not served by this package yet"},
-	"27-logs-since-with-local-tz":             {skip: "logs: not served by this package yet"},
-	"28-secret-create-literal":                {skip: "secrets: not served by this package yet"},
-	"29-secret-create-file-ns":                {skip: "secrets: not served by this package yet"},
-	"30-secret-create-stdin":                  {skip: "secrets: not served by this package yet"},
-	"31-secret-create-conflict":               {skip: "secrets: not served by this package yet"},
-	"32-secret-create-conflict-replace":       {skip: "secrets: not served by this package yet"},
-	"33-secret-list":                          {skip: "secrets: not served by this package yet"},
-	"34-secret-list-ns-json":                  {skip: "secrets: not served by this package yet"},
-	"35-secret-update":                        {skip: "secrets: not served by this package yet"},
-	"36-secret-update-missing":                {skip: "secrets: not served by this package yet"},
-	"37-secret-remove":                        {skip: "secrets: not served by this package yet"},
-	"38-secret-remove-ns":                     {skip: "secrets: not served by this package yet"},
-	"39-secret-remove-missing":                {skip: "secrets: not served by this package yet"},
+	"23-logs-default":                         {seed: true, want: []int{200}},
+	"24-logs-nofollow-since-lines":            {ns: nsDev, devFns: []string{"hello"}, want: []int{200}},
+	"25-logs-since-time-json":                 {seed: true, want: []int{200}},
+	"26-logs-name-instance-keyvalue":          {seed: true, want: []int{200}},
+	"27-logs-since-with-local-tz":             {seed: true, want: []int{200}, note: "since with a +05:30 offset"},
+	"28-secret-create-literal":                {drop: defaultAPIKey, want: []int{201}},
+	"29-secret-create-file-ns":                {ns: nsDev, want: []int{201}},
+	"30-secret-create-stdin":                  {want: []int{201}},
+	"31-secret-create-conflict":               {want: []int{409}, note: "api-key exists; faas-cli prints the conflict"},
+	"32-secret-create-conflict-replace":       {want: []int{409, 202}, note: "--replace: POST 409, then PUT"},
+	"33-secret-list":                          {want: []int{200}},
+	"34-secret-list-ns-json":                  {ns: nsDev, secrets: []string{"dev/s1"}, want: []int{200}},
+	"35-secret-update":                        {want: []int{202}},
+	"36-secret-update-missing":                {want: []int{404}},
+	"37-secret-remove":                        {want: []int{202}},
+	"38-secret-remove-ns":                     {ns: nsDev, secrets: []string{"dev/file-secret"}, want: []int{202}},
+	"39-secret-remove-missing":                {want: []int{404}, note: "faas-cli exits 1, as captured"},
 	"40-namespace-list":                       {ns: nsDev, want: []int{200}},
 	"41-namespaces-deprecated":                {ns: nsDev, want: []int{200}},
 	"42-namespace-get":                        {ns: nsDev, want: []int{200}},
@@ -93,6 +94,9 @@ var replay = map[string]struct {
 	"60-list-token-not-logged-in":             {want: []int{401}, note: "a Bearer token is not basic auth"},
 	"62-diff":                                 {seed: true, want: []int{200}},
 }
+
+// defaultAPIKey is the secret every fixture starts with.
+var defaultAPIKey = []string{store.DefaultNamespace + "/api-key"}
 
 // nsDev is the namespace the captured stack and commands use besides the
 // default.
@@ -130,20 +134,26 @@ func TestCaptureReplay(t *testing.T) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			if exp.skip != "" {
-				t.Skip(exp.skip)
-			}
 			caps := loadCaptures(t, filepath.Join(capturetest.Dir, name))
 			if len(caps) != len(exp.want) {
 				t.Fatalf("%d gateway requests captured, table expects %d", len(caps), len(exp.want))
 			}
 			invoke := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-			f := newFixture(t, func(c *Config) { c.Invoke = invoke })
+			f := newFixture(t, func(c *Config) {
+				c.Invoke = invoke
+				c.Logs = noLogs{}
+			})
 			if exp.seed {
 				f.deploy(t, helloBody)
 			}
 			for _, ns := range exp.ns {
 				f.createNamespace(t, ns)
+			}
+			for _, k := range exp.drop {
+				ns, name, _ := strings.Cut(k, "/")
+				if err := f.store.DeleteSecret(t.Context(), ns, name); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for _, k := range exp.secrets {
 				ns, name, _ := strings.Cut(k, "/")
@@ -247,6 +257,17 @@ func checkReplayBody(t *testing.T, c capture, code int, body []byte) {
 		var ns types.FunctionNamespace
 		if err := json.Unmarshal(body, &ns); err != nil || ns.Name != strings.TrimPrefix(c.Path, "/system/namespace/") {
 			t.Errorf("namespace get: got %q (%v)", body, err)
+		}
+	case c.Path == "/system/secrets":
+		// faas-cli prints the names; values never leave the daemon.
+		var list []types.Secret
+		if err := json.Unmarshal(body, &list); err != nil || len(list) == 0 {
+			t.Errorf("secret list: want a non-empty JSON array, got %q (%v)", body, err)
+		}
+		for _, sec := range list {
+			if sec.Name == "" || sec.Value != "" || len(sec.RawValue) != 0 {
+				t.Errorf("secret list entry %+v: want a name and no value", sec)
+			}
 		}
 	}
 }

@@ -42,11 +42,11 @@ func fuzzCaptures(f *testing.F) []capture {
 	return gatewayRequests(capturetest.Seeds(f))
 }
 
-// fuzzLogs is a LogStreamer with no lines, so /system/logs answers without
+// noLogs is a LogStreamer with no lines, so /system/logs answers without
 // Docker.
-type fuzzLogs struct{}
+type noLogs struct{}
 
-func (fuzzLogs) Stream(context.Context, logs.Request, func(logs.Message) error) error { return nil }
+func (noLogs) Stream(context.Context, logs.Request, func(logs.Message) error) error { return nil }
 
 // newFuzzFixture is a router over a store holding a little of everything:
 // the secret api-key, namespace dev with a secret, and the function hello
@@ -56,7 +56,7 @@ func newFuzzFixture(t *testing.T) *fixture {
 	invoke := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	f := newFixture(t, func(c *Config) {
 		c.Invoke = invoke
-		c.Logs = fuzzLogs{}
+		c.Logs = noLogs{}
 		c.Debug = invoke
 		c.Metrics = invoke
 	})

@@ -39,7 +39,8 @@ type loadSample struct {
 	status     int   // 0 on a transport error
 	err        error // transport error
 	reply      echoReply
-	decodeErr  error // a 200 that is not an fn-echo reply
+	decodeErr  error  // a 200 that is not an fn-echo reply
+	body       string // the answer, cut to 200 bytes
 }
 
 // failed reports whether the request failed: a transport error, a status
@@ -149,6 +150,7 @@ func send(ctx context.Context, client *http.Client, d *daemon, method, path stri
 		s.err = fmt.Errorf("reading body: %w", err)
 		return s
 	}
+	s.body = truncate(string(b), 200)
 	if s.status == http.StatusOK {
 		s.reply, s.decodeErr = decodeEcho(httpResult{Status: s.status, Body: b})
 	} else {

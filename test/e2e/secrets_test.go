@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -278,7 +279,7 @@ func TestSecretsCRUDAndFiles(t *testing.T) {
 				"secrets/bin-key": {mode: 0o444, content: string(binary)},
 			}
 			if len(got) != len(want) {
-				t.Errorf("%s: entries %v, want %d", name, keysOf(got), len(want))
+				t.Errorf("%s: entries %v, want %d", name, slices.Sorted(maps.Keys(got)), len(want))
 			}
 			for p, w := range want {
 				g, ok := got[p]
@@ -418,15 +419,6 @@ func (d *daemon) reasonIs(name, want string) error {
 	return fmt.Errorf("%s not on the debug page", name)
 }
 
-func keysOf[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // TestSecretUpdateRollsWithoutFailures: a PUT of a secret reaches every
 // replica of the functions using it through a readiness-gated roll, and no
 // invocation fails meanwhile.
@@ -455,35 +447,12 @@ func TestSecretUpdateRollsWithoutFailures(t *testing.T) {
 
 	// Invoke continuously through the roll; every answer must be a 200 with
 	// the old or the new value.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var stopOnce sync.Once
-	stopLoad := func() { stopOnce.Do(func() { close(stop); wg.Wait() }) }
-	defer stopLoad()
-	counts := map[string]int{}
-	var firstNewAt time.Time // read only after stopLoad
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < 10000; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			res, err := d.request(http.MethodGet, "/function/rolling/file?path="+secretsDir+"/rolling", nil, nil, authBasic)
-			key := fmt.Sprintf("%d %q", res.Status, res.Body)
-			if err != nil {
-				key = "error: " + err.Error()
-			}
-			if key == `200 "v2"` && firstNewAt.IsZero() {
-				firstNewAt = time.Now()
-			}
-			counts[key]++
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-
+	load := startLoad(t, d, loadOptions{
+		workers: 1, maxDuration: 4 * time.Minute, maxRequests: 10000, pause: 10 * time.Millisecond,
+		request: func(_, _ int) (string, string, []byte) {
+			return http.MethodGet, "/function/rolling/file?path=" + secretsDir + "/rolling", nil
+		},
+	})
 	time.Sleep(300 * time.Millisecond) // some traffic before the update
 	start := time.Now()
 	if code, err := c.UpdateSecret(ctx, types.Secret{Name: "rolling", Value: "v2"}); err != nil || code != http.StatusAccepted {
@@ -506,7 +475,18 @@ func TestSecretUpdateRollsWithoutFailures(t *testing.T) {
 	})
 	converged := time.Since(start)
 	time.Sleep(300 * time.Millisecond) // some traffic after the roll
-	stopLoad()
+	counts := map[string]int{}
+	var firstNewAt time.Time
+	for _, s := range load.stop() {
+		key := fmt.Sprintf("%d %q", s.status, s.body)
+		if s.err != nil {
+			key = "error: " + s.err.Error()
+		}
+		if key == `200 "v2"` && firstNewAt.IsZero() {
+			firstNewAt = s.end
+		}
+		counts[key]++
+	}
 
 	t.Logf("secret update: first new value after %s, old replicas gone after %s; responses: %v",
 		firstNewAt.Sub(start).Round(time.Millisecond), converged.Round(time.Millisecond), counts)

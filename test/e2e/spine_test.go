@@ -564,32 +564,10 @@ func TestUpdateEnvIsServed(t *testing.T) {
 	})
 
 	// Invoke continuously during the rollout; measure, don't assert, downtime.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var stopOnce sync.Once
-	stopLoad := func() { stopOnce.Do(func() { close(stop); wg.Wait() }) }
-	defer stopLoad()
-	codes := map[string]int{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < 6000; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			res, err := d.request(http.MethodGet, "/function/echo", nil, nil, authBasic)
-			key := fmt.Sprint(res.Status)
-			if err != nil {
-				key = "error"
-			} else if r, err := decodeEcho(res); err == nil {
-				key += " A=" + r.Env["A"]
-			}
-			codes[key]++
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	load := startLoad(t, d, loadOptions{
+		workers: 1, maxDuration: 4 * time.Minute, maxRequests: 6000, pause: 20 * time.Millisecond,
+		request: func(_, _ int) (string, string, []byte) { return http.MethodGet, "/function/echo", nil },
+	})
 
 	v2 := simpleSpec("echo", img, map[string]string{"A": "2"}, nil)
 	code, err := c.Update(ctx, v2)
@@ -626,7 +604,17 @@ func TestUpdateEnvIsServed(t *testing.T) {
 		}
 		return nil
 	})
-	stopLoad()
+	codes := map[string]int{}
+	for _, s := range load.stop() {
+		key := fmt.Sprint(s.status)
+		switch {
+		case s.err != nil:
+			key = "error"
+		case s.decodeErr == nil:
+			key += " A=" + s.reply.Env["A"]
+		}
+		codes[key]++
+	}
 	t.Logf("responses during the rollout: %v", codes)
 
 	fs := d.waitReady("echo", defaultNamespace, 1)
