@@ -1,21 +1,32 @@
 // Package capturetest reads the captures: the requests the real faas-cli
-// sent to a fake gateway (see shared/openfaas/CONTRACT.md). Tests replay them and fuzz
+// sent to a recording fake gateway, kept in this package's
+// testdata/captures (see the README.md there). Tests replay them and fuzz
 // targets take them as seeds, so every package reads them the same way.
+//
+// The captures travel with the repository: a missing or empty captures
+// folder fails the test that asks for them, it never skips it.
 package capturetest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strings"
 	"testing"
 )
 
-// Dir is the captures folder relative to a package directory two levels
-// below the module root (pkg/api, pkg/proxy), where go test runs them: the
-// captures live beside the checkout, not in it.
-const Dir = "../../../shared/openfaas/captures"
+// pkgDir is this package's directory relative to the module root, for when
+// the source path is not a file system path (a build with -trimpath).
+const pkgDir = "internal/capturetest"
+
+// Dir is the captures folder: testdata/captures beside this package's
+// source, as an absolute path, so the test of any package finds it whatever
+// its working directory.
+var Dir = captureDir()
 
 // requestFiles matches the recorded requests of one capture folder; their
 // sequence number orders them.
@@ -31,34 +42,92 @@ type Request struct {
 	Body       string              `json:"body"`
 }
 
+// captureDir locates testdata/captures from the path this file was compiled
+// from. Under -trimpath that path starts with the module path instead, so
+// it falls back to the module root above the working directory, where go
+// test runs a package's tests.
+func captureDir() string {
+	rel := filepath.Join("testdata", "captures")
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		return filepath.Join(filepath.Dir(file), rel)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return rel
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, filepath.FromSlash(pkgDir), rel)
+		}
+		if filepath.Dir(d) == d {
+			return rel
+		}
+	}
+}
+
+// Folders returns the names of the capture folders under Dir in name
+// (sequence) order; folders whose name starts with "_" (the inputs faas-cli
+// read) are not captures. A missing or empty Dir fails tb.
+func Folders(tb testing.TB) []string {
+	tb.Helper()
+	return folders(tb, Dir)
+}
+
+func folders(tb testing.TB, dir string) []string {
+	tb.Helper()
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		tb.Fatalf("captures: no folder %s: the faas-cli captures belong in the repository (internal/capturetest/testdata/captures)", dir)
+	}
+	if err != nil {
+		tb.Fatalf("captures: %v", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), "_") {
+			out = append(out, e.Name())
+		}
+	}
+	if len(out) == 0 {
+		tb.Fatalf("captures: no capture folders in %s", dir)
+	}
+	return out
+}
+
 // Load returns the requests of the capture folder dir in sequence order.
+// A folder without recorded requests (a wrong name, a lost capture) fails
+// tb.
 func Load(tb testing.TB, dir string) []Request {
 	tb.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, requestFiles))
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if len(files) == 0 {
+		tb.Fatalf("captures: no recorded requests (%s) in %s", requestFiles, dir)
+	}
 	return read(tb, files)
 }
 
 // Seeds returns the requests of every capture folder under Dir, for fuzz
-// seeds. Without captures (outside CI) it returns none, so the targets fuzz
-// from their built-in seeds only; in CI their absence fails f, because the
-// fuzzing would silently lose its best seeds.
+// seeds. No captures fails f: the fuzzing would silently lose its best
+// seeds.
 func Seeds(f *testing.F) []Request {
 	f.Helper()
-	files, err := filepath.Glob(filepath.Join(Dir, "*", requestFiles))
+	return seeds(f, Dir)
+}
+
+func seeds(tb testing.TB, dir string) []Request {
+	tb.Helper()
+	folders(tb, dir)
+	files, err := filepath.Glob(filepath.Join(dir, "*", requestFiles))
 	if err == nil && len(files) == 0 {
-		err = fmt.Errorf("no captures under %s", Dir)
+		err = fmt.Errorf("no recorded requests under %s", dir)
 	}
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			f.Fatalf("seed corpus: %v", err)
-		}
-		f.Logf("seed corpus: %v; using the built-in seeds only", err)
-		return nil
+		tb.Fatalf("seed corpus: %v", err)
 	}
-	return read(f, files)
+	return read(tb, files)
 }
 
 // read decodes files in name order, which is folder then sequence order.

@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -114,19 +113,8 @@ func gatewayPath(p string) bool {
 }
 
 func TestCaptureReplay(t *testing.T) {
-	dirs, err := os.ReadDir(capturetest.Dir)
-	if os.IsNotExist(err) && os.Getenv("CI") != "true" {
-		t.Skipf("captures not found at %s", capturetest.Dir)
-	}
-	if err != nil {
-		t.Fatalf("captures: %v", err)
-	}
 	seen := map[string]bool{}
-	for _, d := range dirs {
-		if !d.IsDir() || strings.HasPrefix(d.Name(), "_") {
-			continue
-		}
-		name := d.Name()
+	for _, name := range capturetest.Folders(t) {
 		seen[name] = true
 		exp, ok := replay[name]
 		if !ok {
