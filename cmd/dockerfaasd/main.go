@@ -26,8 +26,11 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/api"
 	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/load"
 	"github.com/dockerfaasd/dockerfaasd/pkg/metrics"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
+	dockerrt "github.com/dockerfaasd/dockerfaasd/pkg/runtime/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
@@ -111,17 +114,29 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 
 	cache := proxy.NewCache()
 	board := status.NewBoard()
-	ctrl := controller.New(controller.Config{
+	signals := new(load.Signals)
+	rt := dockerrt.New(dockerrt.Config{
 		Instance:      cfg.Instance,
 		NetworkPrefix: cfg.FunctionsNetwork,
 		Self:          self,
-		Workers:       cfg.Workers,
-		Resync:        cfg.Resync,
 		PidsLimit:     cfg.PidsLimit,
 		DrainTimeout:  cfg.ExecTimeout,
+		MaxRequeue:    cfg.Resync,
 		NeighborLimit: neighborLimit(),
-		Log:           log,
-	}, st, engine, cache, board, controller.NewHTTPProber(time.Second), controller.NewMetrics(reg))
+		// Drained replicas are stopped once the proxy's calls on them ended.
+		Load:       signals,
+		Registerer: reg,
+		Log:        log,
+	}, engine)
+	caps := runtime.Discover(rt)
+	if missing := caps.Missing(); len(missing) > 0 {
+		log.WithField("missing", strings.Join(missing, ", ")).Info("runtime features not available: their API routes answer 501")
+	}
+	ctrl := controller.New(controller.Config{
+		Workers: cfg.Workers,
+		Resync:  cfg.Resync,
+		Log:     log,
+	}, st, rt, cache, board, controller.NewMetrics(reg))
 
 	gw := metrics.New(reg, desiredReplicas(st, log))
 	invoke := proxy.New(cache, proxy.Options{
@@ -130,17 +145,13 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Started:      gw.Started,
 		Observe:      gw.Observe,
+		Load:         signals,
 		Log:          log,
 	})
-	// Drained replicas are stopped once the proxy's calls on them ended.
-	ctrl.SetInFlight(invoke)
-	logSvc := controller.NewLogs(engine, controller.LogsConfig{Instance: cfg.Instance, Log: log})
-	handler := gw.Instrument(api.NewRouter(api.Config{
+	apiCfg := api.Config{
 		Store:       st,
 		Status:      board,
 		Invocations: gw,
-		Usage:       ctrl.Usage(),
-		Logs:        logSvc,
 		Invoke:      invoke,
 		Debug:       api.DebugHandler(ctrl),
 		Metrics:     promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
@@ -148,7 +159,16 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		Info:        api.Info{Version: version, SHA: commit},
 		MaxReplicas: cfg.MaxReplicas,
 		Log:         log,
-	}))
+	}
+	// Assigned only when present: a nil interface, not a typed nil, is
+	// what makes a missing feature answer 501.
+	if caps.Logs != nil {
+		apiCfg.Logs = caps.Logs
+	}
+	if caps.Usage != nil {
+		apiCfg.Usage = caps.Usage
+	}
+	handler := gw.Instrument(api.NewRouter(apiCfg))
 
 	// Before listening: a restart must not answer 404 for a function it has.
 	if err := ctrl.MarkStoredKnown(ctx); err != nil {
@@ -170,7 +190,7 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	}
 	// Follow log streams end when shutdown begins; otherwise they would
 	// hold the graceful shutdown up until its timeout.
-	srv.RegisterOnShutdown(logSvc.Stop)
+	srv.RegisterOnShutdown(rt.StopLogs)
 	if !cfg.InvokeAuth {
 		log.Warn("INVOKE_AUTH=false: /function/* is open to anyone who can reach this port")
 	}

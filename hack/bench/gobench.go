@@ -11,7 +11,7 @@ import (
 )
 
 // goBenchPackages are the packages whose Go benchmarks the report includes.
-var goBenchPackages = []string{"./pkg/proxy", "./pkg/api", "./pkg/store", "./pkg/controller"}
+var goBenchPackages = []string{"./pkg/proxy", "./pkg/api", "./pkg/store", "./pkg/runtime/docker"}
 
 // goBenchResult is one line of `go test -bench` output.
 type goBenchResult struct {

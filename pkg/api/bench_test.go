@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
+	"github.com/dockerfaasd/dockerfaasd/pkg/load"
 	"github.com/dockerfaasd/dockerfaasd/pkg/metrics"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
@@ -114,9 +116,9 @@ func BenchmarkInvokeFullStack(b *testing.B) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	cache := proxy.NewCache()
-	cache.Set("openfaas-fn/bench", []proxy.Endpoint{{Container: "bench", Addr: backend.Listener.Addr().String()}})
+	cache.Set("openfaas-fn/bench", []faas.Endpoint{{Replica: "bench", Addr: backend.Listener.Addr().String()}})
 	gw := metrics.New(prometheus.NewRegistry(), nil)
-	p := proxy.New(cache, proxy.Options{Log: log, Started: gw.Started, Observe: gw.Observe})
+	p := proxy.New(cache, proxy.Options{Log: log, Started: gw.Started, Observe: gw.Observe, Load: new(load.Signals)})
 	h := gw.Instrument(NewRouter(Config{
 		Store:       store.NewMemory(),
 		Status:      status.NewBoard(),
@@ -192,9 +194,9 @@ func BenchmarkHandlerFullStack(b *testing.B) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	cache := proxy.NewCache()
-	cache.Set("openfaas-fn/bench", []proxy.Endpoint{{Container: "bench", Addr: "192.0.2.1:8080"}})
+	cache.Set("openfaas-fn/bench", []faas.Endpoint{{Replica: "bench", Addr: "192.0.2.1:8080"}})
 	gw := metrics.New(prometheus.NewRegistry(), nil)
-	p := proxy.New(cache, proxy.Options{Log: log, Transport: cannedTransport{}, Started: gw.Started, Observe: gw.Observe})
+	p := proxy.New(cache, proxy.Options{Log: log, Transport: cannedTransport{}, Started: gw.Started, Observe: gw.Observe, Load: new(load.Signals)})
 	h := gw.Instrument(NewRouter(Config{
 		Store: store.NewMemory(), Status: status.NewBoard(), Invocations: gw, Invoke: p,
 		Auth: Auth{User: testUser, Password: testPass}, Log: log,

@@ -69,7 +69,7 @@ const usageTimeout = 3 * time.Second
 func (a *api) functionUsage(ctx context.Context, key string) *types.FunctionUsage {
 	ctx, cancel := context.WithTimeout(ctx, usageTimeout)
 	defer cancel()
-	u, err := a.usage.Function(ctx, key)
+	u, err := a.usage.Usage(ctx, key)
 	if err != nil {
 		a.log.WithError(err).WithField("key", key).Debug("usage not available")
 		return nil

@@ -33,10 +33,10 @@ type InvocationCounter interface {
 	Count(key string) float64
 }
 
-// UsageReader reports what a function's replicas use; the controller's
-// usage service implements it (the API never asks Docker itself).
+// UsageReader reports what a function's replicas use; a runtime with the
+// usage feature implements it (the API never asks Docker itself).
 type UsageReader interface {
-	Function(ctx context.Context, key string) (types.FunctionUsage, error)
+	Usage(ctx context.Context, key string) (types.FunctionUsage, error)
 }
 
 // Config is everything the router needs. Store, Status and Auth are

@@ -9,7 +9,7 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
 )
 
@@ -136,7 +136,7 @@ func validateDeployment(spec *types.FunctionDeployment, limit uint64) (string, b
 	}
 	// The proxy enforces these per function; a value it cannot read would
 	// silently fall back to the default.
-	if _, err := proxy.TimeoutsFromEnv(spec.EnvVars); err != nil {
+	if _, err := faas.TimeoutsFromEnv(spec.EnvVars); err != nil {
 		return "", b, err
 	}
 	for _, s := range spec.Secrets {

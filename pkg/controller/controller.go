@@ -1,8 +1,10 @@
-// Package controller keeps Docker matching the desired state in the store.
-// Store changes, Docker events and a periodic resync only enqueue function
-// keys; workers reconcile one key at a time, level-triggered and idempotent,
-// and publish what they observe: ready endpoints for the proxy and a status
-// for the API and /debug/reconcile.
+// Package controller keeps a runtime matching the desired state in the
+// store. Store changes, the runtime's own change stream and a periodic
+// resync only enqueue function keys; workers reconcile one key at a time,
+// level-triggered and idempotent: they resolve desired state (store and
+// secrets into a runtime.Desired), hand it to the runtime, and publish what
+// it observed: ready endpoints for the proxy and a status for the API and
+// /debug/reconcile. It knows nothing of Docker: pkg/runtime is the seam.
 package controller
 
 import (
@@ -13,88 +15,28 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/sirupsen/logrus"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
-	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
 // Config tunes the controller. Zero values get defaults from withDefaults.
 type Config struct {
-	// Instance names this daemon's containers and networks (label and name
-	// prefix), so several daemons can share one Docker host.
-	Instance string
-	// NetworkPrefix prefixes per-function network names.
-	NetworkPrefix string
-	// Self is the full ID of the daemon's own container when it runs in
-	// one ("" otherwise): it then joins every function network, because
-	// replicas are reached by their address on those networks.
-	Self    string
 	Workers int
 	Resync  time.Duration
-	// DrainGrace is how long a replica keeps serving in-flight requests after
-	// it left the endpoint set, before it is stopped.
-	DrainGrace time.Duration
-	// DrainTimeout bounds how much longer a drained replica is kept while
-	// the proxy still serves calls on it (see SetInFlight); a call cannot
-	// outlive the exec timeout anyway.
-	DrainTimeout time.Duration
-	// StopTimeout is how long a stopping replica gets before SIGKILL. Short,
-	// because OpenFaaS watchdogs ignore SIGTERM for about ten seconds.
-	StopTimeout time.Duration
-	// ProbeTimeout bounds one readiness probe; ProbeInterval is how often a
-	// function that is not ready yet is looked at again.
-	ProbeTimeout  time.Duration
-	ProbeInterval time.Duration
-	// PidsLimit caps processes per container (0 = Docker's default).
-	PidsLimit int64
-	// CrashBackoff and CrashBackoffMax space out replacements of replicas
-	// that keep exiting.
-	CrashBackoff    time.Duration
-	CrashBackoffMax time.Duration
-	// NeighborLimit is the kernel's hard limit of neighbour (ARP) entries
-	// in the daemon's network namespace (net.ipv4.neigh.default.gc_thresh3;
-	// 0 = unknown). Every replica is reached at its own address on its own
-	// bridge, so each takes one entry; a resync warns when they near it.
-	NeighborLimit int
-	Log           logrus.FieldLogger
+	Log     logrus.FieldLogger
 }
 
 func (c Config) withDefaults() Config {
-	if c.Instance == "" {
-		c.Instance = "dockerfaasd"
-	}
-	if c.NetworkPrefix == "" {
-		c.NetworkPrefix = c.Instance
-	}
 	if c.Workers <= 0 {
 		c.Workers = 4
 	}
 	if c.Resync <= 0 {
 		c.Resync = 30 * time.Second
-	}
-	if c.DrainGrace <= 0 {
-		c.DrainGrace = 2 * time.Second
-	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = proxy.DefaultTimeout
-	}
-	if c.StopTimeout <= 0 {
-		c.StopTimeout = 2 * time.Second
-	}
-	if c.ProbeTimeout <= 0 {
-		c.ProbeTimeout = time.Second
-	}
-	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = 250 * time.Millisecond
-	}
-	if c.CrashBackoff <= 0 {
-		c.CrashBackoff = time.Second
-	}
-	if c.CrashBackoffMax <= 0 {
-		c.CrashBackoffMax = 5 * time.Minute
 	}
 	if c.Log == nil {
 		c.Log = logrus.StandardLogger()
@@ -105,9 +47,9 @@ func (c Config) withDefaults() Config {
 // Endpoints is where the controller publishes ready replicas; *proxy.Cache
 // implements it.
 type Endpoints interface {
-	Lookup(key string) ([]proxy.Endpoint, bool)
-	Set(key string, eps []proxy.Endpoint)
-	SetTimeouts(key string, t proxy.Timeouts)
+	Lookup(key string) ([]faas.Endpoint, bool)
+	Set(key string, eps []faas.Endpoint)
+	SetTimeouts(key string, t faas.Timeouts)
 	Delete(key string)
 }
 
@@ -127,72 +69,46 @@ func (t terminalError) Unwrap() error { return t.error }
 // Terminal wraps err so the worker does not retry it.
 func Terminal(err error) error { return terminalError{err} }
 
+// IsTerminal reports whether err, or an error it wraps, came from Terminal.
+func IsTerminal(err error) bool {
+	var term terminalError
+	return errors.As(err, &term)
+}
+
 // Controller reconciles function keys.
 type Controller struct {
 	cfg     Config
 	store   store.Store
-	engine  docker.Engine
+	rt      runtime.Runtime
 	eps     Endpoints
 	board   *status.Board
-	prober  Prober
 	queue   *Queue
 	metrics *Metrics
-	// inflight, when set, keeps drained replicas until their calls end.
-	inflight InFlight
 
-	mu       sync.Mutex
-	draining map[string]time.Time // container ID → when it left the endpoint set
-	crashes  map[string]*crashState
-	networks map[string]string // network name → function key, for network events
-	// selfJoined holds the IDs of function networks the daemon's own
-	// container has joined (see Config.Self).
-	selfJoined map[string]bool
-	// seen holds, per function key, the running replicas (ID → name) the
-	// last reconcile kept, to tell one removed behind our back (drift.go).
-	seen   map[string]map[string]string
+	mu     sync.Mutex
 	global status.Global
-	// nearNeighborLimit is set while the replicas near NeighborLimit, so
-	// the warning is logged once per crossing.
-	nearNeighborLimit bool
-	// touched holds, per key, the value of seq when a Docker event or a
-	// reconcile last concerned it; snaps the resync's listings per key,
-	// valid while the key stays untouched (see takeSnapshot).
-	seq     uint64
-	touched map[string]uint64
-	snaps   map[string]*snapshot
-}
-
-type crashState struct {
-	count int
-	last  time.Time
-	// hash is the spec hash whose replicas exited: the backoff belongs to
-	// that spec, and a new spec starts without it (see forgetOldCrashes).
-	hash string
+	// synced holds the desired keys a reconcile has read since they were
+	// last torn down, with the spec hash last handed to the runtime ("" if
+	// none yet): what the runtime still runs of any other key is an orphan.
+	synced map[string]string
 }
 
 // New returns a controller; call Run to start it.
-func New(cfg Config, st store.Store, engine docker.Engine, eps Endpoints, board *status.Board, prober Prober, m *Metrics) *Controller {
+func New(cfg Config, st store.Store, rt runtime.Runtime, eps Endpoints, board *status.Board, m *Metrics) *Controller {
 	cfg = cfg.withDefaults()
 	if m == nil {
 		m = NewMetrics(nil)
 	}
 	return &Controller{
-		cfg:      cfg,
-		store:    st,
-		engine:   engine,
-		eps:      eps,
-		board:    board,
-		prober:   prober,
-		queue:    NewQueue(500*time.Millisecond, 30*time.Second), // cap at the default resync: a fixed cause heals within ~30 s
-		metrics:  m,
-		draining: map[string]time.Time{},
-		crashes:  map[string]*crashState{},
-		networks: map[string]string{},
-
-		selfJoined: map[string]bool{},
-		touched:    map[string]uint64{},
-		snaps:      map[string]*snapshot{},
-		global:     status.Global{EventStream: "starting", DriftCorrections: map[string]int64{}},
+		cfg:     cfg,
+		store:   st,
+		rt:      rt,
+		eps:     eps,
+		board:   board,
+		queue:   NewQueue(500*time.Millisecond, 30*time.Second), // cap at the default resync: a fixed cause heals within ~30 s
+		metrics: m,
+		global:  status.Global{EventStream: "starting", DriftCorrections: map[string]int64{}},
+		synced:  map[string]string{},
 	}
 }
 
@@ -212,8 +128,8 @@ func (c *Controller) Global() status.Global {
 // Board returns the status board the controller publishes to.
 func (c *Controller) Board() *status.Board { return c.board }
 
-// Run starts the sources and workers and blocks until ctx is done. Function
-// containers are left running on return: a restarted daemon adopts them.
+// Run starts the sources and workers and blocks until ctx is done. What the
+// runtime runs is left running on return: a restarted daemon adopts it.
 func (c *Controller) Run(ctx context.Context) error {
 	c.metrics.queueDepth(c.queue.Len)
 	var wg sync.WaitGroup
@@ -222,7 +138,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	run(c.watchStore)
-	run(c.watchDocker)
+	run(c.watchRuntime)
 	run(c.resyncLoop)
 	for i := 0; i < c.cfg.Workers; i++ {
 		run(c.worker)
@@ -264,6 +180,58 @@ func (c *Controller) watchStore(ctx context.Context) {
 	}
 }
 
+// healthyRun is how long a watch must have stayed connected for its backoff
+// to start again from the beginning after the next failure.
+const healthyRun = time.Minute
+
+// watchRuntime keeps the runtime's change stream open for as long as ctx
+// lives, re-listing everything after each subscription (ResyncAll), so no
+// change falls between; changes only nudge keys.
+func (c *Controller) watchRuntime(ctx context.Context) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 200 * time.Millisecond
+	b.MaxInterval = 10 * time.Second
+	b.MaxElapsedTime = 0 // a daemon never gives up on its runtime
+	b.Reset()
+	subscribed := func(ctx context.Context) error {
+		if err := c.ResyncAll(ctx); err != nil {
+			return err
+		}
+		c.setStream("connected", nil)
+		return nil
+	}
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := c.rt.Watch(ctx, subscribed, c.queue.Nudge)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > healthyRun {
+			b.Reset()
+		}
+		d := b.NextBackOff()
+		c.setStream("reconnecting", err)
+		c.cfg.Log.WithError(err).WithField("retry_in", d.Round(time.Millisecond)).Warn("runtime event stream lost")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+}
+
+func (c *Controller) setStream(state string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.global.EventStream = state
+	if state == "connected" {
+		c.global.LastConnect = time.Now()
+	}
+	if err != nil {
+		c.global.LastStreamError = err.Error()
+	}
+}
+
 func (c *Controller) resyncLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.Resync)
 	defer t.Stop()
@@ -281,18 +249,18 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 	}
 }
 
-func labelKey(labels map[string]string) string {
-	ns, name := labels[docker.LabelNamespace], labels[docker.LabelFunction]
-	if ns == "" || name == "" {
-		return ""
-	}
-	return store.Key(ns, name)
-}
-
 func (c *Controller) worker(ctx context.Context) {
 	for c.processNext(ctx) {
 	}
 }
+
+// Step processes one queued key the way a worker does (waiting for one if
+// the queue is empty) and reports false once the queue is shut down. It is
+// for driving the controller by hand, step by step, in tests of runtimes.
+func (c *Controller) Step(ctx context.Context) bool { return c.processNext(ctx) }
+
+// QueueLen is how many keys wait to be reconciled.
+func (c *Controller) QueueLen() int { return c.queue.Len() }
 
 func (c *Controller) processNext(ctx context.Context) bool {
 	key, ok := c.queue.Get()
@@ -313,31 +281,28 @@ func (c *Controller) processNext(ctx context.Context) bool {
 // processResult applies the Result/error of one reconcile to the queue and
 // the status board: errors back off, requeues wait, success forgets.
 func (c *Controller) processResult(key string, res Result, err error) {
-	var term terminalError
 	switch {
-	// Shutting down; the next start looks again.
-	case errors.As(err, &term):
+	case IsTerminal(err):
 		c.queue.Forget(key)
-		c.recordResult(key, "terminal", err, time.Time{})
+		c.recordResult(key, faas.Terminal, err, time.Time{})
 		c.cfg.Log.WithField("key", key).WithError(err).Error("reconcile failed permanently; fix the function spec")
 	case err != nil:
 		d := c.queue.AddRateLimited(key)
-		c.recordResult(key, "error", err, time.Now().Add(d))
+		c.recordResult(key, faas.Failed, err, time.Now().Add(d))
 		c.cfg.Log.WithField("key", key).WithError(err).WithField("retry_in", d.Round(time.Millisecond)).Warn("reconcile failed")
 	case res.RequeueAfter > 0:
 		c.queue.Forget(key)
 		c.queue.AddAfter(key, res.RequeueAfter)
-		c.recordResult(key, "progressing", nil, time.Now().Add(res.RequeueAfter))
+		c.recordResult(key, faas.Progressing, nil, time.Now().Add(res.RequeueAfter))
 	default:
 		c.queue.Forget(key)
-		c.recordResult(key, "converged", nil, time.Time{})
+		c.recordResult(key, faas.Converged, nil, time.Time{})
 	}
 }
 
 func result(res Result, err error) string {
-	var term terminalError
 	switch {
-	case errors.As(err, &term):
+	case IsTerminal(err):
 		return "terminal"
 	case err != nil:
 		return "error"
@@ -363,7 +328,7 @@ func (c *Controller) reconcileSafe(ctx context.Context, key string) (res Result,
 
 // recordResult stores the outcome on the status board, if the key still has
 // a status (a deleted function has none).
-func (c *Controller) recordResult(key, res string, err error, next time.Time) {
+func (c *Controller) recordResult(key string, res faas.Outcome, err error, next time.Time) {
 	if _, ok := c.board.Get(key); !ok && err == nil {
 		return
 	}
@@ -378,12 +343,19 @@ func (c *Controller) recordResult(key, res string, err error, next time.Time) {
 	})
 }
 
-// drift counts one correction of the given kind, for /debug/reconcile and metrics.
-func (c *Controller) drift(kind string) {
+// countDrift counts corrections the runtime made, for /debug/reconcile and metrics.
+func (c *Controller) countDrift(drift map[string]int) {
+	if len(drift) == 0 {
+		return
+	}
 	c.mu.Lock()
-	c.global.DriftCorrections[kind]++
+	for kind, n := range drift {
+		c.global.DriftCorrections[kind] += int64(n)
+	}
 	c.mu.Unlock()
-	c.metrics.drift.WithLabelValues(kind).Inc()
+	for kind, n := range drift {
+		c.metrics.drift.WithLabelValues(kind).Add(float64(n))
+	}
 }
 
 // Functions returns the observed status of every function, sorted by key.

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 )
 
 // Metrics are the controller's Prometheus collectors.
@@ -11,7 +13,6 @@ type Metrics struct {
 	reconciles *prometheus.CounterVec
 	duration   prometheus.Histogram
 	drift      *prometheus.CounterVec
-	dockerErrs *prometheus.CounterVec
 	panics     prometheus.Counter
 	resyncKeys *prometheus.CounterVec
 	reg        prometheus.Registerer
@@ -30,9 +31,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dockerfaasd_drift_corrections_total", Help: "Corrections of Docker state that drifted from desired state, by kind.",
 		}, []string{"kind"}),
-		dockerErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dockerfaasd_docker_errors_total", Help: "Failed Docker API calls by operation.",
-		}, []string{"op"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dockerfaasd_reconcile_panics_total", Help: "Reconciles that panicked (a bug).",
 		}),
@@ -51,14 +49,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, k := range driftKinds {
 		m.drift.WithLabelValues(k)
 	}
-	for _, op := range dockerOps {
-		m.dockerErrs.WithLabelValues(op)
-	}
 	for _, o := range resyncOutcomes {
 		m.resyncKeys.WithLabelValues(o)
 	}
 	if reg != nil {
-		reg.MustRegister(m.reconciles, m.duration, m.drift, m.dockerErrs, m.panics, m.resyncKeys)
+		reg.MustRegister(m.reconciles, m.duration, m.drift, m.panics, m.resyncKeys)
 	}
 	return m
 }
@@ -68,14 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 var (
 	reconcileResults = []string{"success", "requeue", "error", "terminal"}
 	resyncOutcomes   = []string{"queued", "unchanged"}
-	driftKinds       = []string{
-		"extra_replica", "network_disconnected", "network_duplicate", "network_missing",
-		"orphan_removed", "replica_exited", "replica_missing",
-	}
-	dockerOps = []string{
-		"connect", "copy", "create", "create-network", "disconnect", "image-inspect", "list",
-		"list-networks", "pull", "remove", "remove-network", "start", "stop",
-	}
+	driftKinds       = runtime.DriftKinds
 )
 
 func (m *Metrics) observe(result string, d time.Duration) {
@@ -87,8 +75,6 @@ func (m *Metrics) resync(queued, unchanged int) {
 	m.resyncKeys.WithLabelValues("queued").Add(float64(queued))
 	m.resyncKeys.WithLabelValues("unchanged").Add(float64(unchanged))
 }
-
-func (m *Metrics) dockerError(op string) { m.dockerErrs.WithLabelValues(op).Inc() }
 
 // queueDepth registers a gauge reading the queue length on scrape.
 func (m *Metrics) queueDepth(f func() int) {

@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openfaas/faas-provider/types"
 	"github.com/sirupsen/logrus"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
+	"github.com/dockerfaasd/dockerfaasd/internal/poll"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime/fake"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
@@ -152,34 +153,24 @@ func TestQueueShutDownReleasesWorkers(t *testing.T) {
 	}
 }
 
-// TestRunReactsToStoreAndDocker drives the whole loop: a store write and a
-// Docker event each lead to a reconcile without any resync.
-func TestRunReactsToStoreAndDocker(t *testing.T) {
+// TestRunReactsToStoreAndRuntime: with Run going, a deploy is synced and
+// published, a runtime event syncs the key again, and a delete removes it.
+func TestRunReactsToStoreAndRuntime(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	st := store.NewMemory()
-	eng := fake.New(testImage)
+	rt := fake.New()
 	cache := proxy.NewCache()
-	c := New(Config{Instance: "t", Resync: time.Hour, DrainGrace: time.Millisecond, ProbeInterval: 5 * time.Millisecond, Log: log},
-		st, eng, cache, status.NewBoard(), &fakeProber{notReady: map[string]bool{}}, nil)
+	c := New(Config{Resync: time.Hour, Log: log}, st, rt, cache, status.NewBoard(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	waitFor := func(what string, cond func() bool) { t.Helper(); poll.Until(t, 10*time.Second, what, cond) }
 	waitFor("event stream", func() bool { return c.Global().EventStream == "connected" })
 
-	fn, err := st.Create(ctx, deployment("fn"), 1)
+	fn, err := st.Create(ctx, types.FunctionDeployment{Service: "fn", Image: "example/fn:1"}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,14 +181,17 @@ func TestRunReactsToStoreAndDocker(t *testing.T) {
 	}
 	waitFor("endpoint after deploy", func() bool { eps, _ := cache.Lookup(fn.Key()); return len(eps) == 1 })
 
-	list, _ := eng.ListContainers(ctx, nil)
-	eng.SetState(list[0].ID, docker.StateExited) // emits a "die" event
-	waitFor("replacement after die event", func() bool { return len(eng.Names(docker.StateRunning)) == 1 && len(eng.Names("")) == 1 })
+	before := len(rt.Syncs())
+	rt.Event(fn.Key())
+	waitFor("a sync after the runtime's event", func() bool { return len(rt.Syncs()) > before })
 
 	if err := st.Delete(ctx, fn.Key()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("teardown after delete", func() bool { _, known := cache.Lookup(fn.Key()); return !known && len(eng.Names("")) == 0 })
+	waitFor("teardown after delete", func() bool {
+		_, known := cache.Lookup(fn.Key())
+		return !known && slices.Contains(rt.Removed(), fn.Key())
+	})
 }
 
 func TestQueueNudgeRespectsBackoffAddDoesNot(t *testing.T) {

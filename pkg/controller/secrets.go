@@ -1,8 +1,6 @@
 package controller
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,16 +9,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
-
-// SecretsDir is where a function finds its secrets, one file per secret
-// named after it: the path OpenFaaS uses on Kubernetes and in faasd.
-const SecretsDir = "/var/openfaas/secrets"
-
-// secretFileMode lets any user read a secret file (many function images run
-// as uid 1000) and no one but root change it.
-const secretFileMode = 0o444
 
 // missingSecretError is a secret a function lists but its namespace does
 // not hold (deleted after the deploy). It is retried with backoff, not
@@ -52,69 +43,12 @@ func (c *Controller) functionSecrets(ctx context.Context, fn store.Function) ([]
 }
 
 // secretReason is the status reason for an error of functionSecrets.
-func secretReason(err error) string {
+func secretReason(err error) runtime.Reason {
 	var missing *missingSecretError
 	if errors.As(err, &missing) {
 		return "SecretNotFound"
 	}
 	return "SecretError"
-}
-
-// secretInfos strips the values, for SpecHash.
-func secretInfos(secrets []store.Secret) []store.SecretInfo {
-	out := make([]store.SecretInfo, len(secrets))
-	for i, s := range secrets {
-		out[i] = s.SecretInfo
-	}
-	return out
-}
-
-// secretsArchive is the tar that CopyToContainer unpacks into SecretsDir:
-// one regular file per secret, mode 0444, owned by root. SecretsDir itself
-// is an anonymous volume (see containerSpec), so this works on a read-only
-// root filesystem too, and its directory is Docker's 0755 root-owned one.
-func secretsArchive(secrets []store.Secret) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, s := range secrets {
-		h := &tar.Header{
-			Typeflag: tar.TypeReg,
-			Name:     s.Name,
-			Mode:     secretFileMode,
-			Size:     int64(len(s.Value)),
-			ModTime:  s.UpdatedAt,
-			Format:   tar.FormatPAX,
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, fmt.Errorf("secret %s: %w", s.Name, err)
-		}
-		if _, err := tw.Write(s.Value); err != nil {
-			return nil, fmt.Errorf("secret %s: %w", s.Name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// copySecrets puts the secrets into a created container before it starts,
-// so a function never runs without them. Docker's archive API does the
-// writing, so no host path is shared: it works when dockerfaasd itself runs
-// in a container.
-func (c *Controller) copySecrets(ctx context.Context, id string, secrets []store.Secret) error {
-	if len(secrets) == 0 {
-		return nil
-	}
-	archive, err := secretsArchive(secrets)
-	if err != nil {
-		return fmt.Errorf("secrets archive: %w", err)
-	}
-	if err := c.engine.CopyToContainer(ctx, id, SecretsDir, bytes.NewReader(archive)); err != nil {
-		c.metrics.dockerError("copy")
-		return err
-	}
-	return nil
 }
 
 // enqueueSecretUsers enqueues the functions of namespace that list the

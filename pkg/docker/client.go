@@ -67,15 +67,19 @@ func (d *Client) ready(ctx context.Context) error {
 // Close releases the client's connections.
 func (d *Client) Close() error { return d.c.Close() }
 
-// wrap maps Docker's error classes onto our sentinels.
+// wrap maps Docker's errors onto our sentinels: by error class, and for
+// the few answers Docker gives without a fitting class, by their text. This
+// is the only place that reads Docker's error text.
 func wrap(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case cerrdefs.IsNotFound(err):
+	case cerrdefs.IsNotFound(err), strings.Contains(err.Error(), "is not connected"):
 		return fmt.Errorf("%s: %w: %v", op, ErrNotFound, err)
-	case cerrdefs.IsConflict(err) || cerrdefs.IsAlreadyExists(err):
+	case cerrdefs.IsConflict(err) || cerrdefs.IsAlreadyExists(err), strings.Contains(err.Error(), "already exists"):
 		return fmt.Errorf("%s: %w: %v", op, ErrConflict, err)
+	case strings.Contains(err.Error(), "non-overlapping IPv4 address pool"):
+		return fmt.Errorf("%s: %w: %v", op, ErrAddressPoolsExhausted, err)
 	default:
 		return fmt.Errorf("%s: %w", op, err)
 	}

@@ -25,6 +25,9 @@ const (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrAddressPoolsExhausted: Docker has no address range left for
+	// another network.
+	ErrAddressPoolsExhausted = errors.New("docker has no address pool left for a new network")
 )
 
 // Container states as Docker reports them.
@@ -103,7 +106,7 @@ type Event struct {
 	Attributes map[string]string
 }
 
-// Engine is the subset of the Docker Engine API the controller uses.
+// Engine is the subset of the Docker Engine API the Docker runtime uses.
 type Engine interface {
 	Ping(ctx context.Context) error
 	// ListContainers lists containers in any state whose labels include all of labels.
@@ -119,6 +122,9 @@ type Engine interface {
 	CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error)
 	RemoveNetwork(ctx context.Context, id string) error
 	ConnectNetwork(ctx context.Context, network, container string) error
+	// DisconnectNetwork detaches a container from a network; one not
+	// attached is ErrNotFound.
+	DisconnectNetwork(ctx context.Context, network, container string) error
 	// CopyToContainer extracts a tar archive into dir, a directory that
 	// exists in the container, keeping the modes and owners in the archive.
 	// It works on a created container that has not started yet. Like
@@ -131,4 +137,9 @@ type Engine interface {
 	// (labels apply to containers only). It returns once the stream is open
 	// or failed, so a list made after it returns leaves no gap.
 	Events(ctx context.Context, types []string, labels map[string]string) (<-chan Event, <-chan error)
+	// ContainerLogs returns a container's multiplexed, timestamped log
+	// stream (see Client.ContainerLogs).
+	ContainerLogs(ctx context.Context, id string, opts LogOptions) (io.ReadCloser, error)
+	// ContainerStats takes one sample of a container's resource use.
+	ContainerStats(ctx context.Context, id string) (Stats, error)
 }

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
 // BenchmarkLookupConcurrentSwaps measures the proxy's hot-path read while
@@ -17,11 +19,11 @@ func BenchmarkLookupConcurrentSwaps(b *testing.B) {
 	c := NewCache()
 	const keys = 200
 	for i := range keys {
-		c.Set(fmt.Sprintf("openfaas-fn/fn-%d", i), []Endpoint{{Container: "c", Addr: "10.0.0.1:8080"}})
+		c.Set(fmt.Sprintf("openfaas-fn/fn-%d", i), []faas.Endpoint{{Replica: "c", Addr: "10.0.0.1:8080"}})
 	}
-	sets := [][]Endpoint{
-		{{Container: "a", Addr: "10.0.0.1:8080"}},
-		{{Container: "a", Addr: "10.0.0.1:8080"}, {Container: "b", Addr: "10.0.0.2:8080"}},
+	sets := [][]faas.Endpoint{
+		{{Replica: "a", Addr: "10.0.0.1:8080"}},
+		{{Replica: "a", Addr: "10.0.0.1:8080"}, {Replica: "b", Addr: "10.0.0.2:8080"}},
 	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -118,7 +120,7 @@ func BenchmarkDirect(b *testing.B) {
 func BenchmarkProxyHop(b *testing.B) {
 	srv := benchBackend(b)
 	c := NewCache()
-	c.Set("openfaas-fn/bench", []Endpoint{{Container: "bench", Addr: srv.Listener.Addr().String()}})
+	c.Set("openfaas-fn/bench", []faas.Endpoint{{Replica: "bench", Addr: srv.Listener.Addr().String()}})
 	p := New(c, Options{Log: quietLogger()})
 	fr := httptest.NewServer(p)
 	b.Cleanup(func() {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
 func closed(ch <-chan struct{}) bool {
@@ -18,7 +20,7 @@ func closed(ch <-chan struct{}) bool {
 
 func TestCacheSetCopies(t *testing.T) {
 	c := NewCache()
-	in := []Endpoint{{Container: "a", Addr: "10.0.0.1:8080"}, {Container: "b", Addr: "10.0.0.2:8080"}}
+	in := []faas.Endpoint{{Replica: "a", Addr: "10.0.0.1:8080"}, {Replica: "b", Addr: "10.0.0.2:8080"}}
 	c.Set("ns/fn", in)
 	in[0].Addr = "mutated"
 	got, ok := c.Lookup("ns/fn")
@@ -28,26 +30,26 @@ func TestCacheSetCopies(t *testing.T) {
 }
 
 func TestCacheLookup(t *testing.T) {
-	ep := Endpoint{Container: "a", Addr: "10.0.0.1:8080"}
+	ep := faas.Endpoint{Replica: "a", Addr: "10.0.0.1:8080"}
 	tests := []struct {
 		name      string
 		ops       func(c *Cache)
 		wantKnown bool
-		wantEps   []Endpoint
+		wantEps   []faas.Endpoint
 	}{
 		{name: "unknown", ops: func(*Cache) {}, wantKnown: false},
 		{name: "known but empty (nil)", ops: func(c *Cache) { c.Set("ns/fn", nil) }, wantKnown: true},
-		{name: "known but empty (slice)", ops: func(c *Cache) { c.Set("ns/fn", []Endpoint{}) }, wantKnown: true},
-		{name: "ready", ops: func(c *Cache) { c.Set("ns/fn", []Endpoint{ep}) }, wantKnown: true, wantEps: []Endpoint{ep}},
+		{name: "known but empty (slice)", ops: func(c *Cache) { c.Set("ns/fn", []faas.Endpoint{}) }, wantKnown: true},
+		{name: "ready", ops: func(c *Cache) { c.Set("ns/fn", []faas.Endpoint{ep}) }, wantKnown: true, wantEps: []faas.Endpoint{ep}},
 		{name: "scaled to zero", ops: func(c *Cache) {
-			c.Set("ns/fn", []Endpoint{ep})
+			c.Set("ns/fn", []faas.Endpoint{ep})
 			c.Set("ns/fn", nil)
 		}, wantKnown: true},
 		{name: "deleted", ops: func(c *Cache) {
-			c.Set("ns/fn", []Endpoint{ep})
+			c.Set("ns/fn", []faas.Endpoint{ep})
 			c.Delete("ns/fn")
 		}, wantKnown: false},
-		{name: "other key", ops: func(c *Cache) { c.Set("ns/other", []Endpoint{ep}) }, wantKnown: false},
+		{name: "other key", ops: func(c *Cache) { c.Set("ns/other", []faas.Endpoint{ep}) }, wantKnown: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,27 +64,27 @@ func TestCacheLookup(t *testing.T) {
 }
 
 func TestCacheChangeNotification(t *testing.T) {
-	a := Endpoint{Container: "a", Addr: "10.0.0.1:8080"}
-	b := Endpoint{Container: "b", Addr: "10.0.0.2:8080"}
+	a := faas.Endpoint{Replica: "a", Addr: "10.0.0.1:8080"}
+	b := faas.Endpoint{Replica: "b", Addr: "10.0.0.2:8080"}
 	tests := []struct {
 		name       string
 		setup      func(c *Cache)
 		change     func(c *Cache)
 		wantWakeup bool
 	}{
-		{name: "equal set is a no-op", setup: func(c *Cache) { c.Set("k", []Endpoint{a, b}) },
-			change: func(c *Cache) { c.Set("k", []Endpoint{a, b}) }},
+		{name: "equal set is a no-op", setup: func(c *Cache) { c.Set("k", []faas.Endpoint{a, b}) },
+			change: func(c *Cache) { c.Set("k", []faas.Endpoint{a, b}) }},
 		{name: "empty set on known-empty is a no-op", setup: func(c *Cache) { c.Set("k", nil) },
-			change: func(c *Cache) { c.Set("k", []Endpoint{}) }},
+			change: func(c *Cache) { c.Set("k", []faas.Endpoint{}) }},
 		{name: "delete of absent key is a no-op", setup: func(*Cache) {},
 			change: func(c *Cache) { c.Delete("k") }},
 		{name: "new key wakes", setup: func(*Cache) {},
 			change: func(c *Cache) { c.Set("k", nil) }, wantWakeup: true},
-		{name: "reorder wakes", setup: func(c *Cache) { c.Set("k", []Endpoint{a, b}) },
-			change: func(c *Cache) { c.Set("k", []Endpoint{b, a}) }, wantWakeup: true},
+		{name: "reorder wakes", setup: func(c *Cache) { c.Set("k", []faas.Endpoint{a, b}) },
+			change: func(c *Cache) { c.Set("k", []faas.Endpoint{b, a}) }, wantWakeup: true},
 		{name: "endpoint added wakes", setup: func(c *Cache) { c.Set("k", nil) },
-			change: func(c *Cache) { c.Set("k", []Endpoint{a}) }, wantWakeup: true},
-		{name: "delete wakes", setup: func(c *Cache) { c.Set("k", []Endpoint{a}) },
+			change: func(c *Cache) { c.Set("k", []faas.Endpoint{a}) }, wantWakeup: true},
+		{name: "delete wakes", setup: func(c *Cache) { c.Set("k", []faas.Endpoint{a}) },
 			change: func(c *Cache) { c.Delete("k") }, wantWakeup: true},
 		{name: "change to another key wakes too", setup: func(c *Cache) { c.Set("k", nil) },
 			change: func(c *Cache) { c.Set("other", nil) }, wantWakeup: true},
@@ -106,7 +108,7 @@ func TestCacheChangeNotification(t *testing.T) {
 func TestCacheKeys(t *testing.T) {
 	c := NewCache()
 	c.Set("a/x", nil)
-	c.Set("b/y", []Endpoint{{Addr: "1.2.3.4:8080"}})
+	c.Set("b/y", []faas.Endpoint{{Addr: "1.2.3.4:8080"}})
 	c.Set("c/z", nil)
 	c.Delete("c/z")
 	keys := c.Keys()
@@ -132,7 +134,7 @@ func TestCacheConcurrentSetLookup(t *testing.T) {
 				key := fmt.Sprintf("ns/fn-%d", (i+w)%keys)
 				switch i % 3 {
 				case 0:
-					c.Set(key, []Endpoint{{Container: key, Addr: fmt.Sprintf("10.0.0.%d:8080", i%250)}})
+					c.Set(key, []faas.Endpoint{{Replica: key, Addr: fmt.Sprintf("10.0.0.%d:8080", i%250)}})
 				case 1:
 					c.Set(key, nil)
 				default:
@@ -159,7 +161,7 @@ func TestCacheConcurrentSetLookup(t *testing.T) {
 					return
 				}
 				for _, ep := range eps {
-					if ep.Container != key {
+					if ep.Replica != key {
 						t.Errorf("key %s returned %v", key, ep)
 						return
 					}

@@ -3,31 +3,14 @@ package proxy
 import (
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
-
-// Endpoint is one ready replica of a function.
-type Endpoint struct {
-	// Container is the Docker container ID, reported in logs and X-Served-By-like diagnostics.
-	Container string
-	// Addr is host:port reachable from the daemon, e.g. "172.18.0.2:8080".
-	Addr string
-}
-
-// Timeouts bound one call to a function. Zero fields mean the proxy's defaults.
-type Timeouts struct {
-	// Read bounds reading the request from the client.
-	Read time.Duration
-	// Write bounds writing the response to the client.
-	Write time.Duration
-	// Exec bounds the function's work: no complete answer by then is a 504.
-	Exec time.Duration
-}
 
 // route is what the proxy knows about one function.
 type route struct {
-	eps      []Endpoint
-	timeouts Timeouts
+	eps      []faas.Endpoint
+	timeouts faas.Timeouts
 }
 
 // snapshot is an immutable view of all routes. A key that is present with
@@ -53,19 +36,19 @@ func NewCache() *Cache {
 
 // Lookup returns the endpoints of key and whether the function is known.
 // The returned slice must not be modified.
-func (c *Cache) Lookup(key string) ([]Endpoint, bool) {
+func (c *Cache) Lookup(key string) ([]faas.Endpoint, bool) {
 	r, ok := c.cur.Load().eps[key]
 	return r.eps, ok
 }
 
 // Timeouts returns the call timeouts of key.
-func (c *Cache) Timeouts(key string) Timeouts {
+func (c *Cache) Timeouts(key string) faas.Timeouts {
 	return c.cur.Load().eps[key].timeouts
 }
 
 // lookupOrWait is Lookup plus a channel that is closed on the next change,
 // for callers that wait for an endpoint to appear.
-func (c *Cache) lookupOrWait(key string) ([]Endpoint, bool, <-chan struct{}) {
+func (c *Cache) lookupOrWait(key string) ([]faas.Endpoint, bool, <-chan struct{}) {
 	s := c.cur.Load()
 	r, ok := s.eps[key]
 	return r.eps, ok, s.changed
@@ -78,20 +61,20 @@ func (c *Cache) lookupOrWait(key string) ([]Endpoint, bool, <-chan struct{}) {
 // waiter. That case is checked before copying the map because the
 // controller republishes every function on each resync: copying first would
 // make a resync quadratic in the number of functions.
-func (c *Cache) Set(key string, eps []Endpoint) {
+func (c *Cache) Set(key string, eps []faas.Endpoint) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old, ok := c.cur.Load().eps[key]
 	if ok && equal(old.eps, eps) {
 		return
 	}
-	cp := append([]Endpoint(nil), eps...)
+	cp := append([]faas.Endpoint(nil), eps...)
 	c.publish(func(m map[string]route) { m[key] = route{eps: cp, timeouts: old.timeouts} })
 }
 
 // SetTimeouts publishes the call timeouts of key, making it known if it
 // was not. Like Set, an unchanged value changes nothing.
-func (c *Cache) SetTimeouts(key string, t Timeouts) {
+func (c *Cache) SetTimeouts(key string, t faas.Timeouts) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old, ok := c.cur.Load().eps[key]
@@ -135,7 +118,7 @@ func (c *Cache) publish(mutate func(map[string]route)) {
 	close(old.changed)
 }
 
-func equal(a, b []Endpoint) bool {
+func equal(a, b []faas.Endpoint) bool {
 	if len(a) != len(b) {
 		return false
 	}

@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/internal/capturetest"
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
 // invocationSeeds returns the targets (path and query) of the invocations
@@ -53,7 +51,7 @@ func FuzzParseName(f *testing.F) {
 		if !safeName(name) || !safeName(ns) {
 			t.Fatalf("ParseName(%q) = %q, %q: not safe names", s, name, ns)
 		}
-		if s != name+"."+ns && !(s == name && ns == store.DefaultNamespace) {
+		if s != name+"."+ns && !(s == name && ns == faas.DefaultNamespace) {
 			t.Fatalf("ParseName(%q) = %q, %q, which do not rebuild it", s, name, ns)
 		}
 		if n2, ns2, err := ParseName(name + "." + ns); err != nil || n2 != name || ns2 != ns {
@@ -112,34 +110,6 @@ func FuzzParseInvocation(f *testing.F) {
 		}
 		if !matched {
 			t.Fatalf("%q (escaped path %q): parsed to %+v, which does not rebuild it", target, esc, tg)
-		}
-	})
-}
-
-// FuzzParseTimeout checks that an accepted timeout is never negative, that
-// a plain number is exactly that many seconds (no overflow), and that the
-// duration written back parses to itself.
-func FuzzParseTimeout(f *testing.F) {
-	for _, s := range []string{"15s", "15", "0", "1m30s", "-1", "-1s", "1.5h", "9223372036", "9223372037", "99999999999999999999",
-		"2562047h", "2562048h", "1e3", "", " 5", "5 "} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		d, err := ParseTimeout(s)
-		if err != nil {
-			if d != 0 || err.Error() == "" {
-				t.Fatalf("ParseTimeout(%q) = %v, %v", s, d, err)
-			}
-			return
-		}
-		if d < 0 {
-			t.Fatalf("ParseTimeout(%q) = %v, negative", s, d)
-		}
-		if n, err := strconv.Atoi(s); err == nil && d/time.Second != time.Duration(n) {
-			t.Fatalf("ParseTimeout(%q) = %v, want %d seconds", s, d, n)
-		}
-		if again, err := ParseTimeout(d.String()); err != nil || again != d {
-			t.Fatalf("ParseTimeout(%q) = %v; written back as %q it parses to %v, %v", s, d, d.String(), again, err)
 		}
 	})
 }

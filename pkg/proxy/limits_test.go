@@ -7,10 +7,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
 // slowBackend answers after d, or when the call is abandoned.
-func slowBackend(t *testing.T, d time.Duration) Endpoint {
+func slowBackend(t *testing.T, d time.Duration) faas.Endpoint {
 	t.Helper()
 	release := make(chan struct{})
 	_, ep := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -39,8 +41,8 @@ func TestPerFunctionExecTimeout(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewCache()
-			c.Set("openfaas-fn/slow", []Endpoint{slowBackend(t, 500*time.Millisecond)})
-			c.SetTimeouts("openfaas-fn/slow", Timeouts{Exec: tt.fnExec})
+			c.Set("openfaas-fn/slow", []faas.Endpoint{slowBackend(t, 500*time.Millisecond)})
+			c.SetTimeouts("openfaas-fn/slow", faas.Timeouts{Exec: tt.fnExec})
 			base := front(t, New(c, Options{Timeout: tt.def, Log: quietLogger()}))
 			resp, body := get(t, base+"/function/slow")
 			if resp.StatusCode != tt.wantCode {
@@ -53,7 +55,7 @@ func TestPerFunctionExecTimeout(t *testing.T) {
 func TestBodyLimit(t *testing.T) {
 	_, ep := backend(t, echoHandler("a"))
 	c := NewCache()
-	c.Set("openfaas-fn/echo", []Endpoint{ep})
+	c.Set("openfaas-fn/echo", []faas.Endpoint{ep})
 	base := front(t, New(c, Options{MaxBodyBytes: 1024, Log: quietLogger()}))
 
 	tests := []struct {
@@ -85,24 +87,5 @@ func TestBodyLimit(t *testing.T) {
 				t.Fatalf("413 body = %q", got)
 			}
 		})
-	}
-}
-
-func TestTimeoutsFromEnv(t *testing.T) {
-	tests := []struct {
-		env     map[string]string
-		want    Timeouts
-		wantErr bool
-	}{
-		{nil, Timeouts{}, false},
-		{map[string]string{"exec_timeout": "15s", "read_timeout": "5", "write_timeout": "1m"}, Timeouts{Read: 5 * time.Second, Write: time.Minute, Exec: 15 * time.Second}, false},
-		{map[string]string{"exec_timeout": "soon"}, Timeouts{}, true},
-		{map[string]string{"read_timeout": "-5"}, Timeouts{}, true},
-	}
-	for _, tt := range tests {
-		got, err := TimeoutsFromEnv(tt.env)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("TimeoutsFromEnv(%v) = %+v, %v; want %+v, err=%v", tt.env, got, err, tt.want, tt.wantErr)
-		}
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
 // ErrInvalidName is wrapped by ParseName when a function reference is empty
@@ -17,11 +17,11 @@ var ErrInvalidName = errors.New("invalid function name")
 const functionPrefix = "/function/"
 
 // ParseName splits a function reference "fn" or "fn.ns" at its last dot into
-// name and namespace; without a dot the namespace is store.DefaultNamespace.
+// name and namespace; without a dot the namespace is faas.DefaultNamespace.
 // Both parts must be non-empty safe names, so that a reference can never
 // smuggle a path, a key separator or a header-breaking byte into a store key.
 func ParseName(s string) (name, namespace string, err error) {
-	name, namespace = s, store.DefaultNamespace
+	name, namespace = s, faas.DefaultNamespace
 	if i := strings.LastIndexByte(s, '.'); i >= 0 {
 		name, namespace = s[:i], s[i+1:]
 	}

@@ -17,18 +17,14 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
+	"github.com/dockerfaasd/dockerfaasd/pkg/load"
 )
 
-// Defaults for zero Options fields.
-const (
-	// DefaultTimeout matches faasd's service_timeout, so functions written
-	// for faasd keep their time budget.
-	DefaultTimeout = 60 * time.Second
-	// DefaultReadyWait covers a container start plus a health probe or two,
-	// so the first call after a deploy or scale-up waits instead of failing.
-	DefaultReadyWait = 10 * time.Second
-)
+// DefaultReadyWait is the ReadyWait of zero Options. It covers a container
+// start plus a health probe or two, so the first call after a deploy or
+// scale-up waits instead of failing.
+const DefaultReadyWait = 10 * time.Second
 
 // Headers the proxy adds or reads.
 const (
@@ -57,7 +53,7 @@ const StatusClientClosedRequest = 499
 // and whether the function is known at all. *Cache implements it; tests may
 // use anything smaller. The returned slice must not be modified.
 type Resolver interface {
-	Lookup(key string) ([]Endpoint, bool)
+	Lookup(key string) ([]faas.Endpoint, bool)
 }
 
 var _ Resolver = (*Cache)(nil)
@@ -68,7 +64,7 @@ type Options struct {
 	// the moment it is sent to a replica until its response is complete
 	// (504 when headers have not been sent by then). A function's own
 	// exec_timeout (published with its endpoints) overrides it. 0 means
-	// DefaultTimeout, negative means no limit.
+	// faas.DefaultTimeout, negative means no limit.
 	Timeout time.Duration
 	// ReadyWait is how long a call to a known function with no ready replica
 	// waits for one before failing with 503. 0 means DefaultReadyWait,
@@ -88,6 +84,15 @@ type Options struct {
 	// "namespace/name" of a known function and "" otherwise, so that calls
 	// to random names cannot grow label cardinality without bound.
 	Observe func(key string, code int, d time.Duration)
+	// Load, when set, receives the proxy's live load counts, for draining
+	// (a replica is stopped only once its calls have finished) and
+	// autoscaling. Per function: one request per call to a known function,
+	// in flight from then (waiting for a ready replica included) until the
+	// handler returns. Per replica: in flight from the moment the proxy
+	// picks it until the response was written completely or failed, moved
+	// to the next replica when a dial error makes the call retry there.
+	// nil counts nowhere.
+	Load *load.Signals
 }
 
 // Proxy is the invocation handler for /function/{name}[.{namespace}][/{path}].
@@ -105,7 +110,7 @@ type Proxy struct {
 	observe   func(key string, code int, d time.Duration)
 	transport http.RoundTripper
 	rp        *httputil.ReverseProxy
-	inflight  inflight // calls being served, per replica, for draining
+	load      *load.Signals // nil counts nowhere
 
 	// rr holds one *atomic.Uint64 round-robin counter per function key.
 	// Per key, so that each function's replicas are hit evenly whatever the
@@ -118,7 +123,7 @@ var _ http.Handler = (*Proxy)(nil)
 
 // New returns a Proxy that routes through resolver.
 func New(resolver Resolver, opts Options) *Proxy {
-	timeout := orDefault(opts.Timeout, DefaultTimeout)
+	timeout := orDefault(opts.Timeout, faas.DefaultTimeout)
 	p := &Proxy{
 		resolver:  resolver,
 		timeout:   timeout,
@@ -128,6 +133,7 @@ func New(resolver Resolver, opts Options) *Proxy {
 		log:       opts.Log,
 		observe:   opts.Observe,
 		transport: opts.Transport,
+		load:      opts.Load,
 	}
 	p.waiter, _ = resolver.(waiter)
 	p.timeouts, _ = resolver.(timeouter)
@@ -181,19 +187,21 @@ type call struct {
 	callID      string
 	start       time.Time
 	startStr    string // start in unix nanoseconds, as sent in X-Start-Time
-	eps         []Endpoint
+	eps         []faas.Endpoint
 	pick        int    // index in eps of the endpoint in use
 	upstream    string // eps[pick].Addr
 	code        int    // status sent to the client
 	tooLarge    bool   // the request body went over MaxBodyBytes
-	inflight    *inflight
-	counted     *atomic.Int64 // the in-flight counter of eps[pick] this call holds
+	// load is the call's hold on the load counts: its function's from the
+	// lookup, and eps[pick]'s once picked. The zero value (a call made
+	// without a Proxy, in transport tests) counts nowhere.
+	load load.Call
 }
 
 // timeouter is implemented by resolvers that know per-function timeouts;
 // *Cache does.
 type timeouter interface {
-	Timeouts(key string) Timeouts
+	Timeouts(key string) faas.Timeouts
 }
 
 var _ timeouter = (*Cache)(nil)
@@ -233,13 +241,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.target = t
-	c.key = store.Key(t.namespace, t.name)
+	c.key = faas.Key(t.namespace, t.name)
 	eps, known := p.resolver.Lookup(c.key)
 	if !known {
 		p.fail(w, c, http.StatusNotFound, fmt.Sprintf("function %s not found", c.ref()))
 		return
 	}
 	c.observedKey = c.key
+	c.load = p.load.Begin(c.key)
+	defer c.load.End()
 	if p.started != nil {
 		p.started(c.key)
 	}
@@ -258,11 +268,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.eps = eps
 	c.pick = int((p.counter(c.key).Add(1) - 1) % uint64(len(eps)))
 	c.upstream = eps[c.pick].Addr
-	// Held until the response is written, so the controller stops this
-	// replica, if it drains it now, only after this call has finished.
-	c.inflight = &p.inflight
-	c.countOn(c.pick)
-	defer c.uncount()
+	// Held until the response is written (c.load.End above), so a replica
+	// drained now is stopped only after this call has finished.
+	c.load.On(eps[c.pick].Replica)
 
 	if p.maxBody > 0 {
 		if r.ContentLength > p.maxBody {
@@ -287,7 +295,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // on the call to the replica. The write deadline leaves room to send the
 // 504 that an exec timeout produces.
 func (p *Proxy) deadlines(w http.ResponseWriter, r *http.Request, c *call) (context.Context, context.CancelFunc) {
-	var t Timeouts
+	var t faas.Timeouts
 	if p.timeouts != nil {
 		t = p.timeouts.Timeouts(c.key)
 	}

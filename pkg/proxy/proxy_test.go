@@ -22,22 +22,24 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
 // mapResolver is a Resolver without change notification, so waits poll.
 type mapResolver struct {
 	mu sync.Mutex
-	m  map[string][]Endpoint
+	m  map[string][]faas.Endpoint
 }
 
-func (r *mapResolver) Lookup(key string) ([]Endpoint, bool) {
+func (r *mapResolver) Lookup(key string) ([]faas.Endpoint, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	eps, ok := r.m[key]
 	return eps, ok
 }
 
-func (r *mapResolver) set(key string, eps []Endpoint) {
+func (r *mapResolver) set(key string, eps []faas.Endpoint) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.m[key] = eps
@@ -67,12 +69,12 @@ func echoHandler(name string) http.HandlerFunc {
 	}
 }
 
-// backend starts an httptest server and returns it with its Endpoint.
-func backend(t testing.TB, h http.Handler) (*httptest.Server, Endpoint) {
+// backend starts an httptest server and returns it with its faas.Endpoint.
+func backend(t testing.TB, h http.Handler) (*httptest.Server, faas.Endpoint) {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv, Endpoint{Container: "c-" + srv.Listener.Addr().String(), Addr: srv.Listener.Addr().String()}
+	return srv, faas.Endpoint{Replica: "c-" + srv.Listener.Addr().String(), Addr: srv.Listener.Addr().String()}
 }
 
 // closedAddr returns an address nothing listens on any more.
@@ -179,8 +181,8 @@ func TestParseName(t *testing.T) {
 func TestRouting(t *testing.T) {
 	_, ep := backend(t, echoHandler("a"))
 	c := NewCache()
-	c.Set("openfaas-fn/echo", []Endpoint{ep})
-	c.Set("team-a/echo", []Endpoint{ep})
+	c.Set("openfaas-fn/echo", []faas.Endpoint{ep})
+	c.Set("team-a/echo", []faas.Endpoint{ep})
 	base := front(t, New(c, Options{Log: quietLogger()}))
 
 	tests := []struct {
@@ -234,7 +236,7 @@ func TestRouting(t *testing.T) {
 func TestAllMethodsProxied(t *testing.T) {
 	_, ep := backend(t, echoHandler("a"))
 	c := NewCache()
-	c.Set("openfaas-fn/echo", []Endpoint{ep})
+	c.Set("openfaas-fn/echo", []faas.Endpoint{ep})
 	base := front(t, New(c, Options{Log: quietLogger()}))
 
 	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "PROPFIND", "PURGE"} {
@@ -274,8 +276,8 @@ func TestHeaders(t *testing.T) {
 		w.Header().Set(HeaderCallID, "from-function") // the gateway's value wins
 	}))
 	c := NewCache()
-	c.Set("openfaas-fn/echo", []Endpoint{ep})
-	c.Set("openfaas-fn/timed", []Endpoint{timed})
+	c.Set("openfaas-fn/echo", []faas.Endpoint{ep})
+	c.Set("openfaas-fn/timed", []faas.Endpoint{timed})
 	base := front(t, New(c, Options{Log: quietLogger()}))
 
 	tests := []struct {
@@ -377,7 +379,7 @@ func TestHopByHopHeadersStripped(t *testing.T) {
 		w.Header().Set("X-Public", "ok")
 	}))
 	c := NewCache()
-	c.Set("openfaas-fn/hop", []Endpoint{ep})
+	c.Set("openfaas-fn/hop", []faas.Endpoint{ep})
 	base := front(t, New(c, Options{Log: quietLogger()}))
 
 	req, _ := http.NewRequest(http.MethodGet, base+"/function/hop", nil)
@@ -410,7 +412,7 @@ func TestRedirectPassedThrough(t *testing.T) {
 		http.Redirect(w, r, "/elsewhere", http.StatusFound)
 	}))
 	c := NewCache()
-	c.Set("openfaas-fn/redirector", []Endpoint{ep})
+	c.Set("openfaas-fn/redirector", []faas.Endpoint{ep})
 	base := front(t, New(c, Options{Log: quietLogger()}))
 
 	resp, _ := get(t, base+"/function/redirector")
@@ -425,7 +427,7 @@ func TestRedirectPassedThrough(t *testing.T) {
 func TestRoundRobin(t *testing.T) {
 	const backends, rounds = 3, 10
 	hits := make([]atomic.Int32, backends)
-	var eps []Endpoint
+	var eps []faas.Endpoint
 	for i := range backends {
 		_, ep := backend(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits[i].Add(1) }))
 		eps = append(eps, ep)
@@ -448,9 +450,9 @@ func TestRoundRobin(t *testing.T) {
 
 func TestDialErrorRetriedOnNextEndpoint(t *testing.T) {
 	_, good := backend(t, echoHandler("good"))
-	bad := Endpoint{Container: "gone", Addr: closedAddr(t)}
+	bad := faas.Endpoint{Replica: "gone", Addr: closedAddr(t)}
 	c := NewCache()
-	c.Set("openfaas-fn/flaky", []Endpoint{bad, good})
+	c.Set("openfaas-fn/flaky", []faas.Endpoint{bad, good})
 	log, hook := logtest.NewNullLogger()
 	base := front(t, New(c, Options{Log: log}))
 
@@ -493,7 +495,7 @@ func TestDialErrorRetriedOnNextEndpoint(t *testing.T) {
 
 func TestDialErrorWithoutOtherEndpointIs502(t *testing.T) {
 	c := NewCache()
-	c.Set("openfaas-fn/gone", []Endpoint{{Container: "gone", Addr: closedAddr(t)}})
+	c.Set("openfaas-fn/gone", []faas.Endpoint{{Replica: "gone", Addr: closedAddr(t)}})
 	log, hook := logtest.NewNullLogger()
 	base := front(t, New(c, Options{Log: log}))
 
@@ -526,7 +528,7 @@ func TestUpstreamClosesConnectionIs502(t *testing.T) {
 	c := NewCache()
 	// The dropping replica comes first in the rotation; the request reached
 	// it, so it must not be replayed on the good one.
-	c.Set("openfaas-fn/crash", []Endpoint{drop, good})
+	c.Set("openfaas-fn/crash", []faas.Endpoint{drop, good})
 	log, hook := logtest.NewNullLogger()
 	base := front(t, New(c, Options{Log: log}))
 
@@ -551,7 +553,7 @@ func TestSlowUpstreamIs504(t *testing.T) {
 	}))
 	t.Cleanup(func() { close(release) }) // runs before the backend closes
 	c := NewCache()
-	c.Set("openfaas-fn/slow", []Endpoint{ep})
+	c.Set("openfaas-fn/slow", []faas.Endpoint{ep})
 	log, hook := logtest.NewNullLogger()
 	base := front(t, New(c, Options{Timeout: 100 * time.Millisecond, Log: log}))
 
@@ -578,7 +580,7 @@ func TestNoReadyReplica(t *testing.T) {
 			return c
 		}},
 		{name: "polling resolver", resolver: func() Resolver {
-			return &mapResolver{m: map[string][]Endpoint{"openfaas-fn/cold": {}}}
+			return &mapResolver{m: map[string][]faas.Endpoint{"openfaas-fn/cold": {}}}
 		}},
 	}
 	for _, tt := range tests {
@@ -599,11 +601,11 @@ func TestNoReadyReplica(t *testing.T) {
 func TestWaitForReadyReplica(t *testing.T) {
 	_, ep := backend(t, echoHandler("late"))
 	c := NewCache()
-	m := &mapResolver{m: map[string][]Endpoint{}}
+	m := &mapResolver{m: map[string][]faas.Endpoint{}}
 	tests := []struct {
 		name     string
 		resolver Resolver
-		set      func(key string, eps []Endpoint)
+		set      func(key string, eps []faas.Endpoint)
 	}{
 		{name: "cache notifies", resolver: c, set: c.Set},
 		{name: "resolver polled", resolver: m, set: m.set},
@@ -615,7 +617,7 @@ func TestWaitForReadyReplica(t *testing.T) {
 			go func() {
 				time.Sleep(100 * time.Millisecond)
 				tt.set("openfaas-fn/other", nil) // an unrelated change must not end the wait
-				tt.set("openfaas-fn/late", []Endpoint{ep})
+				tt.set("openfaas-fn/late", []faas.Endpoint{ep})
 			}()
 			resp, body := get(t, base+"/function/late")
 			if resp.StatusCode != 200 || decodeSeen(t, body).Backend != "late" {
@@ -652,9 +654,9 @@ func TestObserve(t *testing.T) {
 	}))
 	t.Cleanup(func() { close(release) })
 	c := NewCache()
-	c.Set("openfaas-fn/obs", []Endpoint{ep})
+	c.Set("openfaas-fn/obs", []faas.Endpoint{ep})
 	c.Set("openfaas-fn/cold", nil)
-	c.Set("openfaas-fn/slow", []Endpoint{slow})
+	c.Set("openfaas-fn/slow", []faas.Endpoint{slow})
 
 	type obs struct {
 		key  string
@@ -728,7 +730,7 @@ func TestLargeBodyEchoedIntact(t *testing.T) {
 	_, a := backend(t, echo)
 	_, b := backend(t, echo)
 	c := NewCache()
-	c.Set("openfaas-fn/echo", []Endpoint{a, b}) // two replicas: the retry guard is in the path
+	c.Set("openfaas-fn/echo", []faas.Endpoint{a, b}) // two replicas: the retry guard is in the path
 	base := front(t, New(c, Options{Log: quietLogger()}))
 
 	payload := make([]byte, 8<<20)
@@ -787,7 +789,7 @@ func TestStreamingResponseFlushed(t *testing.T) {
 				_, _ = io.WriteString(w, second)
 			}))
 			c := NewCache()
-			c.Set("openfaas-fn/stream", []Endpoint{ep})
+			c.Set("openfaas-fn/stream", []faas.Endpoint{ep})
 			base := front(t, New(c, Options{Log: quietLogger()}))
 
 			resp, err := noRedirects.Get(base + "/function/stream")
@@ -824,14 +826,14 @@ func TestConcurrentSwapsWhileProxying(t *testing.T) {
 	_, a := backend(t, echoHandler("a"))
 	_, b := backend(t, echoHandler("b"))
 	c := NewCache()
-	c.Set("openfaas-fn/hot", []Endpoint{a})
+	c.Set("openfaas-fn/hot", []faas.Endpoint{a})
 	base := front(t, New(c, Options{Log: quietLogger()}))
 
 	stop := make(chan struct{})
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		sets := [][]Endpoint{{a}, {b}, {a, b}, {b, a}}
+		sets := [][]faas.Endpoint{{a}, {b}, {a, b}, {b, a}}
 		for i := 0; ; i++ {
 			select {
 			case <-stop:

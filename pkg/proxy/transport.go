@@ -100,7 +100,7 @@ func (t *retryTransport) retry(req *http.Request, c *call, g *replayGuard, err e
 	}
 	c.pick = (c.pick + 1) % len(c.eps)
 	c.upstream = c.eps[c.pick].Addr
-	c.countOn(c.pick)
+	c.load.On(c.eps[c.pick].Replica) // the retried replica serves the call now
 	// The first attempt's close of the body was held back; this attempt is
 	// the last one, so it owns the body and may close it as usual.
 	if g != nil {

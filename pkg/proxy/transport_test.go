@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
 // scriptedTransport fails the first attempts with the given errors after
@@ -65,10 +67,10 @@ func (b *trackedBody) Close() error { b.closed = true; return nil }
 var errDial = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 
 func TestRetryTransport(t *testing.T) {
-	eps := []Endpoint{{Addr: "10.0.0.1:8080"}, {Addr: "10.0.0.2:8080"}}
+	eps := []faas.Endpoint{{Addr: "10.0.0.1:8080"}, {Addr: "10.0.0.2:8080"}}
 	tests := []struct {
 		name      string
-		eps       []Endpoint
+		eps       []faas.Endpoint
 		body      string // "" = no body
 		guard     bool   // wrap the body like rewrite does
 		readFirst bool

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
 // pollInterval is how often a Resolver without change notification is asked
@@ -23,7 +25,7 @@ var (
 // on the next poll. *Cache implements it.
 type waiter interface {
 	// lookupOrWait is Lookup plus a channel closed on the next change.
-	lookupOrWait(key string) ([]Endpoint, bool, <-chan struct{})
+	lookupOrWait(key string) ([]faas.Endpoint, bool, <-chan struct{})
 }
 
 var _ waiter = (*Cache)(nil)
@@ -31,7 +33,7 @@ var _ waiter = (*Cache)(nil)
 // waitReady waits up to p.readyWait for key to have an endpoint. It returns
 // errNoReady on timeout, errGone when the key disappears, and the context's
 // error when the client gives up first.
-func (p *Proxy) waitReady(ctx context.Context, key string) ([]Endpoint, error) {
+func (p *Proxy) waitReady(ctx context.Context, key string) ([]faas.Endpoint, error) {
 	if p.readyWait <= 0 {
 		return nil, errNoReady
 	}
@@ -46,7 +48,7 @@ func (p *Proxy) waitReady(ctx context.Context, key string) ([]Endpoint, error) {
 	}
 	for {
 		var (
-			eps     []Endpoint
+			eps     []faas.Endpoint
 			known   bool
 			changed <-chan struct{}
 		)

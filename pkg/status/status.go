@@ -4,6 +4,8 @@
 package status
 
 import (
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
+
 	"sort"
 	"sync"
 	"time"
@@ -11,18 +13,18 @@ import (
 
 // Function is what the controller last observed for one function key.
 type Function struct {
-	Key                string    `json:"key"`
-	DesiredReplicas    uint64    `json:"desiredReplicas"`
-	CurrentReplicas    uint64    `json:"currentReplicas"`
-	ReadyReplicas      uint64    `json:"readyReplicas"`
-	Generation         int64     `json:"generation"`
-	ObservedGeneration int64     `json:"observedGeneration"`
-	SpecHash           string    `json:"specHash"`
-	LastReconcile      time.Time `json:"lastReconcile,omitzero"`
-	LastResult         string    `json:"lastResult"`
-	LastError          string    `json:"lastError,omitempty"`
-	Restarts           int       `json:"restarts"`
-	NextRetry          time.Time `json:"nextRetry,omitzero"`
+	Key                string       `json:"key"`
+	DesiredReplicas    uint64       `json:"desiredReplicas"`
+	CurrentReplicas    uint64       `json:"currentReplicas"`
+	ReadyReplicas      uint64       `json:"readyReplicas"`
+	Generation         int64        `json:"generation"`
+	ObservedGeneration int64        `json:"observedGeneration"`
+	SpecHash           string       `json:"specHash"`
+	LastReconcile      time.Time    `json:"lastReconcile,omitzero"`
+	LastResult         faas.Outcome `json:"lastResult"`
+	LastError          string       `json:"lastError,omitempty"`
+	Restarts           int          `json:"restarts"`
+	NextRetry          time.Time    `json:"nextRetry,omitzero"`
 	// Reason says in a few words why the function is not converged, e.g.
 	// "CrashLoopBackOff" or "ImageNotFound"; empty when all is well.
 	Reason string `json:"reason,omitempty"`

@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/openfaas/faas-provider/types"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -26,17 +24,16 @@ const schemaVersion = 1
 const lockTimeout = 3 * time.Second
 
 var (
-	functionsBucket = []byte("functions")
-	metaBucket      = []byte("meta")
-	schemaKey       = []byte("schema")
+	metaBucket = []byte("meta")
+	schemaKey  = []byte("schema")
 )
 
-// Bolt is a Store kept in a bbolt file. Each write is one bbolt transaction,
-// fsynced on commit, and watchers hear of it only after that commit.
+// Bolt is a Store kept in a bbolt file: the engine over bbolt. Each write
+// is one bbolt transaction, fsynced on commit, and watchers hear of it only
+// after that commit.
 type Bolt struct {
-	db       *bolt.DB
-	watchers watchers
-	sealer   *sealer // encrypts secret values (secrets.go)
+	engine
+	db *bolt.DB
 }
 
 var _ Store = (*Bolt)(nil)
@@ -65,19 +62,20 @@ func openWith(path, keyFile string, timeout time.Duration) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
+	s := &Bolt{engine: engine{kv: boltKV{db}}, db: db}
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
-	sl, err := useSecretsKey(db, keyFile)
-	if err != nil {
+	if err := useSecretsKey(&s.engine, keyFile); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
-	return &Bolt{db: db, sealer: sl}, nil
+	return s, nil
 }
 
-// initSchema creates the buckets and records, or checks, the schema version.
+// initSchema records, or checks, the schema version and creates the
+// buckets; a file written before a bucket existed simply gains it.
 func initSchema(tx *bolt.Tx) error {
 	meta, err := tx.CreateBucketIfNotExists(metaBucket)
 	if err != nil {
@@ -91,151 +89,50 @@ func initSchema(tx *bolt.Tx) error {
 	} else if err := meta.Put(schemaKey, []byte(strconv.Itoa(schemaVersion))); err != nil {
 		return fmt.Errorf("write schema version: %w", err)
 	}
-	if _, err := tx.CreateBucketIfNotExists(functionsBucket); err != nil {
-		return fmt.Errorf("create functions bucket: %w", err)
-	}
-	if err := initSecrets(tx); err != nil {
-		return err
-	}
-	return initNamespaces(tx)
-}
-
-// Get implements Store.
-func (s *Bolt) Get(ctx context.Context, key string) (Function, error) {
-	if err := ctx.Err(); err != nil {
-		return Function{}, fmt.Errorf("function %q: %w", key, err)
-	}
-	var (
-		f     Function
-		opErr error
-	)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		f, opErr = load(tx.Bucket(functionsBucket), key)
-		return opErr
-	})
-	switch {
-	case err == nil:
-		return f, nil
-	case err == opErr:
-		return Function{}, err
-	default:
-		return Function{}, fmt.Errorf("function %q: %w", key, err)
-	}
-}
-
-// List implements Store. Keys are stored in byte order, which is the order
-// List promises, so a namespace is one contiguous range of the bucket.
-func (s *Bolt) List(ctx context.Context, namespace string) ([]Function, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list %q: %w", namespace, err)
-	}
-	var prefix []byte
-	if namespace != "" {
-		prefix = []byte(namespace + "/")
-	}
-	fns := make([]Function, 0)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(functionsBucket).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			f, err := decode(string(k), v)
-			if err != nil {
-				return err
-			}
-			fns = append(fns, f)
+	for _, name := range bucketNames {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create %s bucket: %w", name, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list %q: %w", namespace, err)
 	}
-	return fns, nil
+	return nil
 }
 
-// Create implements Store.
-func (s *Bolt) Create(ctx context.Context, spec types.FunctionDeployment, replicas uint64) (Function, error) {
-	ns, key, err := keyOf(spec)
-	if err != nil {
-		return Function{}, err
+// boltKV is the kv backend over bbolt: its transactions and buckets are
+// bbolt's own, so every commit is bbolt's durable, fsynced one.
+type boltKV struct{ db *bolt.DB }
+
+func (k boltKV) view(fn func(kvTx) error) error {
+	return k.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+func (k boltKV) update(fn func(kvTx) error) error {
+	return k.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+func (k boltKV) close() error { return k.db.Close() }
+
+// boltTx is a bbolt transaction as a kvTx. bbolt runs commit handlers after
+// releasing its writer lock, as kv.update promises.
+type boltTx struct{ tx *bolt.Tx }
+
+func (t boltTx) bucket(name []byte) kvBucket {
+	if b := t.tx.Bucket(name); b != nil {
+		return boltBucket{b}
 	}
-	return s.write(ctx, key, func(tx *bolt.Tx) (Function, bool, error) {
-		if err := namespaceIn(tx.Bucket(namespacesBucket), ns); err != nil {
-			return Function{}, false, err
+	return nil
+}
+
+func (t boltTx) onCommit(fn func()) { t.tx.OnCommit(fn) }
+
+// boltBucket is a bbolt bucket as a kvBucket; bbolt keeps keys in byte
+// order, so a prefix is one contiguous range a cursor walks.
+type boltBucket struct{ *bolt.Bucket }
+
+func (b boltBucket) scan(prefix []byte, fn func(k, v []byte) bool) {
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if v != nil && !fn(k, v) { // v is nil for a nested bucket, not a record
+			return
 		}
-		f, err := createIn(tx.Bucket(functionsBucket), spec, replicas, now())
-		return f, err == nil, err
-	})
-}
-
-// Update implements Store.
-func (s *Bolt) Update(ctx context.Context, spec types.FunctionDeployment, clamp func(current uint64) uint64) (Function, error) {
-	ns, key, err := keyOf(spec)
-	if err != nil {
-		return Function{}, err
-	}
-	return s.write(ctx, key, func(tx *bolt.Tx) (Function, bool, error) {
-		if err := namespaceIn(tx.Bucket(namespacesBucket), ns); err != nil {
-			return Function{}, false, err
-		}
-		return updateIn(tx.Bucket(functionsBucket), spec, clamp, now())
-	})
-}
-
-// Scale implements Store.
-func (s *Bolt) Scale(ctx context.Context, key string, replicas uint64) (Function, error) {
-	return s.write(ctx, key, func(tx *bolt.Tx) (Function, bool, error) {
-		return scaleIn(tx.Bucket(functionsBucket), key, replicas, now())
-	})
-}
-
-// Delete implements Store.
-func (s *Bolt) Delete(ctx context.Context, key string) error {
-	_, err := s.write(ctx, key, func(tx *bolt.Tx) (Function, bool, error) {
-		return Function{}, true, deleteIn(tx.Bucket(functionsBucket), key)
-	})
-	return err
-}
-
-// Watch implements Store.
-func (s *Bolt) Watch(ctx context.Context, opts ...WatchOption) *Watcher {
-	return s.watchers.add(ctx, opts)
-}
-
-// Close closes the state file. Writes in flight finish first.
-func (s *Bolt) Close() error { return s.db.Close() }
-
-// write runs op in one write transaction; op reaches every bucket it needs
-// through tx, so a check across buckets (does the namespace exist?) commits
-// atomically with the write. When op changed something, the transaction
-// commits (and fsyncs) and watchers are told about key from the commit
-// handler, so they never see uncommitted state; bbolt runs that handler in
-// the writer's goroutine, which is why notify must not block. When op
-// changed nothing the transaction is rolled back: no write at all.
-func (s *Bolt) write(ctx context.Context, key string, op func(tx *bolt.Tx) (Function, bool, error)) (Function, error) {
-	if err := ctx.Err(); err != nil {
-		return Function{}, fmt.Errorf("function %q: %w", key, err)
-	}
-	var (
-		f     Function
-		opErr error
-	)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var changed bool
-		f, changed, opErr = op(tx)
-		switch {
-		case opErr != nil:
-			return opErr
-		case !changed:
-			return errUnchanged
-		}
-		tx.OnCommit(func() { s.watchers.notify(key) })
-		return nil
-	})
-	switch {
-	case err == nil, errors.Is(err, errUnchanged):
-		return f, nil
-	case err == opErr:
-		return Function{}, err
-	default:
-		return Function{}, fmt.Errorf("function %q: write: %w", key, err)
 	}
 }

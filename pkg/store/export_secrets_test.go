@@ -5,4 +5,4 @@ var LoadOrCreateKey = loadOrCreateKey
 
 // SecretsBucket names the bbolt bucket secrets live in, for tests that
 // tamper with the file.
-var SecretsBucket = secretsBucket
+var SecretsBucket = secretRecords.name

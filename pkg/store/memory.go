@@ -1,200 +1,167 @@
 package store
 
 import (
-	"context"
-	"fmt"
+	"bytes"
+	"errors"
 	"sort"
 	"strings"
 	"sync"
-
-	"github.com/openfaas/faas-provider/types"
 )
 
 // Memory is a Store that keeps records in memory, for fast tests of the
-// packages built on Store. It shares the write rules with Bolt and keeps
-// records JSON-encoded like Bolt does, so Generation, Revision, notifications
-// and what round-trips through it match the real store exactly. Nothing
-// survives the process.
+// packages built on Store. It is the engine Bolt is, over maps instead of
+// bbolt, and keeps records JSON-encoded like Bolt does, so Generation,
+// Revision, notifications and what round-trips through it match the real
+// store exactly. Nothing survives the process; secrets are sealed with a
+// key that lives only in memory.
 type Memory struct {
-	mu       sync.RWMutex
-	records  map[string][]byte // key -> JSON; values are never mutated, only replaced
-	seq      uint64            // last revision handed out
-	watchers watchers
-
-	// namespaces maps name -> JSON types.FunctionNamespace, like records;
-	// guarded by mu.
-	namespaces map[string][]byte
-	// secrets is the secrets bucket (secrets.go); guarded by mu.
-	secrets memSecrets
+	engine
 }
 
 var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory Store.
 func NewMemory() *Memory {
-	return &Memory{records: make(map[string][]byte), namespaces: make(map[string][]byte), secrets: newMemSecrets()}
+	m := &memKV{buckets: make(map[string]*memBucket, len(bucketNames))}
+	for _, name := range bucketNames {
+		m.buckets[string(name)] = &memBucket{records: make(map[string][]byte)}
+	}
+	return &Memory{engine{kv: m, sealer: randomSealer()}}
 }
 
-// Get implements Store.
-func (m *Memory) Get(ctx context.Context, key string) (Function, error) {
-	if err := ctx.Err(); err != nil {
-		return Function{}, fmt.Errorf("function %q: %w", key, err)
-	}
+// errReadOnly is what a write in a read transaction fails with, as bbolt's
+// does.
+var errReadOnly = errors.New("write in a read-only transaction")
+
+// memKV is the kv backend over maps. One RWMutex stands for bbolt's locks:
+// readers share it, a writer holds it alone, and a write is applied in
+// place with an undo log that rolls it back unless it commits. Stored
+// values are never mutated, only replaced, so a value a reader got stays
+// valid. close releases nothing: the records stay.
+type memKV struct {
+	mu      sync.RWMutex
+	buckets map[string]*memBucket
+}
+
+// memBucket is one bucket: records by key and the bucket's sequence.
+type memBucket struct {
+	records map[string][]byte
+	seq     uint64
+}
+
+func (m *memKV) view(fn func(kvTx) error) error {
 	m.mu.RLock()
-	v, ok := m.records[key]
-	m.mu.RUnlock()
-	if !ok {
-		return Function{}, fmt.Errorf("function %q: %w", key, ErrNotFound)
-	}
-	return decode(key, v)
+	defer m.mu.RUnlock()
+	return fn(&memTx{kv: m})
 }
 
-// List implements Store.
-func (m *Memory) List(ctx context.Context, namespace string) ([]Function, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list %q: %w", namespace, err)
-	}
-	prefix := ""
-	if namespace != "" {
-		prefix = namespace + "/"
-	}
-	m.mu.RLock()
-	keys := make([]string, 0, len(m.records))
-	values := make(map[string][]byte, len(m.records))
-	for k, v := range m.records {
-		if strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
-			values[k] = v
-		}
-	}
-	m.mu.RUnlock()
-	sort.Strings(keys)
-	fns := make([]Function, 0, len(keys))
-	for _, k := range keys {
-		f, err := decode(k, values[k])
-		if err != nil {
-			return nil, err
-		}
-		fns = append(fns, f)
-	}
-	return fns, nil
-}
-
-// Create implements Store.
-func (m *Memory) Create(ctx context.Context, spec types.FunctionDeployment, replicas uint64) (Function, error) {
-	ns, key, err := keyOf(spec)
+func (m *memKV) update(fn func(kvTx) error) error {
+	tx, err := m.apply(fn)
 	if err != nil {
-		return Function{}, err
+		return err
 	}
-	return m.write(ctx, key, func(t table) (Function, bool, error) {
-		// write holds m.mu, so the check and the create are one step.
-		if err := namespaceIn(mapTable(m.namespaces), ns); err != nil {
-			return Function{}, false, err
-		}
-		f, err := createIn(t, spec, replicas, now())
-		return f, err == nil, err
-	})
-}
-
-// Update implements Store.
-func (m *Memory) Update(ctx context.Context, spec types.FunctionDeployment, clamp func(current uint64) uint64) (Function, error) {
-	ns, key, err := keyOf(spec)
-	if err != nil {
-		return Function{}, err
+	for _, hook := range tx.hooks {
+		hook()
 	}
-	return m.write(ctx, key, func(t table) (Function, bool, error) {
-		if err := namespaceIn(mapTable(m.namespaces), ns); err != nil {
-			return Function{}, false, err
-		}
-		return updateIn(t, spec, clamp, now())
-	})
+	return nil
 }
 
-// Scale implements Store.
-func (m *Memory) Scale(ctx context.Context, key string, replicas uint64) (Function, error) {
-	return m.write(ctx, key, func(t table) (Function, bool, error) {
-		return scaleIn(t, key, replicas, now())
-	})
-}
-
-// Delete implements Store.
-func (m *Memory) Delete(ctx context.Context, key string) error {
-	_, err := m.write(ctx, key, func(t table) (Function, bool, error) {
-		return Function{}, true, deleteIn(t, key)
-	})
-	return err
-}
-
-// Watch implements Store.
-func (m *Memory) Watch(ctx context.Context, opts ...WatchOption) *Watcher {
-	return m.watchers.add(ctx, opts)
-}
-
-// Close implements Store. It keeps the records: there is nothing to release.
-func (m *Memory) Close() error { return nil }
-
-// write runs op against a staged view of the records and applies it only
-// when op succeeded and changed something, mirroring a bbolt transaction
-// that commits or rolls back as a whole. Watchers are told after the lock is
-// released, as bbolt's commit handlers run after its writer lock is.
-func (m *Memory) write(ctx context.Context, key string, op func(t table) (Function, bool, error)) (Function, error) {
-	if err := ctx.Err(); err != nil {
-		return Function{}, fmt.Errorf("function %q: %w", key, err)
-	}
+// apply runs fn holding the writer lock and undoes its changes unless it
+// returns nil, also when it panics.
+func (m *memKV) apply(fn func(kvTx) error) (*memTx, error) {
 	m.mu.Lock()
-	tx := &memTx{m: m, seq: m.seq, writes: make(map[string][]byte)}
-	f, changed, err := op(tx)
-	if err == nil && changed {
-		tx.commit()
-	}
-	m.mu.Unlock()
-	if err != nil {
-		return Function{}, err
-	}
-	if changed {
-		m.watchers.notify(key)
-	}
-	return f, nil
+	tx := &memTx{kv: m, writable: true}
+	committed := false
+	defer func() {
+		if !committed {
+			for i := len(tx.undo) - 1; i >= 0; i-- {
+				tx.undo[i]()
+			}
+		}
+		m.mu.Unlock()
+	}()
+	err := fn(tx)
+	committed = err == nil
+	return tx, err
 }
 
-// memTx stages one write's changes over Memory's records; it implements
-// table. A nil value in writes is a staged delete.
+func (m *memKV) close() error { return nil }
+
+// memTx is one transaction of memKV.
 type memTx struct {
-	m      *Memory
-	seq    uint64
-	writes map[string][]byte
+	kv       *memKV
+	writable bool
+	undo     []func() // restores what the transaction changed, oldest first
+	hooks    []func() // commit hooks
 }
 
-func (tx *memTx) Get(key []byte) []byte {
-	if v, ok := tx.writes[string(key)]; ok {
-		return v
+func (tx *memTx) bucket(name []byte) kvBucket {
+	if b := tx.kv.buckets[string(name)]; b != nil {
+		return memTxBucket{tx: tx, b: b}
 	}
-	return tx.m.records[string(key)]
-}
-
-func (tx *memTx) Put(key, value []byte) error {
-	tx.writes[string(key)] = value
 	return nil
 }
 
-func (tx *memTx) Delete(key []byte) error {
-	tx.writes[string(key)] = nil
-	return nil
+func (tx *memTx) onCommit(fn func()) { tx.hooks = append(tx.hooks, fn) }
+
+// memTxBucket is a memBucket seen through a transaction.
+type memTxBucket struct {
+	tx *memTx
+	b  *memBucket
 }
 
-func (tx *memTx) NextSequence() (uint64, error) {
-	tx.seq++
-	return tx.seq, nil
+func (t memTxBucket) Get(key []byte) []byte { return t.b.records[string(key)] }
+
+func (t memTxBucket) Put(key, value []byte) error {
+	return t.set(string(key), bytes.Clone(value), true)
 }
 
-// commit applies the staged changes; the caller holds m.mu.
-func (tx *memTx) commit() {
-	for k, v := range tx.writes {
-		if v == nil {
-			delete(tx.m.records, k)
+func (t memTxBucket) Delete(key []byte) error { return t.set(string(key), nil, false) }
+
+// set stores (or, without keep, deletes) the record under k, logging how to
+// undo it.
+func (t memTxBucket) set(k string, v []byte, keep bool) error {
+	if !t.tx.writable {
+		return errReadOnly
+	}
+	old, had := t.b.records[k]
+	t.tx.undo = append(t.tx.undo, func() {
+		if had {
+			t.b.records[k] = old
 		} else {
-			tx.m.records[k] = v
+			delete(t.b.records, k)
+		}
+	})
+	if keep {
+		t.b.records[k] = v
+	} else {
+		delete(t.b.records, k)
+	}
+	return nil
+}
+
+func (t memTxBucket) NextSequence() (uint64, error) {
+	if !t.tx.writable {
+		return 0, errReadOnly
+	}
+	old := t.b.seq
+	t.tx.undo = append(t.tx.undo, func() { t.b.seq = old })
+	t.b.seq++
+	return t.b.seq, nil
+}
+
+func (t memTxBucket) scan(prefix []byte, fn func(k, v []byte) bool) {
+	p := string(prefix)
+	keys := make([]string, 0, len(t.b.records))
+	for k := range t.b.records {
+		if strings.HasPrefix(k, p) {
+			keys = append(keys, k)
 		}
 	}
-	tx.m.seq = tx.seq
+	sort.Strings(keys) // byte order, as bbolt keeps keys
+	for _, k := range keys {
+		if !fn([]byte(k), t.b.records[k]) {
+			return
+		}
+	}
 }

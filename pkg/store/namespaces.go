@@ -1,16 +1,13 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/openfaas/faas-provider/types"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Sentinel errors of namespaces; implementations wrap them with %w.
@@ -54,27 +51,18 @@ type Namespaces interface {
 	DeleteNamespace(ctx context.Context, name string) error
 }
 
-// namespacesBucket holds one JSON-encoded types.FunctionNamespace per name.
-var namespacesBucket = []byte("namespaces")
-
-// getter is the read side of a table, all a namespace check needs.
-type getter interface {
-	Get(key []byte) []byte
+// namespaceRecords is the namespaces bucket: one types.FunctionNamespace
+// per name. Namespaces have no revisions and their writes wake no one.
+var namespaceRecords = &bucket[types.FunctionNamespace]{
+	name: []byte("namespaces"),
+	kind: "namespace",
+	key:  func(ns types.FunctionNamespace) string { return ns.Name },
 }
 
-// namespaceTable is what a namespace write needs: a bbolt bucket inside a
-// transaction, or Memory's map under its lock (mapTable). Writing the rules
-// once, against this, keeps the two stores answering alike, as table does
-// for functions.
-type namespaceTable interface {
-	getter
-	Put(key, value []byte) error
-}
-
-// namespaceIn fails with ErrNamespaceNotFound unless namespace exists in ns,
-// the namespaces table of the write it is called in.
-func namespaceIn(ns getter, namespace string) error {
-	if namespace == DefaultNamespace || ns.Get([]byte(namespace)) != nil {
+// namespaceIn fails with ErrNamespaceNotFound unless namespace exists in
+// the write tx, which a function or secret is about to be written in.
+func namespaceIn(tx *txn, namespace string) error {
+	if namespace == DefaultNamespace || namespaceRecords.exists(tx, namespace) {
 		return nil
 	}
 	return fmt.Errorf("namespace %q: %w", namespace, ErrNamespaceNotFound)
@@ -89,63 +77,6 @@ func checkNamespaceName(name string) error {
 		return fmt.Errorf("namespace %q: name contains '/'", name)
 	}
 	return nil
-}
-
-// encodeNamespace is what gets stored for ns.
-func encodeNamespace(ns types.FunctionNamespace) ([]byte, error) {
-	v, err := json.Marshal(ns)
-	if err != nil {
-		return nil, fmt.Errorf("namespace %q: encode: %w", ns.Name, err)
-	}
-	return v, nil
-}
-
-// namespaceValue checks a namespace write before it takes the writer lock
-// and returns what it will store.
-func namespaceValue(ctx context.Context, ns types.FunctionNamespace) ([]byte, error) {
-	if err := checkNamespaceName(ns.Name); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("namespace %q: %w", ns.Name, err)
-	}
-	return encodeNamespace(ns)
-}
-
-// putNamespaceIn stores v, the encoded namespace name: as a new namespace
-// when create is set, else over an existing one. DefaultNamespace always
-// exists, written or not.
-func putNamespaceIn(t namespaceTable, name string, v []byte, create bool) error {
-	exists := t.Get([]byte(name)) != nil || name == DefaultNamespace
-	switch {
-	case create && exists:
-		return fmt.Errorf("namespace %q: %w", name, ErrConflict)
-	case !create && !exists:
-		return fmt.Errorf("namespace %q: %w", name, ErrNotFound)
-	}
-	return t.Put([]byte(name), v)
-}
-
-// decodeNamespace copies a stored namespace out of v, which may be memory
-// owned by a bbolt transaction.
-func decodeNamespace(name string, v []byte) (types.FunctionNamespace, error) {
-	var ns types.FunctionNamespace
-	if err := json.Unmarshal(v, &ns); err != nil {
-		return types.FunctionNamespace{}, fmt.Errorf("namespace %q: decode: %w", name, err)
-	}
-	return ns, nil
-}
-
-// getNamespaceIn reads a namespace; DefaultNamespace exists even when it was
-// never written.
-func getNamespaceIn(ns getter, name string) (types.FunctionNamespace, error) {
-	if v := ns.Get([]byte(name)); v != nil {
-		return decodeNamespace(name, v)
-	}
-	if name == DefaultNamespace {
-		return types.FunctionNamespace{Name: DefaultNamespace}, nil
-	}
-	return types.FunctionNamespace{}, fmt.Errorf("namespace %q: %w", name, ErrNotFound)
 }
 
 // sortNamespaces puts DefaultNamespace first, adding it when it was never
@@ -170,210 +101,76 @@ func sortNamespaces(list []types.FunctionNamespace) []types.FunctionNamespace {
 	return list
 }
 
-// notEmptyErr says what still lives in a namespace.
-func notEmptyErr(name, what string) error {
-	return fmt.Errorf("namespace %q: %s still in it: %w", name, what, ErrNotEmpty)
-}
-
-// initNamespaces creates the namespaces bucket; files written before
-// namespaces existed simply gain it.
-func initNamespaces(tx *bolt.Tx) error {
-	if _, err := tx.CreateBucketIfNotExists(namespacesBucket); err != nil {
-		return fmt.Errorf("create namespaces bucket: %w", err)
-	}
-	return nil
-}
-
-// hasPrefixIn reports whether bucket b (which may be nil) holds a key
-// starting with prefix.
-func hasPrefixIn(b *bolt.Bucket, prefix []byte) bool {
-	if b == nil {
-		return false
-	}
-	k, _ := b.Cursor().Seek(prefix)
-	return k != nil && bytes.HasPrefix(k, prefix)
-}
-
-// GetNamespace implements Namespaces.
-func (s *Bolt) GetNamespace(ctx context.Context, name string) (types.FunctionNamespace, error) {
-	if err := ctx.Err(); err != nil {
-		return types.FunctionNamespace{}, fmt.Errorf("namespace %q: %w", name, err)
-	}
+// GetNamespace implements Namespaces. DefaultNamespace exists even when it
+// was never written.
+func (e *engine) GetNamespace(ctx context.Context, name string) (types.FunctionNamespace, error) {
 	var ns types.FunctionNamespace
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		ns, err = getNamespaceIn(tx.Bucket(namespacesBucket), name)
+	err := e.read(ctx, namespaceRecords.about(name), func(tx *txn) (err error) {
+		ns, err = namespaceRecords.get(tx, name)
+		if errors.Is(err, ErrNotFound) && name == DefaultNamespace {
+			ns, err = types.FunctionNamespace{Name: DefaultNamespace}, nil
+		}
 		return err
 	})
 	return ns, err
 }
 
 // ListNamespaces implements Namespaces.
-func (s *Bolt) ListNamespaces(ctx context.Context) ([]types.FunctionNamespace, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list namespaces: %w", err)
-	}
-	var list []types.FunctionNamespace
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(namespacesBucket).ForEach(func(k, v []byte) error {
-			ns, err := decodeNamespace(string(k), v)
-			if err != nil {
-				return err
-			}
-			list = append(list, ns)
-			return nil
-		})
-	})
+func (e *engine) ListNamespaces(ctx context.Context) ([]types.FunctionNamespace, error) {
+	list, err := listIn(ctx, e, subject{what: "list namespaces", bare: true}, namespaceRecords, nil)
 	if err != nil {
-		return nil, fmt.Errorf("list namespaces: %w", err)
+		return nil, err
 	}
 	return sortNamespaces(list), nil
 }
 
 // CreateNamespace implements Namespaces.
-func (s *Bolt) CreateNamespace(ctx context.Context, ns types.FunctionNamespace) (types.FunctionNamespace, error) {
-	return s.putNamespace(ctx, ns, true)
+func (e *engine) CreateNamespace(ctx context.Context, ns types.FunctionNamespace) (types.FunctionNamespace, error) {
+	return e.putNamespace(ctx, ns, true)
 }
 
 // UpdateNamespace implements Namespaces.
-func (s *Bolt) UpdateNamespace(ctx context.Context, ns types.FunctionNamespace) (types.FunctionNamespace, error) {
-	return s.putNamespace(ctx, ns, false)
+func (e *engine) UpdateNamespace(ctx context.Context, ns types.FunctionNamespace) (types.FunctionNamespace, error) {
+	return e.putNamespace(ctx, ns, false)
 }
 
 // putNamespace stores ns: as a new namespace when create is set, else over
-// an existing one.
-func (s *Bolt) putNamespace(ctx context.Context, ns types.FunctionNamespace, create bool) (types.FunctionNamespace, error) {
-	v, err := namespaceValue(ctx, ns)
-	if err != nil {
+// an existing one. DefaultNamespace always exists, written or not.
+func (e *engine) putNamespace(ctx context.Context, ns types.FunctionNamespace, create bool) (types.FunctionNamespace, error) {
+	if err := checkNamespaceName(ns.Name); err != nil {
 		return types.FunctionNamespace{}, err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		return putNamespaceIn(tx.Bucket(namespacesBucket), ns.Name, v, create)
+	about := namespaceRecords.about(ns.Name)
+	return write(ctx, e, about, func(tx *txn) (types.FunctionNamespace, error) {
+		exists := ns.Name == DefaultNamespace || namespaceRecords.exists(tx, ns.Name)
+		switch {
+		case create && exists:
+			return types.FunctionNamespace{}, about.wrap(ErrConflict)
+		case !create && !exists:
+			return types.FunctionNamespace{}, about.wrap(ErrNotFound)
+		}
+		return namespaceRecords.put(tx, ns.Name, ns)
 	})
-	if err != nil {
-		return types.FunctionNamespace{}, err
-	}
-	return decodeNamespace(ns.Name, v)
 }
 
 // DeleteNamespace implements Namespaces. The emptiness check and the delete
 // are one transaction: a function or secret created concurrently either
 // commits first (and the delete sees it) or finds the namespace gone.
-func (s *Bolt) DeleteNamespace(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("namespace %q: %w", name, err)
-	}
-	if name == DefaultNamespace {
-		return fmt.Errorf("namespace %q: %w", name, ErrDefaultNamespace)
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(namespacesBucket)
-		if b.Get([]byte(name)) == nil {
-			return fmt.Errorf("namespace %q: %w", name, ErrNotFound)
-		}
+func (e *engine) DeleteNamespace(ctx context.Context, name string) error {
+	about := namespaceRecords.about(name)
+	_, err := write(ctx, e, about, func(tx *txn) (struct{}, error) {
 		prefix := []byte(name + "/")
-		if hasPrefixIn(tx.Bucket(functionsBucket), prefix) {
-			return notEmptyErr(name, "functions")
+		switch {
+		case name == DefaultNamespace:
+			return struct{}{}, about.wrap(ErrDefaultNamespace)
+		case !namespaceRecords.exists(tx, name):
+			return struct{}{}, about.wrap(ErrNotFound)
+		case functionRecords.any(tx, prefix):
+			return struct{}{}, fmt.Errorf("%s: functions still in it: %w", about, ErrNotEmpty)
+		case secretRecords.any(tx, prefix):
+			return struct{}{}, fmt.Errorf("%s: secrets still in it: %w", about, ErrNotEmpty)
 		}
-		if hasPrefixIn(tx.Bucket(secretsBucket), prefix) {
-			return notEmptyErr(name, "secrets")
-		}
-		if err := b.Delete([]byte(name)); err != nil {
-			return fmt.Errorf("namespace %q: delete: %w", name, err)
-		}
-		return nil
+		return struct{}{}, namespaceRecords.delete(tx, name)
 	})
-}
-
-// mapTable is Memory's namespaces as a namespaceTable; the caller holds
-// m.mu, locked for writing to Put.
-type mapTable map[string][]byte
-
-func (m mapTable) Get(key []byte) []byte { return m[string(key)] }
-
-func (m mapTable) Put(key, value []byte) error {
-	m[string(key)] = value
-	return nil
-}
-
-// GetNamespace implements Namespaces.
-func (m *Memory) GetNamespace(ctx context.Context, name string) (types.FunctionNamespace, error) {
-	if err := ctx.Err(); err != nil {
-		return types.FunctionNamespace{}, fmt.Errorf("namespace %q: %w", name, err)
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return getNamespaceIn(mapTable(m.namespaces), name)
-}
-
-// ListNamespaces implements Namespaces.
-func (m *Memory) ListNamespaces(ctx context.Context) ([]types.FunctionNamespace, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list namespaces: %w", err)
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	list := make([]types.FunctionNamespace, 0, len(m.namespaces)+1)
-	for k, v := range m.namespaces {
-		ns, err := decodeNamespace(k, v)
-		if err != nil {
-			return nil, fmt.Errorf("list namespaces: %w", err)
-		}
-		list = append(list, ns)
-	}
-	return sortNamespaces(list), nil
-}
-
-// CreateNamespace implements Namespaces.
-func (m *Memory) CreateNamespace(ctx context.Context, ns types.FunctionNamespace) (types.FunctionNamespace, error) {
-	return m.putNamespace(ctx, ns, true)
-}
-
-// UpdateNamespace implements Namespaces.
-func (m *Memory) UpdateNamespace(ctx context.Context, ns types.FunctionNamespace) (types.FunctionNamespace, error) {
-	return m.putNamespace(ctx, ns, false)
-}
-
-// putNamespace is Bolt's putNamespace, holding the writer lock where Bolt
-// holds a transaction.
-func (m *Memory) putNamespace(ctx context.Context, ns types.FunctionNamespace, create bool) (types.FunctionNamespace, error) {
-	v, err := namespaceValue(ctx, ns)
-	if err != nil {
-		return types.FunctionNamespace{}, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := putNamespaceIn(mapTable(m.namespaces), ns.Name, v, create); err != nil {
-		return types.FunctionNamespace{}, err
-	}
-	return decodeNamespace(ns.Name, v)
-}
-
-// DeleteNamespace implements Namespaces. It holds the writer lock across the
-// check and the delete, as Bolt holds one transaction.
-func (m *Memory) DeleteNamespace(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("namespace %q: %w", name, err)
-	}
-	if name == DefaultNamespace {
-		return fmt.Errorf("namespace %q: %w", name, ErrDefaultNamespace)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.namespaces[name]; !ok {
-		return fmt.Errorf("namespace %q: %w", name, ErrNotFound)
-	}
-	prefix := name + "/"
-	for k := range m.records {
-		if strings.HasPrefix(k, prefix) {
-			return notEmptyErr(name, "functions")
-		}
-	}
-	for k := range m.secrets.records {
-		if strings.HasPrefix(k, prefix) {
-			return notEmptyErr(name, "secrets")
-		}
-	}
-	delete(m.namespaces, name)
-	return nil
+	return err
 }

@@ -20,16 +20,7 @@ import (
 func TestSecretsKeyFileCreatedPrivateAndReused(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.db")
-	s, err := store.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.CreateSecret(t.Context(), "", "sec", []byte("value")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	withSecret(t, path)
 	keyFile := filepath.Join(dir, store.SecretKeyFile)
 	if store.DefaultKeyFile(path) != keyFile {
 		t.Errorf("DefaultKeyFile = %s, want %s", store.DefaultKeyFile(path), keyFile)
@@ -46,7 +37,7 @@ func TestSecretsKeyFileCreatedPrivateAndReused(t *testing.T) {
 		t.Errorf("temporary files left behind: %v", tmp)
 	}
 
-	s = openBolt(t, path)
+	s := openBolt(t, path)
 	sec, err := s.GetSecret(t.Context(), "", "sec")
 	if err != nil || string(sec.Value) != "value" {
 		t.Fatalf("GetSecret after reopen: %v (value matches: %v)", err, string(sec.Value) == "value")

@@ -7,15 +7,16 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/openfaas/faas-provider/types"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
-// DefaultNamespace is the namespace functions land in when none is given.
-// faas-cli always appends it on invoke, so it must be called exactly this.
-const DefaultNamespace = "openfaas-fn"
+// DefaultNamespace is the namespace functions land in when none is given
+// (faas.DefaultNamespace, repeated here for the store's many callers).
+const DefaultNamespace = faas.DefaultNamespace
 
 // Sentinel errors callers branch on; implementations wrap them with %w.
 var (
@@ -53,21 +54,11 @@ func (f Function) Key() string { return Key(f.Namespace, f.Spec.Service) }
 // Name returns the function's name.
 func (f Function) Name() string { return f.Spec.Service }
 
-// Key builds the store key "namespace/name".
-func Key(namespace, name string) string { return namespace + "/" + name }
+// Key builds the store key "namespace/name" (faas.Key).
+func Key(namespace, name string) string { return faas.Key(namespace, name) }
 
-// SplitKey is the inverse of Key.
-func SplitKey(key string) (namespace, name string, err error) {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '/' {
-			if i == 0 || i == len(key)-1 {
-				break
-			}
-			return key[:i], key[i+1:], nil
-		}
-	}
-	return "", "", fmt.Errorf("malformed key %q", key)
-}
+// SplitKey is the inverse of Key (faas.SplitKey).
+func SplitKey(key string) (namespace, name string, err error) { return faas.SplitKey(key) }
 
 // Store is desired state. All methods are safe for concurrent use and every
 // successful write is durable (fsynced) before the method returns.

@@ -7,7 +7,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
 )
 
-// DisconnectNetwork implements the controller's self-networking needs.
+// DisconnectNetwork implements docker.Engine.
 func (e *Engine) DisconnectNetwork(ctx context.Context, network, id string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -19,7 +19,7 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, network, id string) erro
 		return fmt.Errorf("disconnect %s: %w", id, docker.ErrNotFound)
 	}
 	if _, ok := c.Networks[network]; !ok {
-		return fmt.Errorf("disconnect %s: container %s is not connected to network %s", id, id, network)
+		return fmt.Errorf("disconnect %s: container %s is not connected to network %s: %w", id, id, network, docker.ErrNotFound)
 	}
 	delete(c.Networks, network)
 	e.record("disconnect %s %s", c.Name, network)

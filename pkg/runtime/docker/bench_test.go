@@ -1,13 +1,12 @@
-package controller
+package docker
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"testing"
 
-	"github.com/sirupsen/logrus"
-
+	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
@@ -18,15 +17,15 @@ import (
 const benchFunctions = 1000
 
 // newBenchController returns a controller over an in-memory store holding
-// benchFunctions functions of one replica each, a fake Docker with nothing
-// in it and a prober that finds every replica ready.
-func newBenchController(b *testing.B) (*Controller, []string) {
+// benchFunctions functions of one replica each and the Docker runtime over
+// eng (a fake Docker with nothing in it, or a wrapper of one) with a prober
+// that finds every replica ready.
+func newBenchController(b *testing.B, eng engine.Engine) (*controller.Controller, []string) {
 	b.Helper()
-	log := logrus.New()
-	log.SetOutput(io.Discard)
+	log := discardLog()
 	st := store.NewMemory()
-	c := New(Config{Instance: "b", Log: log}, st, fake.New(testImage), proxy.NewCache(), status.NewBoard(),
-		&fakeProber{notReady: map[string]bool{}}, nil)
+	rt := New(Config{Instance: "b", Prober: &fakeProber{notReady: map[string]bool{}}, Log: log}, eng)
+	c := controller.New(controller.Config{Log: log}, st, rt, proxy.NewCache(), status.NewBoard(), nil)
 	keys := make([]string, benchFunctions)
 	for i := range keys {
 		fn, err := st.Create(context.Background(), deployment(fmt.Sprintf("fn-%04d", i)), 1)
@@ -41,7 +40,7 @@ func newBenchController(b *testing.B) (*Controller, []string) {
 // convergeAll reconciles every key until it stops asking to be looked at
 // again, as the workers would, and fails when a key needs more than four
 // rounds: creating, then probing, is two.
-func convergeAll(b *testing.B, c *Controller, keys []string) {
+func convergeAll(b *testing.B, c *controller.Controller, keys []string) {
 	b.Helper()
 	ctx := context.Background()
 	for _, k := range keys {
@@ -66,7 +65,7 @@ func convergeAll(b *testing.B, c *Controller, keys []string) {
 // container list is linear in all containers, like Docker's own, so the
 // pass is quadratic in the number of functions there as well.
 func BenchmarkReconcile1000Converged(b *testing.B) {
-	c, keys := newBenchController(b)
+	c, keys := newBenchController(b, fake.New(testImage))
 	convergeAll(b, c, keys)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -91,7 +90,7 @@ func BenchmarkReconcile1000Create(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {
 		b.StopTimer()
-		c, keys := newBenchController(b)
+		c, keys := newBenchController(b, fake.New(testImage))
 		b.StartTimer()
 		convergeAll(b, c, keys)
 	}
@@ -105,13 +104,9 @@ func BenchmarkReconcile1000Create(b *testing.B) {
 // BenchmarkReconcile1000Converged, which reconciles every key as resyncs
 // used to.
 func BenchmarkResync1000Converged(b *testing.B) {
-	c, keys := newBenchController(b)
-	lc := &listCounter{Engine: c.engine.(*fake.Engine)}
-	c.engine = lc
-	convergeAll(b, c, keys)
-	for _, k := range keys {
-		c.processResult(k, Result{}, nil) // record "converged" as the worker does
-	}
+	lc := &listCounter{Engine: fake.New(testImage)}
+	c, keys := newBenchController(b, lc)
+	convergeAll(b, c, keys) // the runtime remembers that they converged
 	ctx := context.Background()
 	lc.lists.Store(0)
 	b.ReportAllocs()
@@ -120,7 +115,7 @@ func BenchmarkResync1000Converged(b *testing.B) {
 		if err := c.ResyncAll(ctx); err != nil {
 			b.Fatal(err)
 		}
-		if n := c.queue.Len(); n != 0 {
+		if n := c.QueueLen(); n != 0 {
 			b.Fatalf("resync of converged functions queued %d keys", n)
 		}
 	}

@@ -1,4 +1,4 @@
-package controller
+package docker
 
 import "github.com/sirupsen/logrus"
 
@@ -7,14 +7,14 @@ import "github.com/sirupsen/logrus"
 // that cannot run; a user who deploys a new spec (typically the fix) must
 // not wait out the backoff of the broken one, which may have grown to
 // minutes. Scaling keeps the spec hash, so it does not reset the backoff.
-func (c *Controller) forgetOldCrashes(key, hash string, log logrus.FieldLogger) {
-	c.mu.Lock()
-	cs := c.crashes[key]
+func (r *Runtime) forgetOldCrashes(key, hash string, log logrus.FieldLogger) {
+	r.mu.Lock()
+	cs := r.crashes[key]
 	stale := cs != nil && cs.hash != hash
 	if stale {
-		delete(c.crashes, key)
+		delete(r.crashes, key)
 	}
-	c.mu.Unlock()
+	r.mu.Unlock()
 	if stale {
 		log.WithField("restarts", cs.count).Info("spec changed; forgetting the crash backoff of the previous spec")
 	}

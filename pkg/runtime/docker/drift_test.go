@@ -1,63 +1,15 @@
-package controller
+package docker
 
 import (
 	"context"
 	"maps"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 )
-
-// work runs Reconcile as a worker does, recording each result on the status
-// board (which decides what counts as drift), until the key converges or n
-// rounds have run. It returns whether the key converged.
-func (f *fixture) work(key string, n int) bool {
-	f.t.Helper()
-	for i := 0; i < n; i++ {
-		res, err := f.c.Reconcile(context.Background(), key)
-		f.c.processResult(key, res, err)
-		if err != nil {
-			f.t.Fatalf("reconcile %s round %d: %v", key, i, err)
-		}
-		if res.RequeueAfter == 0 {
-			return true
-		}
-		if res.RequeueAfter < 50*time.Millisecond {
-			time.Sleep(res.RequeueAfter)
-		}
-	}
-	return false
-}
-
-// replicaIDs returns the IDs of the running containers, sorted by name.
-func (f *fixture) replicaIDs() []string {
-	list, _ := f.eng.ListContainers(context.Background(), nil)
-	var ids []string
-	for _, c := range list {
-		if c.State == docker.StateRunning {
-			ids = append(ids, c.ID)
-		}
-	}
-	return ids
-}
-
-// setReady makes the replica with id answer its probe or not.
-func (f *fixture) setReady(id string, ready bool) {
-	list, _ := f.eng.ListContainers(context.Background(), nil)
-	f.prober.mu.Lock()
-	defer f.prober.mu.Unlock()
-	for _, c := range list {
-		if c.ID == id {
-			for _, ip := range c.Networks {
-				f.prober.notReady[ip+":8080"] = !ready
-			}
-		}
-	}
-}
 
 // A break shows in Docker as a burst of events, and the first reconcile
 // after it often finds the function half broken and records "progressing".
@@ -78,14 +30,14 @@ func TestDriftCountedAfterAHalfBrokenRound(t *testing.T) {
 			_ = f.eng.RemoveContainer(context.Background(), ids[0])
 		}, "replica_missing"},
 		{"replica seen while Docker removes it", func(f *fixture, ids []string) {
-			f.eng.SetState(ids[0], docker.StateRemoving) // docker rm -f in progress
+			f.eng.SetState(ids[0], engine.StateRemoving) // docker rm -f in progress
 		}, func(f *fixture, ids []string) {
 			_ = f.eng.RemoveContainer(context.Background(), ids[0])
 		}, "replica_missing"},
 		{"network removed after a replica was disconnected", func(f *fixture, ids []string) {
-			f.eng.Disconnect(ids[0], f.c.networkName("openfaas-fn", "fn"))
+			f.eng.Disconnect(ids[0], f.rt.networkName("openfaas-fn", "fn"))
 		}, func(f *fixture, ids []string) {
-			f.eng.RemoveNetworkBehindBack(f.c.networkName("openfaas-fn", "fn"))
+			f.eng.RemoveNetworkBehindBack(f.rt.networkName("openfaas-fn", "fn"))
 		}, "network_missing"},
 	}
 	for _, tt := range tests {
@@ -97,8 +49,8 @@ func TestDriftCountedAfterAHalfBrokenRound(t *testing.T) {
 			}
 			ids := f.replicaIDs()
 			tt.first(f, ids)
-			f.work(key, 1)
-			if st, _ := f.board.Get(key); st.LastResult == "converged" {
+			if f.work(key, 1) {
+				st, _ := f.board.Get(key)
 				t.Fatalf("the first round after the break converged; the test needs it half broken: %+v", st)
 			}
 			f.setReady(ids[0], true)
@@ -160,9 +112,9 @@ func TestHandMadeCopyIsRemovedNotAdopted(t *testing.T) {
 		name  string
 		state string
 	}{
-		{"running copy", docker.StateRunning},
-		{"copy not started yet", docker.StateCreated},
-		{"copy that exited", docker.StateExited},
+		{"running copy", engine.StateRunning},
+		{"copy not started yet", engine.StateCreated},
+		{"copy that exited", engine.StateExited},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,10 +1,10 @@
-package controller
+package docker
 
 import (
 	"fmt"
 	"testing"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 )
 
 // TestReconcileRemovesDuplicateNetwork plants a second network of the
@@ -14,9 +14,9 @@ import (
 func TestReconcileRemovesDuplicateNetwork(t *testing.T) {
 	f := newFixture(t)
 	key := f.deploy(deployment("dup"), 1)
-	name := f.c.networkName("openfaas-fn", "dup")
+	name := f.rt.networkName("openfaas-fn", "dup")
 	for i := 1; i <= 2; i++ {
-		f.eng.AddNetwork(docker.Network{ID: fmt.Sprintf("%064x", i), Name: name, Labels: f.c.keyLabels("openfaas-fn", "dup")})
+		f.eng.AddNetwork(engine.Network{ID: fmt.Sprintf("%064x", i), Name: name, Labels: f.rt.keyLabels("openfaas-fn", "dup")})
 	}
 	f.reconcile(key, 20)
 	if got := f.eng.NetworkNames(); len(got) != 1 || got[0] != name {
@@ -25,7 +25,7 @@ func TestReconcileRemovesDuplicateNetwork(t *testing.T) {
 	if got := f.running(""); len(got) != 1 {
 		t.Errorf("running replicas: %v, want 1", got)
 	}
-	if n := f.c.global.DriftCorrections["network_duplicate"]; n != 1 {
+	if n := f.c.Global().DriftCorrections["network_duplicate"]; n != 1 {
 		t.Errorf("network_duplicate drift corrections = %d, want 1", n)
 	}
 }

@@ -1,4 +1,4 @@
-package controller
+package docker
 
 import (
 	"bytes"
@@ -14,22 +14,27 @@ import (
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/sirupsen/logrus"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
 
-// LogEngine is what the log service needs from Docker. *docker.Client and
-// the fake engine implement it.
+// LogEngine is what the log service needs from Docker; every
+// engine.Engine has it.
 type LogEngine interface {
 	// ListContainers lists containers in any state carrying all of labels.
-	ListContainers(ctx context.Context, labels map[string]string) ([]docker.Container, error)
+	ListContainers(ctx context.Context, labels map[string]string) ([]engine.Container, error)
 	// ContainerLogs returns the multiplexed, timestamped log stream of a
 	// container; it ends after the history (or when a followed container
 	// stops) or when ctx is done.
-	ContainerLogs(ctx context.Context, id string, opts docker.LogOptions) (io.ReadCloser, error)
+	ContainerLogs(ctx context.Context, id string, opts engine.LogOptions) (io.ReadCloser, error)
 }
 
-var _ LogEngine = (*docker.Client)(nil)
+var _ LogEngine = (engine.Engine)(nil)
+
+// Stream implements runtime.LogStreamer (see Logs.Stream).
+func (r *Runtime) Stream(ctx context.Context, req logs.Request, emit func(logs.Message) error) error {
+	return r.logs.Stream(ctx, req, emit)
+}
 
 // maxPartial bounds how much of one over-long line (which Docker records in
 // 16 KiB pieces) is joined before it is sent as a message anyway.
@@ -47,7 +52,7 @@ type LogsConfig struct {
 
 // Logs reads function logs from Docker: the stdout and stderr of every
 // replica container of a function, as OpenFaaS log messages. It is the
-// controller side of GET /system/logs; the API consumes it through an
+// runtime side of GET /system/logs; the API consumes it through an
 // interface of its own and never talks to Docker.
 //
 // Each message's Instance is the container's short ID (12 hex digits): the
@@ -65,7 +70,7 @@ type Logs struct {
 // NewLogs returns a log service reading through engine.
 func NewLogs(engine LogEngine, cfg LogsConfig) *Logs {
 	if cfg.Instance == "" {
-		cfg.Instance = Config{}.withDefaults().Instance
+		cfg.Instance = DefaultInstance
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
@@ -82,7 +87,7 @@ func NewLogs(engine LogEngine, cfg LogsConfig) *Logs {
 func (l *Logs) Stop() { l.cancel() }
 
 // Stream sends the logs of the function req.Name in req.Namespace
-// (store.DefaultNamespace when empty) to emit, one message per line, and
+// (faas.DefaultNamespace when empty) to emit, one message per line, and
 // returns when the stream is over:
 //
 //   - The history comes first: lines at or after req.Since from every
@@ -109,7 +114,7 @@ func (l *Logs) Stream(ctx context.Context, req logs.Request, emit func(logs.Mess
 
 	s := &logStream{Logs: l, req: req, ns: req.Namespace, emit: emit}
 	if s.ns == "" {
-		s.ns = store.DefaultNamespace
+		s.ns = faas.DefaultNamespace
 	}
 	if req.Since != nil {
 		s.since = *req.Since
@@ -166,7 +171,7 @@ func (m *mark) advance(ts time.Time) {
 
 // replicas lists the function's containers (matching req.Instance), sorted
 // by name for a stable merge order.
-func (s *logStream) replicas(ctx context.Context) ([]docker.Container, error) {
+func (s *logStream) replicas(ctx context.Context) ([]engine.Container, error) {
 	list, err := s.engine.ListContainers(ctx, functionLabels(s.cfg.Instance, s.ns, s.req.Name))
 	if err != nil {
 		return nil, fmt.Errorf("list replicas of %s.%s: %w", s.req.Name, s.ns, err)
@@ -190,7 +195,7 @@ type source struct {
 
 // history sends the merged history of list and returns how far each
 // replica's log was read (lines dropped by the tail count as read).
-func (s *logStream) history(ctx context.Context, list []docker.Container) (map[string]mark, error) {
+func (s *logStream) history(ctx context.Context, list []engine.Container) (map[string]mark, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -198,8 +203,8 @@ func (s *logStream) history(ctx context.Context, list []docker.Container) (map[s
 
 	var srcs []*source
 	for _, c := range list {
-		rc, err := s.engine.ContainerLogs(ctx, c.ID, docker.LogOptions{Since: s.since, Tail: s.req.Tail})
-		if errors.Is(err, docker.ErrNotFound) {
+		rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: s.since, Tail: s.req.Tail})
+		if errors.Is(err, engine.ErrNotFound) {
 			continue // removed since it was listed: nothing to read
 		}
 		if err != nil {
@@ -303,7 +308,7 @@ func (r *tailRing) lines() []logs.Message {
 
 // follow streams new lines of the known replicas (starting after their
 // marks) and of replicas that appear later, until ctx is done.
-func (s *logStream) follow(ctx context.Context, known []docker.Container, marks map[string]mark) error {
+func (s *logStream) follow(ctx context.Context, known []engine.Container, marks map[string]mark) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -311,10 +316,10 @@ func (s *logStream) follow(ctx context.Context, known []docker.Container, marks 
 
 	out := make(chan logs.Message, 64)
 	started := map[string]bool{}
-	start := func(c docker.Container) {
+	start := func(c engine.Container) {
 		// A container that never ran has no log yet, and Docker would end
 		// a follow on it at once: look again when it runs.
-		if started[c.ID] || c.State == docker.StateCreated {
+		if started[c.ID] || c.State == engine.StateCreated {
 			return
 		}
 		started[c.ID] = true
@@ -369,11 +374,11 @@ func (s *logStream) follow(ctx context.Context, known []docker.Container, marks 
 // followOne streams one replica's log from mk on; it returns when the
 // replica stops or ctx is done. Errors are logged: the other replicas'
 // lines keep coming.
-func (s *logStream) followOne(ctx context.Context, c docker.Container, mk mark, out chan<- logs.Message) {
+func (s *logStream) followOne(ctx context.Context, c engine.Container, mk mark, out chan<- logs.Message) {
 	log := s.log.WithField("container", shortID(c.ID))
-	rc, err := s.engine.ContainerLogs(ctx, c.ID, docker.LogOptions{Since: mk.ts, Follow: true})
+	rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: mk.ts, Follow: true})
 	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, docker.ErrNotFound) {
+		if ctx.Err() == nil && !errors.Is(err, engine.ErrNotFound) {
 			log.WithError(err).Warn("log stream: following replica failed")
 		}
 		return
@@ -401,7 +406,7 @@ func (s *logStream) followOne(ctx context.Context, c docker.Container, mk mark, 
 
 // read demultiplexes the log stream rc of container c into messages for
 // send, which sees them in the order Docker recorded them. It closes rc.
-func (s *logStream) read(ctx context.Context, c docker.Container, rc io.ReadCloser, send func(logs.Message) error) error {
+func (s *logStream) read(ctx context.Context, c engine.Container, rc io.ReadCloser, send func(logs.Message) error) error {
 	defer rc.Close()
 	instance := shortID(c.ID)
 	toMsg := func(ts time.Time, text string) error {

@@ -1,4 +1,4 @@
-package controller
+package docker
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
 )
 
@@ -43,8 +43,8 @@ func newLogFixture(t *testing.T) *logFixture {
 
 // replica adds a container of function fn (namespace openfaas-fn) whose
 // ID starts with idPrefix repeated, so its short ID is predictable.
-func (f *logFixture) replica(fn, idChar, state string) docker.Container {
-	c := docker.Container{
+func (f *logFixture) replica(fn, idChar, state string) engine.Container {
+	c := engine.Container{
 		ID:     strings.Repeat(idChar, 64),
 		Name:   "test-inst-" + fn + ".openfaas-fn-" + idChar,
 		Labels: functionLabels(logsInstance, "openfaas-fn", fn),
@@ -91,10 +91,10 @@ func texts(msgs []logs.Message) []string {
 
 func TestLogsHistory(t *testing.T) {
 	f := newLogFixture(t)
-	a := f.replica("hello", "a", docker.StateRunning)
-	b := f.replica("hello", "b", docker.StateExited)
-	other := f.replica("other", "c", docker.StateRunning)
-	foreign := docker.Container{ID: strings.Repeat("d", 64), Name: "x", State: docker.StateRunning,
+	a := f.replica("hello", "a", engine.StateRunning)
+	b := f.replica("hello", "b", engine.StateExited)
+	other := f.replica("other", "c", engine.StateRunning)
+	foreign := engine.Container{ID: strings.Repeat("d", 64), Name: "x", State: engine.StateRunning,
 		Labels: functionLabels("someone-else", "openfaas-fn", "hello")}
 	f.eng.AddContainer(foreign)
 
@@ -169,12 +169,12 @@ func TestLogsErrors(t *testing.T) {
 	})
 	t.Run("a replica removed after listing is skipped", func(t *testing.T) {
 		f := newLogFixture(t)
-		a := f.replica("hello", "a", docker.StateRunning)
-		b := f.replica("hello", "b", docker.StateRunning)
+		a := f.replica("hello", "a", engine.StateRunning)
+		b := f.replica("hello", "b", engine.StateRunning)
 		f.write(t, a.ID, false, 1, "from a\n")
 		f.eng.Fail = func(op, id string) error {
 			if op == "logs" && id == b.ID {
-				return fmt.Errorf("logs: %w", docker.ErrNotFound)
+				return fmt.Errorf("logs: %w", engine.ErrNotFound)
 			}
 			return nil
 		}
@@ -184,7 +184,7 @@ func TestLogsErrors(t *testing.T) {
 	})
 	t.Run("emit error ends the stream", func(t *testing.T) {
 		f := newLogFixture(t)
-		a := f.replica("hello", "a", docker.StateRunning)
+		a := f.replica("hello", "a", engine.StateRunning)
 		for i := range 100 {
 			f.write(t, a.ID, false, i, fmt.Sprintf("line %d\n", i))
 		}
@@ -265,9 +265,9 @@ func (fl *follower) quiet(t *testing.T) {
 
 func TestLogsFollow(t *testing.T) {
 	f := newLogFixture(t)
-	a := f.replica("hello", "a", docker.StateRunning)
-	b := f.replica("hello", "b", docker.StateRunning)
-	pending := f.replica("hello", "c", docker.StateCreated)
+	a := f.replica("hello", "a", engine.StateRunning)
+	b := f.replica("hello", "b", engine.StateRunning)
+	pending := f.replica("hello", "c", engine.StateCreated)
 	f.write(t, a.ID, false, 1, "a old\n")
 	f.write(t, b.ID, false, 2, "b old\n")
 	// Two lines with the same timestamp at the end of the history: the
@@ -291,21 +291,21 @@ func TestLogsFollow(t *testing.T) {
 	}
 
 	t.Run("replica added later", func(t *testing.T) {
-		d := f.replica("hello", "d", docker.StateRunning)
+		d := f.replica("hello", "d", engine.StateRunning)
 		f.write(t, d.ID, false, 5, "d first\n")
 		if got := fl.next(t, 1); got[0] != "d@5 d first" {
 			t.Fatalf("got %v", got)
 		}
 	})
 	t.Run("replica that was created but not running", func(t *testing.T) {
-		f.eng.SetState(pending.ID, docker.StateRunning)
+		f.eng.SetState(pending.ID, engine.StateRunning)
 		f.write(t, pending.ID, false, 6, "c started\n")
 		if got := fl.next(t, 1); got[0] != "c@6 c started" {
 			t.Fatalf("got %v", got)
 		}
 	})
 	t.Run("replica of another function is not followed", func(t *testing.T) {
-		o := f.replica("other", "e", docker.StateRunning)
+		o := f.replica("other", "e", engine.StateRunning)
 		f.write(t, o.ID, false, 7, "other\n")
 		f.write(t, a.ID, false, 8, "a after\n")
 		if got := fl.next(t, 1); got[0] != "a@8 a after" {
@@ -329,7 +329,7 @@ func TestLogsFollow(t *testing.T) {
 
 func TestLogsStopEndsFollowStreams(t *testing.T) {
 	f := newLogFixture(t)
-	a := f.replica("hello", "a", docker.StateRunning)
+	a := f.replica("hello", "a", engine.StateRunning)
 	f.write(t, a.ID, false, 1, "a\n")
 	var wg sync.WaitGroup
 	done := make(chan error, 3)

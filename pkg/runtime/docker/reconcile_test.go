@@ -1,126 +1,22 @@
-package controller
+package docker
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/openfaas/faas-provider/types"
-	"github.com/sirupsen/logrus"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
-	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
+	"github.com/dockerfaasd/dockerfaasd/internal/poll"
+	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
-
-const testImage = "example/fn:1"
-
-// fakeProber answers from a set of addresses that are not ready; all others are.
-type fakeProber struct {
-	mu       sync.Mutex
-	notReady map[string]bool
-	allDown  bool
-}
-
-func (p *fakeProber) Ready(ctx context.Context, addr string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return !p.allDown && !p.notReady[addr]
-}
-
-func (p *fakeProber) setAllDown(down bool) {
-	p.mu.Lock()
-	p.allDown = down
-	p.mu.Unlock()
-}
-
-type fixture struct {
-	t      *testing.T
-	st     *store.Memory
-	eng    *fake.Engine
-	cache  *proxy.Cache
-	board  *status.Board
-	prober *fakeProber
-	c      *Controller
-}
-
-func newFixture(t *testing.T) *fixture {
-	t.Helper()
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	f := &fixture{
-		t:      t,
-		st:     store.NewMemory(),
-		eng:    fake.New(testImage),
-		cache:  proxy.NewCache(),
-		board:  status.NewBoard(),
-		prober: &fakeProber{notReady: map[string]bool{}},
-	}
-	f.c = New(Config{
-		Instance:     "t",
-		DrainGrace:   time.Millisecond,
-		CrashBackoff: time.Hour, // a second exit always waits in these tests
-		Log:          log,
-	}, f.st, f.eng, f.cache, f.board, f.prober, nil)
-	return f
-}
-
-func deployment(name string, mutate ...func(*types.FunctionDeployment)) types.FunctionDeployment {
-	labels, ann := map[string]string{}, map[string]string{}
-	d := types.FunctionDeployment{Service: name, Image: testImage, Labels: &labels, Annotations: &ann}
-	for _, m := range mutate {
-		m(&d)
-	}
-	return d
-}
-
-func (f *fixture) deploy(d types.FunctionDeployment, replicas uint64) string {
-	f.t.Helper()
-	fn, err := f.st.Create(context.Background(), d, replicas)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return fn.Key()
-}
-
-// reconcile runs Reconcile until the result stops asking for a requeue (or
-// n rounds), as the worker would, waiting out drain grace periods.
-func (f *fixture) reconcile(key string, n int) Result {
-	f.t.Helper()
-	var res Result
-	for i := 0; i < n; i++ {
-		var err error
-		res, err = f.c.Reconcile(context.Background(), key)
-		if err != nil {
-			f.t.Fatalf("reconcile %s round %d: %v", key, i, err)
-		}
-		if res.RequeueAfter == 0 {
-			return res
-		}
-		if res.RequeueAfter < 50*time.Millisecond {
-			time.Sleep(res.RequeueAfter)
-		}
-	}
-	return res
-}
-
-func (f *fixture) running(prefix string) []string {
-	var out []string
-	for _, n := range f.eng.Names(docker.StateRunning) {
-		if strings.HasPrefix(n, prefix) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
 
 func TestReconcileCreatesNetworkReplicasAndPublishes(t *testing.T) {
 	f := newFixture(t)
@@ -172,10 +68,10 @@ func TestReconcileCreatesNetworkReplicasAndPublishes(t *testing.T) {
 		{"tmpfs", spec.Tmpfs["/tmp"] != "", true},
 		{"user label", spec.Labels["team"], "blue"},
 		{"annotation", spec.Labels["com.openfaas.annotations.topic"], "x"},
-		{"managed", spec.Labels[docker.LabelManaged], "true"},
-		{"instance", spec.Labels[docker.LabelInstance], "t"},
-		{"function", spec.Labels[docker.LabelFunction], "hello"},
-		{"namespace", spec.Labels[docker.LabelNamespace], "openfaas-fn"},
+		{"managed", spec.Labels[engine.LabelManaged], "true"},
+		{"instance", spec.Labels[engine.LabelInstance], "t"},
+		{"function", spec.Labels[engine.LabelFunction], "hello"},
+		{"namespace", spec.Labels[engine.LabelNamespace], "openfaas-fn"},
 		{"network", spec.Network, "t-hello.openfaas-fn"},
 	}
 	for _, c := range checks {
@@ -191,12 +87,10 @@ func TestReconcileIsIdempotentAndAdopts(t *testing.T) {
 	f.reconcile(key, 5)
 	before := f.eng.Names("")
 
-	// A second controller over the same Docker state (a restarted daemon)
-	// must adopt the replicas: no create, stop or remove.
+	// A second runtime and controller over the same Docker state (a
+	// restarted daemon) must adopt the replicas: no create, stop or remove.
 	f.eng.ResetActions()
-	f2 := *f
-	f2.cache, f2.board = proxy.NewCache(), status.NewBoard()
-	f2.c = New(f.c.cfg, f.st, f.eng, f2.cache, f2.board, f.prober, nil)
+	f2 := f.restarted(f.eng)
 	if res := f2.reconcile(key, 3); res.RequeueAfter != 0 {
 		t.Fatalf("adoption did not converge: %+v", res)
 	}
@@ -257,13 +151,13 @@ func TestRollingUpdateKeepsCapacity(t *testing.T) {
 	}
 	// New replicas are not ready yet: nothing old may go.
 	f.prober.setAllDown(false)
-	newHash := SpecHash(deployment("fn", func(d *types.FunctionDeployment) { d.EnvVars = map[string]string{"V": "2"} }))
+	newHash := controller.SpecHash(deployment("fn", func(d *types.FunctionDeployment) { d.EnvVars = map[string]string{"V": "2"} }))
 	markNew := func(ready bool) {
 		list, _ := f.eng.ListContainers(context.Background(), nil)
 		f.prober.mu.Lock()
 		defer f.prober.mu.Unlock()
 		for _, c := range list {
-			if c.Labels[docker.LabelSpecHash] == newHash {
+			if c.Labels[engine.LabelSpecHash] == newHash {
 				for _, ip := range c.Networks {
 					f.prober.notReady[ip+":8080"] = !ready
 				}
@@ -332,14 +226,14 @@ func TestDriftIsHealed(t *testing.T) {
 		kind   string
 	}{
 		{"container removed", func(f *fixture, id string) { _ = f.eng.RemoveContainer(context.Background(), id) }, "replica_missing"},
-		{"container exited", func(f *fixture, id string) { f.eng.SetState(id, docker.StateExited) }, "replica_exited"},
+		{"container exited", func(f *fixture, id string) { f.eng.SetState(id, engine.StateExited) }, "replica_exited"},
 		{"disconnected", func(f *fixture, id string) { f.eng.Disconnect(id, "t-fn.openfaas-fn") }, "network_disconnected"},
 		{"network removed", func(f *fixture, id string) { f.eng.RemoveNetworkBehindBack("t-fn.openfaas-fn") }, "network_missing"},
 		{"extra replica", func(f *fixture, id string) {
 			list, _ := f.eng.ListContainers(context.Background(), nil)
 			extra := list[0]
 			extra.ID, extra.Name = "extra", "intruder"
-			extra.Labels[docker.LabelSlot] = "9"
+			extra.Labels[engine.LabelSlot] = "9"
 			f.eng.AddContainer(extra)
 		}, "extra_replica"},
 	}
@@ -347,8 +241,7 @@ func TestDriftIsHealed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
 			key := f.deploy(deployment("fn"), 2)
-			f.reconcile(key, 5)
-			f.c.processResult(key, Result{}, nil) // record "converged" as the worker does
+			f.reconcile(key, 5) // the runtime remembers that it converged
 			list, _ := f.eng.ListContainers(context.Background(), nil)
 			tt.break_(f, list[0].ID)
 
@@ -375,8 +268,8 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	crash := func() {
 		list, _ := f.eng.ListContainers(context.Background(), nil)
 		for _, c := range list {
-			if c.State == docker.StateRunning {
-				f.eng.SetState(c.ID, docker.StateExited)
+			if c.State == engine.StateRunning {
+				f.eng.SetState(c.ID, engine.StateExited)
 			}
 		}
 	}
@@ -413,14 +306,12 @@ func TestOrphansAreRemoved(t *testing.T) {
 	if err := f.st.Delete(context.Background(), key); err != nil {
 		t.Fatal(err)
 	}
-	f2 := newFixture(t)
-	f2.eng, f2.st = f.eng, f.st
-	f2.c = New(f.c.cfg, f.st, f.eng, f2.cache, f2.board, f2.prober, nil)
+	f2 := f.restarted(f.eng)
 	if err := f2.c.ResyncAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if k, ok := f2.c.queue.Get(); !ok || k != key {
-		t.Fatalf("resync queued %q, want the orphan key %q", k, key)
+	if got := f2.queued(); !slices.Equal(got, []string{key}) {
+		t.Fatalf("resync queued %q, want the orphan key %q", got, key)
 	}
 	f2.reconcile(key, 3)
 	if n := f.eng.Names(""); len(n) != 0 {
@@ -447,11 +338,14 @@ func TestCreateNameConflict(t *testing.T) {
 			f := newFixture(t)
 			d := deployment("fn")
 			key := f.deploy(d, 1)
-			if _, err := f.eng.CreateNetwork(context.Background(), "t-fn.openfaas-fn", f.c.keyLabels("openfaas-fn", "fn")); err != nil {
+			if _, err := f.eng.CreateNetwork(context.Background(), "t-fn.openfaas-fn", f.rt.keyLabels("openfaas-fn", "fn")); err != nil {
 				t.Fatal(err)
 			}
 			fn, _ := f.st.Get(context.Background(), key)
-			spec, _ := f.c.containerSpec(fn, SpecHash(d), 0)
+			spec, _ := f.rt.containerSpec(runtime.Desired{
+				Key: key, Namespace: fn.Namespace, Name: fn.Name(), Spec: fn.Spec,
+				Replicas: int(fn.Replicas), Generation: fn.Generation, Hash: controller.SpecHash(d),
+			}, 0)
 			if !tt.ours {
 				spec.Labels = map[string]string{"owner": "someone-else"}
 			}
@@ -460,10 +354,10 @@ func TestCreateNameConflict(t *testing.T) {
 			}
 			_, err := f.c.Reconcile(context.Background(), key)
 			if tt.wantErr {
-				if !errors.Is(err, docker.ErrConflict) {
+				if !errors.Is(err, engine.ErrConflict) {
 					t.Fatalf("err = %v, want a conflict", err)
 				}
-				if n := f.eng.Names(docker.StateCreated); len(n) != 1 {
+				if n := f.eng.Names(engine.StateCreated); len(n) != 1 {
 					t.Fatalf("foreign container touched: %v", n)
 				}
 				return
@@ -482,7 +376,7 @@ func TestMissingImageIsAnErrorWithReason(t *testing.T) {
 	f := newFixture(t)
 	key := f.deploy(deployment("fn", func(d *types.FunctionDeployment) { d.Image = "absent/image:1" }), 1)
 	_, err := f.c.Reconcile(context.Background(), key)
-	if err == nil || !errors.Is(err, docker.ErrNotFound) {
+	if err == nil || !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("err = %v, want a pull failure", err)
 	}
 	if acts := f.eng.Actions(); !slices.Contains(acts, "pull absent/image:1") {
@@ -499,8 +393,7 @@ func TestInvalidSpecIsTerminal(t *testing.T) {
 		d.Limits = &types.FunctionResources{Memory: "lots"}
 	}), 1)
 	_, err := f.c.Reconcile(context.Background(), key)
-	var term terminalError
-	if !errors.As(err, &term) {
+	if !controller.IsTerminal(err) {
 		t.Fatalf("err = %v, want terminal", err)
 	}
 }
@@ -522,4 +415,43 @@ func TestDockerErrorsAreRetried(t *testing.T) {
 	if res := f.reconcile(key, 5); res.RequeueAfter != 0 || len(f.running("")) != 1 {
 		t.Fatalf("did not recover: %+v, running %v", res, f.running(""))
 	}
+}
+
+// TestRunReactsToStoreAndDocker drives the whole loop: a store write and a
+// Docker event each lead to a reconcile without any resync. (Ported from
+// pkg/controller/queue_test.go, where it ran against Docker too.)
+func TestRunReactsToStoreAndDocker(t *testing.T) {
+	f := newFixture(t)
+	st, eng, cache, log := f.st, f.eng, f.cache, discardLog()
+	rt := New(Config{Instance: "t", DrainGrace: time.Millisecond, ProbeInterval: 5 * time.Millisecond, Prober: f.prober, Log: log}, eng)
+	c := controller.New(controller.Config{Resync: time.Hour, Log: log}, st, rt, cache, status.NewBoard(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor := func(what string, cond func() bool) { t.Helper(); poll.Until(t, 10*time.Second, what, cond) }
+	waitFor("event stream", func() bool { return c.Global().EventStream == "connected" })
+
+	fn, err := st.Create(ctx, deployment("fn"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Known to the proxy by the time the write returns: an invoke right
+	// after the deploy's 202 waits for a replica instead of getting 404.
+	if _, known := cache.Lookup(fn.Key()); !known {
+		t.Fatal("function not known to the proxy when its deploy returned")
+	}
+	waitFor("endpoint after deploy", func() bool { eps, _ := cache.Lookup(fn.Key()); return len(eps) == 1 })
+
+	list, _ := eng.ListContainers(ctx, nil)
+	eng.SetState(list[0].ID, engine.StateExited) // emits a "die" event
+	waitFor("replacement after die event", func() bool {
+		return len(eng.Names(engine.StateRunning)) == 1 && len(eng.Names("")) == 1
+	})
+
+	if err := st.Delete(ctx, fn.Key()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("teardown after delete", func() bool { _, known := cache.Lookup(fn.Key()); return !known && len(eng.Names("")) == 0 })
 }

@@ -1,4 +1,4 @@
-package controller
+package docker
 
 import (
 	"sort"
@@ -17,17 +17,13 @@ func replicaStatuses(replicas []*replica) []status.Replica {
 	for _, r := range replicas {
 		state := status.ReplicaStarting
 		switch {
-		case r.draining:
+		case r.Draining:
 			state = status.ReplicaDraining
-		case r.ready:
+		case r.Ready:
 			state = status.ReplicaReady
 		}
-		id := r.ID
-		if len(id) > 12 {
-			id = id[:12]
-		}
 		out = append(out, status.Replica{
-			Name: r.Name, ID: id, Slot: r.slot, State: state, CurrentSpec: r.current,
+			Name: r.Name, ID: shortID(r.ID), Slot: r.Slot, State: state, CurrentSpec: r.Current,
 		})
 	}
 	sort.SliceStable(out, func(i, j int) bool {

@@ -1,43 +1,18 @@
-package controller
+package docker
 
 import (
 	"context"
 	"slices"
-	"sort"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
-
-// listCounter counts the list calls made through it.
-type listCounter struct {
-	*fake.Engine
-	lists atomic.Int64
-}
-
-func (l *listCounter) ListContainers(ctx context.Context, labels map[string]string) ([]docker.Container, error) {
-	l.lists.Add(1)
-	return l.Engine.ListContainers(ctx, labels)
-}
-
-func (l *listCounter) ListNetworks(ctx context.Context, labels map[string]string) ([]docker.Network, error) {
-	l.lists.Add(1)
-	return l.Engine.ListNetworks(ctx, labels)
-}
-
-// queued drains the controller's queue without blocking, sorted.
-func queued(c *Controller) []string {
-	keys := drain(c.queue)
-	sort.Strings(keys)
-	return keys
-}
 
 // A resync pass lists Docker once, whatever the number of functions, and
 // queues only the functions that are not exactly as their last reconcile
@@ -53,12 +28,12 @@ func TestResyncQueuesOnlyChangedFunctions(t *testing.T) {
 		{"replica removed", func(f *fixture, ids []string) {
 			_ = f.eng.RemoveContainer(context.Background(), ids[0])
 		}, true},
-		{"replica exited", func(f *fixture, ids []string) { f.eng.SetState(ids[0], docker.StateExited) }, true},
+		{"replica exited", func(f *fixture, ids []string) { f.eng.SetState(ids[0], engine.StateExited) }, true},
 		{"replica disconnected", func(f *fixture, ids []string) {
-			f.eng.Disconnect(ids[1], f.c.networkName(store.DefaultNamespace, "b"))
+			f.eng.Disconnect(ids[1], f.rt.networkName(faas.DefaultNamespace, "b"))
 		}, true},
 		{"network removed", func(f *fixture, ids []string) {
-			f.eng.RemoveNetworkBehindBack(f.c.networkName(store.DefaultNamespace, "b"))
+			f.eng.RemoveNetworkBehindBack(f.rt.networkName(faas.DefaultNamespace, "b"))
 		}, true},
 		{"extra container with our labels", func(f *fixture, ids []string) {
 			ct := f.container(ids[0])
@@ -67,7 +42,7 @@ func TestResyncQueuesOnlyChangedFunctions(t *testing.T) {
 		}, true},
 		{"replica stopped answering", func(f *fixture, ids []string) { f.setReady(ids[1], false) }, true},
 		{"desired replicas changed", func(f *fixture, ids []string) {
-			if _, err := f.st.Scale(context.Background(), store.Key(store.DefaultNamespace, "b"), 3); err != nil {
+			if _, err := f.st.Scale(context.Background(), faas.Key(faas.DefaultNamespace, "b"), 3); err != nil {
 				f.t.Fatal(err)
 			}
 		}, true},
@@ -76,7 +51,7 @@ func TestResyncQueuesOnlyChangedFunctions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
 			lc := &listCounter{Engine: f.eng}
-			f.c = New(f.c.cfg, f.st, lc, f.cache, f.board, f.prober, nil)
+			f.wire(f.rt.cfg, lc, nil)
 			keys := map[string]string{}
 			for _, name := range []string{"a", "b", "c"} {
 				keys[name] = f.deploy(deployment(name), 2)
@@ -97,7 +72,7 @@ func TestResyncQueuesOnlyChangedFunctions(t *testing.T) {
 			if n := lc.lists.Load(); n != 2 {
 				t.Errorf("resync made %d list calls, want 2 (containers and networks once)", n)
 			}
-			got := queued(f.c)
+			got := f.queued()
 			var want []string
 			if tt.queue {
 				want = []string{keys["b"]}
@@ -118,25 +93,25 @@ func TestResyncAfterRestartQueuesAll(t *testing.T) {
 			t.Fatalf("%s did not converge", name)
 		}
 	}
-	fresh := New(f.c.cfg, f.st, f.eng, f.cache, newFixture(t).board, f.prober, nil)
-	if err := fresh.ResyncAll(context.Background()); err != nil {
+	fresh := f.restarted(f.eng)
+	if err := fresh.c.ResyncAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := queued(fresh); len(got) != 2 {
+	if got := fresh.queued(); len(got) != 2 {
 		t.Fatalf("first resync of a new controller queued %v, want both functions", got)
 	}
 }
 
-func (f *fixture) listOf(name string) []docker.Container {
+func (f *fixture) listOf(name string) []engine.Container {
 	f.t.Helper()
-	list, err := f.eng.ListContainers(context.Background(), f.c.keyLabels(store.DefaultNamespace, name))
+	list, err := f.eng.ListContainers(context.Background(), f.rt.keyLabels(faas.DefaultNamespace, name))
 	if err != nil || len(list) == 0 {
 		f.t.Fatalf("containers of %s: %v, %v", name, list, err)
 	}
 	return list
 }
 
-func (f *fixture) container(id string) docker.Container {
+func (f *fixture) container(id string) engine.Container {
 	f.t.Helper()
 	list, _ := f.eng.ListContainers(context.Background(), nil)
 	for _, ct := range list {
@@ -145,20 +120,20 @@ func (f *fixture) container(id string) docker.Container {
 		}
 	}
 	f.t.Fatalf("no container %s", id)
-	return docker.Container{}
+	return engine.Container{}
 }
 
 // The neighbour table warning is logged once when the running replicas
 // reach three quarters of the limit, and once more when they drop back.
 func TestResyncWarnsNearNeighborLimit(t *testing.T) {
 	log, hook := logtest.NewNullLogger()
-	c := New(Config{Instance: "t", NeighborLimit: 8, Log: log}, store.NewMemory(), fake.New(), nil, nil, nil, nil)
-	running := func(n int) []docker.Container {
-		cs := make([]docker.Container, n+2)
+	r := New(Config{Instance: "t", NeighborLimit: 8, Log: log}, fake.New())
+	running := func(n int) []engine.Container {
+		cs := make([]engine.Container, n+2)
 		for i := range cs {
-			cs[i].State = docker.StateRunning
+			cs[i].State = engine.StateRunning
 		}
-		cs[n].State, cs[n+1].State = docker.StateExited, docker.StateCreated // not counted
+		cs[n].State, cs[n+1].State = engine.StateExited, engine.StateCreated // not counted
 		return cs
 	}
 	steps := []struct {
@@ -174,7 +149,7 @@ func TestResyncWarnsNearNeighborLimit(t *testing.T) {
 	}
 	for i, s := range steps {
 		hook.Reset()
-		c.checkNeighbors(running(s.running))
+		r.checkNeighbors(running(s.running))
 		got := hook.AllEntries()
 		switch {
 		case s.want == 0 && len(got) != 0:
@@ -194,20 +169,20 @@ func TestReconcileUsesValidResyncSnapshot(t *testing.T) {
 		lists   int64 // list calls the reconcile makes itself
 	}{
 		{"nothing in between", func(f *fixture, key string) {}, 0},
-		{"an event for the key", func(f *fixture, key string) { f.c.touch(key) }, 2},
-		{"an event for another key", func(f *fixture, key string) { f.c.touch("openfaas-fn/other") }, 0},
+		{"an event for the key", func(f *fixture, key string) { f.rt.touch(key) }, 2},
+		{"an event for another key", func(f *fixture, key string) { f.rt.touch("openfaas-fn/other") }, 0},
 		{"a reconcile of the key", func(f *fixture, key string) { f.work(key, 1) }, 2},
 		{"listing too old", func(f *fixture, key string) {
-			f.c.mu.Lock()
-			f.c.snaps[key].taken = time.Now().Add(-snapshotTTL)
-			f.c.mu.Unlock()
+			f.rt.mu.Lock()
+			f.rt.listing.taken = time.Now().Add(-snapshotTTL)
+			f.rt.mu.Unlock()
 		}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
 			lc := &listCounter{Engine: f.eng}
-			f.c = New(f.c.cfg, f.st, lc, f.cache, f.board, f.prober, nil)
+			f.wire(f.rt.cfg, lc, nil)
 			key := f.deploy(deployment("fn"), 2)
 			if err := f.c.ResyncAll(context.Background()); err != nil {
 				t.Fatal(err)
@@ -243,9 +218,7 @@ func TestAdoptionFromResyncSnapshot(t *testing.T) {
 	f.eng.ResetActions()
 
 	lc := &listCounter{Engine: f.eng}
-	f2 := newFixture(t)
-	f2.st, f2.eng, f2.prober = f.st, f.eng, f.prober
-	f2.c = New(f.c.cfg, f.st, lc, f2.cache, f2.board, f.prober, nil)
+	f2 := f.restarted(lc)
 	if err := f2.c.ResyncAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}

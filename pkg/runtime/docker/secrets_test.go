@@ -1,4 +1,4 @@
-package controller
+package docker
 
 import (
 	"context"
@@ -11,8 +11,10 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
@@ -43,7 +45,7 @@ func (f *fixture) containerIDs(prefix string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, c := range list {
-		if c.State == docker.StateRunning && strings.HasPrefix(c.Name, prefix) {
+		if c.State == engine.StateRunning && strings.HasPrefix(c.Name, prefix) {
 			out[c.Name] = c.ID
 		}
 	}
@@ -154,33 +156,6 @@ func TestSecretCopyFailureStartsNothing(t *testing.T) {
 	}
 }
 
-func TestSpecHashIncludesSecretRevisions(t *testing.T) {
-	spec := deployment("fn", withSecrets("a", "b"))
-	a1, a2 := store.SecretInfo{Name: "a", Revision: 1}, store.SecretInfo{Name: "a", Revision: 7}
-	b3 := store.SecretInfo{Name: "b", Revision: 3}
-	base := SpecHash(spec, a1, b3)
-	if SpecHash(spec, b3, a1) != base {
-		t.Error("the order of the secrets changes the hash")
-	}
-	if SpecHash(spec, a2, b3) == base {
-		t.Error("a new revision of a secret does not change the hash")
-	}
-	if SpecHash(spec) == base {
-		t.Error("the hash ignores the secret revisions")
-	}
-	// A value is never hashed: two secrets at the same revisions hash the
-	// same whatever the values (which SpecHash never sees).
-	if SpecHash(spec, store.SecretInfo{Name: "a", Revision: 1, UpdatedAt: time.Now()}, b3) != base {
-		t.Error("the hash depends on more than name and revision")
-	}
-	// Functions without secrets keep the hash they had before secrets
-	// existed, so an upgrade rolls nothing.
-	plain := deployment("fn")
-	if SpecHash(plain) != SpecHash(plain, []store.SecretInfo{}...) {
-		t.Error("no secrets and an empty list hash differently")
-	}
-}
-
 // TestSecretUpdateRollsFunction: a new value reaches every replica through
 // the usual readiness-gated roll; capacity never drops.
 func TestSecretUpdateRollsFunction(t *testing.T) {
@@ -193,7 +168,7 @@ func TestSecretUpdateRollsFunction(t *testing.T) {
 
 	info := f.updateSecret("", "api-key", "v2")
 	fn, _ := f.st.Get(context.Background(), key)
-	newHash := SpecHash(fn.Spec, info)
+	newHash := controller.SpecHash(fn.Spec, info)
 	if newHash == before.SpecHash {
 		t.Fatal("secret update did not change the spec hash")
 	}
@@ -253,8 +228,7 @@ func TestSecretDeletedKeepsReplicas(t *testing.T) {
 	}
 	f.eng.ResetActions()
 	_, err := f.c.Reconcile(context.Background(), key)
-	var term terminalError
-	if err == nil || errors.As(err, &term) || !strings.Contains(err.Error(), "unable to find secret: api-key") {
+	if err == nil || controller.IsTerminal(err) || !strings.Contains(err.Error(), "unable to find secret: api-key") {
 		t.Fatalf("Reconcile = %v, want a retryable error naming the secret", err)
 	}
 	if st, _ := f.board.Get(key); st.Reason != "SecretNotFound" {
@@ -285,63 +259,6 @@ func TestSecretDeletedKeepsReplicas(t *testing.T) {
 	}
 }
 
-// TestSecretChangeEnqueuesUsers: a secret write enqueues exactly the
-// functions of its namespace that list it.
-func TestSecretChangeEnqueuesUsers(t *testing.T) {
-	f := newFixture(t)
-	ctx := context.Background()
-	if _, err := f.st.CreateNamespace(ctx, types.FunctionNamespace{Name: "dev"}); err != nil {
-		t.Fatal(err)
-	}
-	f.secret("", "s", "v")
-	f.secret("dev", "s", "v")
-	user := f.deploy(deployment("user", withSecrets("other", "s")), 1)
-	f.deploy(deployment("bystander"), 1)
-	f.deploy(deployment("user", withSecrets("s"), func(d *types.FunctionDeployment) { d.Namespace = "dev" }), 1)
-
-	f.c.enqueueSecretUsers(ctx, store.DefaultNamespace, "s")
-	if got := drainQueue(f.c.queue); !slices.Equal(got, []string{user}) {
-		t.Errorf("enqueued %q, want only %s", got, user)
-	}
-
-	// The same through the store watch: an update arrives as the user's
-	// key, and the secret key never becomes a routable "function".
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan struct{})
-	go func() { defer close(done); f.c.watchStore(wctx) }()
-	defer func() { cancel(); <-done }()
-	// watchStore registers its watcher asynchronously; write until it hears.
-	deadline := time.Now().Add(30 * time.Second)
-	var got []string
-	for i := 0; len(got) == 0 && time.Now().Before(deadline); i++ {
-		f.updateSecret("", "s", "v"+strings.Repeat("!", i+1))
-		time.Sleep(10 * time.Millisecond)
-		got = drainQueue(f.c.queue)
-	}
-	if !slices.Equal(got, []string{user}) {
-		t.Errorf("watch enqueued %q, want only %s", got, user)
-	}
-	if _, known := f.cache.Lookup(store.SecretWatchKey(store.DefaultNamespace, "s")); known {
-		t.Error("a secret key was made known to the proxy")
-	}
-}
-
-// drainQueue takes every key queued now, marking each done.
-func drainQueue(q *Queue) []string {
-	var out []string
-	for q.Len() > 0 {
-		k, ok := q.Get()
-		if !ok {
-			break
-		}
-		q.Done(k)
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
 func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -366,11 +283,11 @@ func TestFakeRefusesCopyToReadOnlyRoot(t *testing.T) {
 	if _, err := eng.CreateNetwork(ctx, "n", nil); err != nil {
 		t.Fatal(err)
 	}
-	id, err := eng.CreateContainer(ctx, docker.ContainerSpec{Name: "c", Image: testImage, Network: "n", ReadOnlyRootfs: true})
+	id, err := eng.CreateContainer(ctx, engine.ContainerSpec{Name: "c", Image: testImage, Network: "n", ReadOnlyRootfs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	archive, err := secretsArchive([]store.Secret{{SecretInfo: store.SecretInfo{Name: "s"}, Value: []byte("v")}})
+	archive, err := secretsArchive([]runtime.Secret{{Name: "s", Value: []byte("v")}})
 	if err != nil {
 		t.Fatal(err)
 	}

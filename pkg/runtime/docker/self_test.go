@@ -1,11 +1,11 @@
-package controller
+package docker
 
 import (
 	"context"
 	"slices"
 	"testing"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 )
 
 // TestDaemonInContainerJoinsAndLeavesFunctionNetworks: a daemon running in
@@ -13,12 +13,12 @@ import (
 // a network before it can be removed.
 func TestDaemonInContainerJoinsAndLeavesFunctionNetworks(t *testing.T) {
 	f := newFixture(t)
-	f.eng.AddContainer(docker.Container{ID: "self", Name: "dockerfaasd", State: docker.StateRunning, Networks: map[string]string{"bridge": "172.17.0.2"}})
-	f.c.cfg.Self = "self"
+	f.eng.AddContainer(engine.Container{ID: "self", Name: "dockerfaasd", State: engine.StateRunning, Networks: map[string]string{"bridge": "172.17.0.2"}})
+	f.rt.cfg.Self = "self"
 
 	key := f.deploy(deployment("fn"), 1)
-	joined := "connect dockerfaasd " + f.c.networkName("openfaas-fn", "fn")
-	left := "disconnect dockerfaasd " + f.c.networkName("openfaas-fn", "fn")
+	joined := "connect dockerfaasd " + f.rt.networkName("openfaas-fn", "fn")
+	left := "disconnect dockerfaasd " + f.rt.networkName("openfaas-fn", "fn")
 	f.reconcile(key, 5)
 	if !slices.Contains(f.eng.Actions(), joined) {
 		t.Fatalf("daemon container did not join the function network: %v", f.eng.Actions())

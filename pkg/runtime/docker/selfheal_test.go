@@ -1,11 +1,15 @@
-package controller
+package docker
 
 import (
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,9 +17,11 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/internal/promtest"
+	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 )
 
@@ -23,8 +29,8 @@ import (
 func (f *fixture) crashAll() {
 	list, _ := f.eng.ListContainers(context.Background(), nil)
 	for _, c := range list {
-		if c.State == docker.StateRunning {
-			f.eng.SetState(c.ID, docker.StateExited)
+		if c.State == engine.StateRunning {
+			f.eng.SetState(c.ID, engine.StateExited)
 		}
 	}
 }
@@ -132,56 +138,22 @@ func TestStatusListsReplicas(t *testing.T) {
 	}
 }
 
-// gather returns the registry's metrics as "name{label=value}" → value.
-func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			name := mf.GetName()
-			if len(labels) > 0 {
-				name += "{" + strings.Join(labels, ",") + "}"
-			}
-			out[name] = value(mf.GetType(), m)
-		}
-	}
-	return out
-}
-
-func value(typ dto.MetricType, m *dto.Metric) float64 {
-	switch typ {
-	case dto.MetricType_COUNTER:
-		return m.GetCounter().GetValue()
-	case dto.MetricType_GAUGE:
-		return m.GetGauge().GetValue()
-	case dto.MetricType_HISTOGRAM:
-		return float64(m.GetHistogram().GetSampleCount())
-	}
-	return 0
-}
-
-// TestControllerMetrics checks that every controller family is exported from
-// the first scrape, and that reconciles and a healed drift are counted.
+// TestControllerMetrics checks that every controller and runtime family is
+// exported from the first scrape, and that reconciles and a healed drift
+// are counted. (dockerfaasd_queue_depth, registered by the controller's Run,
+// is checked by TestControllerMetricsAtZero in pkg/controller.)
 func TestControllerMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	f := newFixture(t)
-	f.c = New(f.c.cfg, f.st, f.eng, f.cache, f.board, f.prober, NewMetrics(reg))
-	f.c.metrics.queueDepth(f.c.queue.Len)
+	cfg := f.rt.cfg
+	cfg.Registerer = reg
+	f.wire(cfg, f.eng, controller.NewMetrics(reg))
 
-	got := gather(t, reg)
+	got := promtest.Gather(t, reg)
 	for _, name := range []string{
 		"dockerfaasd_reconcile_total{result=success}",
 		"dockerfaasd_reconcile_total{result=error}",
 		"dockerfaasd_reconcile_duration_seconds",
-		"dockerfaasd_queue_depth",
 		"dockerfaasd_drift_corrections_total{kind=replica_missing}",
 		"dockerfaasd_docker_errors_total{op=create}",
 		"dockerfaasd_reconcile_panics_total",
@@ -193,18 +165,18 @@ func TestControllerMetrics(t *testing.T) {
 
 	key := f.deploy(deployment("fn"), 2)
 	f.c.Enqueue(key)
-	if got := gather(t, reg)["dockerfaasd_queue_depth"]; got != 1 {
+	if got := f.c.QueueLen(); got != 1 {
 		t.Errorf("queue depth with one key waiting = %v, want 1", got)
 	}
 	// Let the worker loop converge the function and record "converged".
 	for i := 0; i < 10; i++ {
-		if _, ok := f.board.Get(key); ok && f.c.queue.Len() == 0 {
+		if _, ok := f.board.Get(key); ok && f.c.QueueLen() == 0 {
 			if st, _ := f.board.Get(key); st.LastResult == "converged" {
 				break
 			}
 			f.c.Enqueue(key)
 		}
-		f.c.processNext(context.Background())
+		f.c.Step(context.Background())
 	}
 	if st, _ := f.board.Get(key); st.LastResult != "converged" {
 		t.Fatalf("not converged: %+v", st)
@@ -212,9 +184,9 @@ func TestControllerMetrics(t *testing.T) {
 	list, _ := f.eng.ListContainers(context.Background(), nil)
 	_ = f.eng.RemoveContainer(context.Background(), list[0].ID)
 	f.c.Enqueue(key)
-	f.c.processNext(context.Background())
+	f.c.Step(context.Background())
 
-	got = gather(t, reg)
+	got = promtest.Gather(t, reg)
 	if got["dockerfaasd_drift_corrections_total{kind=replica_missing}"] != 1 {
 		t.Errorf("drift after removing a replica: %v, want replica_missing 1", got)
 	}
@@ -226,21 +198,33 @@ func TestControllerMetrics(t *testing.T) {
 	}
 }
 
-// TestMetricLabelsAreKnown keeps the zero-initialised label lists of
-// metrics.go in step with the values the package uses, so a new drift kind
-// or Docker operation is exported at 0 from the start too.
+// TestMetricLabelsAreKnown keeps the zero-initialised label lists in step
+// with the values the package uses, so a new Docker operation (dockerOps in
+// metrics.go) or drift kind (runtime.DriftKinds, which the controller
+// creates at zero) is exported at 0 from the start too.
 func TestMetricLabelsAreKnown(t *testing.T) {
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The drift kinds are constants of package runtime, used by name.
+	kinds := driftConstants(t)
+	var driftNames []string
+	for name, v := range kinds {
+		if !slices.Contains(runtime.DriftKinds, v) {
+			t.Errorf("runtime.%s = %q is missing from runtime.DriftKinds", name, v)
+		}
+		driftNames = append(driftNames, name)
 	}
 	uses := []struct {
 		re    *regexp.Regexp
 		known []string
 		list  string
 	}{
-		{regexp.MustCompile(`\bdrift\("([^"]+)"\)`), driftKinds, "driftKinds"},
-		{regexp.MustCompile(`\bdockerError\("([^"]+)"\)`), dockerOps, "dockerOps"},
+		{regexp.MustCompile(`\bdockerError\("([^"]+)"\)`), dockerOps, "dockerOps in metrics.go"},
+		{regexp.MustCompile(`\bruntime\.(Drift[A-Za-z]+)\b`), append(driftNames, "DriftKinds"), "the drift constants of package runtime"},
+		// A drift kind must be one of the constants, never a literal.
+		{regexp.MustCompile(`\bAddDrift\(("[^"]*")\)`), nil, "nothing: use a runtime.Drift constant"},
 	}
 	for _, file := range files {
 		if strings.HasSuffix(file, "_test.go") {
@@ -253,36 +237,52 @@ func TestMetricLabelsAreKnown(t *testing.T) {
 		for _, u := range uses {
 			for _, m := range u.re.FindAllStringSubmatch(string(src), -1) {
 				if !slices.Contains(u.known, m[1]) {
-					t.Errorf("%s uses %q, which is missing from %s in metrics.go", file, m[1], u.list)
+					t.Errorf("%s uses %s, which is missing from %s", file, m[1], u.list)
 				}
 			}
 		}
 	}
+	if n := len(dockerOps); n == 0 || len(kinds) == 0 {
+		t.Fatalf("found %d Docker operations and %d drift constants; the test proves nothing", n, len(kinds))
+	}
 }
 
-// TestMarkStoredKnown checks that a fresh controller (a restarted daemon)
-// makes stored functions routable before any reconcile ran.
-func TestMarkStoredKnown(t *testing.T) {
-	f := newFixture(t)
-	key := f.deploy(deployment("fn"), 1)
-	f2 := newFixture(t)
-	f2.c = New(f.c.cfg, f.st, f.eng, f2.cache, f2.board, f2.prober, nil)
-	if _, known := f2.cache.Lookup(key); known {
-		t.Fatal("known before MarkStoredKnown; the test proves nothing")
-	}
-	if err := f2.c.MarkStoredKnown(context.Background()); err != nil {
+// driftConstants reads the Drift* string constants of package runtime.
+func driftConstants(t *testing.T) map[string]string {
+	t.Helper()
+	file, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", "runtime.go"), nil, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if eps, known := f2.cache.Lookup(key); !known || len(eps) != 0 {
-		t.Fatalf("after MarkStoredKnown: known=%v endpoints=%v, want known with none yet", known, eps)
+	out := map[string]string{}
+	for _, decl := range file.Decls {
+		gd, ok := decl.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if !strings.HasPrefix(name.Name, "Drift") || i >= len(vs.Values) {
+					continue
+				}
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					v, err := strconv.Unquote(lit.Value)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out[name.Name] = v
+				}
+			}
+		}
 	}
+	return out
 }
 
 // fakeInFlight is a proxy's in-flight view with counts set by the test.
 type fakeInFlight struct {
-	mu     sync.Mutex
-	n      map[string]int64
-	forgot []string
+	mu sync.Mutex
+	n  map[string]int64
 }
 
 func (f *fakeInFlight) InFlight(id string) int64 {
@@ -291,16 +291,44 @@ func (f *fakeInFlight) InFlight(id string) int64 {
 	return f.n[id]
 }
 
-func (f *fakeInFlight) ForgetReplica(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.forgot = append(f.forgot, id)
-}
-
 func (f *fakeInFlight) set(id string, n int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n[id] = n
+}
+
+// drainedDuringCalls deploys two replicas that both serve a long call,
+// scales the function down to one and returns the replica that drained.
+func drainedDuringCalls(t *testing.T, drainTimeout time.Duration) (f *fixture, calls *fakeInFlight, key, drained string) {
+	t.Helper()
+	f = newFixture(t)
+	calls = &fakeInFlight{n: map[string]int64{}}
+	cfg := f.rt.cfg
+	cfg.DrainTimeout = drainTimeout
+	cfg.Load = calls
+	f.wire(cfg, f.eng, nil)
+
+	key = f.deploy(deployment("fn"), 2)
+	f.reconcile(key, 5)
+	list, _ := f.eng.ListContainers(context.Background(), nil)
+	for _, ct := range list {
+		calls.set(ct.ID, 1) // both replicas serve a long call
+	}
+	if _, err := f.st.Scale(context.Background(), key, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Reconcile(context.Background(), key); err != nil { // drains slot 1
+		t.Fatal(err)
+	}
+	for _, ct := range list {
+		if f.rt.isDraining(ct.ID) {
+			drained = ct.ID
+		}
+	}
+	if drained == "" {
+		t.Fatal("no replica drained by the scale down")
+	}
+	return f, calls, key, drained
 }
 
 // TestDrainWaitsForInFlightCalls checks that a drained replica outlives its
@@ -318,34 +346,7 @@ func TestDrainWaitsForInFlightCalls(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t)
-			cfg := f.c.cfg
-			cfg.DrainTimeout = tt.drainTimeout
-			f.c = New(cfg, f.st, f.eng, f.cache, f.board, f.prober, nil)
-			calls := &fakeInFlight{n: map[string]int64{}}
-			f.c.SetInFlight(calls)
-
-			key := f.deploy(deployment("fn"), 2)
-			f.reconcile(key, 5)
-			list, _ := f.eng.ListContainers(context.Background(), nil)
-			for _, ct := range list {
-				calls.set(ct.ID, 1) // both replicas serve a long call
-			}
-			if _, err := f.st.Scale(context.Background(), key, 1); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := f.c.Reconcile(context.Background(), key); err != nil { // drains slot 1
-				t.Fatal(err)
-			}
-			var drained string
-			for _, ct := range list {
-				if f.c.isDraining(ct.ID) {
-					drained = ct.ID
-				}
-			}
-			if drained == "" {
-				t.Fatal("no replica drained by the scale down")
-			}
+			f, calls, key, drained := drainedDuringCalls(t, tt.drainTimeout)
 			if tt.callsEnd {
 				calls.set(drained, 0)
 			}
@@ -359,15 +360,38 @@ func TestDrainWaitsForInFlightCalls(t *testing.T) {
 			if stopped != tt.wantStopped {
 				t.Fatalf("drained replica stopped = %v, want %v; containers %v", stopped, tt.wantStopped, f.eng.Names(""))
 			}
-			calls.mu.Lock()
-			forgot := slices.Contains(calls.forgot, drained)
-			calls.mu.Unlock()
-			if forgot != tt.wantStopped {
-				t.Errorf("ForgetReplica called for the drained replica = %v, want %v", forgot, tt.wantStopped)
-			}
 			if st, _ := f.board.Get(key); st.ReadyReplicas != 1 {
 				t.Errorf("ready replicas = %d, want 1 (the drained one serves no new call)", st.ReadyReplicas)
 			}
 		})
+	}
+}
+
+// TestScaleUpWhileDrainingKeepsDrainedReplicas: replicas drained by a
+// scale down keep serving their calls even when the function is scaled up
+// again meanwhile. Replica names are made of the spec hash and the slot, so
+// a new replica started in a draining replica's slot took its name, and
+// creating it removed the draining replica (and its calls) by force.
+func TestScaleUpWhileDrainingKeepsDrainedReplicas(t *testing.T) {
+	f, _, key, drained := drainedDuringCalls(t, time.Hour)
+
+	if _, err := f.st.Scale(context.Background(), key, 2); err != nil {
+		t.Fatal(err)
+	}
+	f.eng.ResetActions()
+	for i := 0; i < 3; i++ {
+		if _, err := f.c.Reconcile(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ct := f.container(drained); ct.State != engine.StateRunning || !f.rt.isDraining(drained) {
+		t.Fatalf("the drained replica is %s (draining %v), want it running until its call ends; actions %v",
+			ct.State, f.rt.isDraining(drained), f.eng.Actions())
+	}
+	if got := f.running(""); len(got) != 3 {
+		t.Fatalf("running = %v, want the 2 replicas wanted and the draining one", got)
+	}
+	if eps, _ := f.cache.Lookup(key); len(eps) != 2 {
+		t.Fatalf("endpoints = %v, want the 2 replicas wanted", eps)
 	}
 }

@@ -1,9 +1,6 @@
-package controller
+package docker
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -11,14 +8,10 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 )
-
-// templateVersion is part of every spec hash. Bump it when the way containers
-// are built changes, so running functions roll onto the new template.
-const templateVersion = 1
 
 // minMemory is the smallest memory limit Docker accepts (it refuses < 6 MB).
 const minMemory = 6 << 20
@@ -29,79 +22,25 @@ const annotationPrefix = "com.openfaas.annotations."
 // FunctionPort is the port every OpenFaaS watchdog listens on.
 const FunctionPort = 8080
 
-// hashInput is everything in a spec that shapes a container. Constraints are
-// left out: they are placement hints that change nothing on one host.
-type hashInput struct {
-	Version     int                      `json:"v"`
-	Image       string                   `json:"image"`
-	EnvProcess  string                   `json:"envProcess,omitempty"`
-	EnvVars     map[string]string        `json:"envVars,omitempty"`
-	Secrets     []string                 `json:"secrets,omitempty"`
-	Labels      map[string]string        `json:"labels,omitempty"`
-	Annotations map[string]string        `json:"annotations,omitempty"`
-	Limits      *types.FunctionResources `json:"limits,omitempty"`
-	Requests    *types.FunctionResources `json:"requests,omitempty"`
-	ReadOnly    bool                     `json:"readOnly,omitempty"`
-	// SecretRevisions maps each listed secret to its store revision, so a
-	// changed secret rolls the function. The revision, not a digest of the
-	// value: the hash is a container label, and a short digest of a
-	// low-entropy secret could be guessed offline.
-	SecretRevisions map[string]uint64 `json:"secretRevisions,omitempty"`
-}
-
-// SpecHash returns a short stable hash of the container-shaping parts of spec
-// and of the revisions of the secrets it lists (pass them all; the values are
-// not used). encoding/json sorts map keys, so equal specs hash equally.
-func SpecHash(spec types.FunctionDeployment, secrets ...store.SecretInfo) string {
-	in := hashInput{
-		Version:     templateVersion,
-		Image:       spec.Image,
-		EnvProcess:  spec.EnvProcess,
-		EnvVars:     spec.EnvVars,
-		Secrets:     spec.Secrets,
-		Limits:      spec.Limits,
-		Requests:    spec.Requests,
-		ReadOnly:    spec.ReadOnlyRootFilesystem,
-		Labels:      deref(spec.Labels),
-		Annotations: deref(spec.Annotations),
-	}
-	for _, s := range secrets {
-		if in.SecretRevisions == nil {
-			in.SecretRevisions = make(map[string]uint64, len(secrets))
-		}
-		in.SecretRevisions[s.Name] = s.Revision
-	}
-	b, _ := json.Marshal(in) // cannot fail: only strings, maps and slices
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])[:12]
-}
-
-func deref(m *map[string]string) map[string]string {
-	if m == nil || len(*m) == 0 {
-		return nil
-	}
-	return *m
-}
-
 // keyLabels selects everything that belongs to one function of this instance.
-func (c *Controller) keyLabels(ns, name string) map[string]string {
-	return functionLabels(c.cfg.Instance, ns, name)
+func (r *Runtime) keyLabels(ns, name string) map[string]string {
+	return functionLabels(r.cfg.Instance, ns, name)
 }
 
 // functionLabels selects everything that belongs to one function of the
 // daemon instance; the log service uses it too.
 func functionLabels(instance, ns, name string) map[string]string {
 	return map[string]string{
-		docker.LabelManaged:   "true",
-		docker.LabelInstance:  instance,
-		docker.LabelNamespace: ns,
-		docker.LabelFunction:  name,
+		engine.LabelManaged:   "true",
+		engine.LabelInstance:  instance,
+		engine.LabelNamespace: ns,
+		engine.LabelFunction:  name,
 	}
 }
 
 // instanceLabels selects everything this instance owns.
-func (c *Controller) instanceLabels() map[string]string {
-	return map[string]string{docker.LabelManaged: "true", docker.LabelInstance: c.cfg.Instance}
+func (r *Runtime) instanceLabels() map[string]string {
+	return map[string]string{engine.LabelManaged: "true", engine.LabelInstance: r.cfg.Instance}
 }
 
 // networkName is the per-function bridge network, PREFIX-NAME.NAMESPACE.
@@ -109,20 +48,20 @@ func (c *Controller) instanceLabels() map[string]string {
 // dots, whereas joined with '-' namespace a-b's function c and namespace
 // a's function b-c would both be PREFIX-a-b-c, and Docker then refuses to
 // attach to the ambiguous name.
-func (c *Controller) networkName(ns, name string) string {
-	return fmt.Sprintf("%s-%s.%s", c.cfg.NetworkPrefix, name, ns)
+func (r *Runtime) networkName(ns, name string) string {
+	return fmt.Sprintf("%s-%s.%s", r.cfg.NetworkPrefix, name, ns)
 }
 
 // containerName is deterministic so that a create retried after a crash hits
 // a Conflict instead of making a duplicate.
-func (c *Controller) containerName(ns, name, hash string, slot int) string {
-	return fmt.Sprintf("%s-%s.%s-%s-%d", c.cfg.Instance, name, ns, hash[:8], slot)
+func (r *Runtime) containerName(ns, name, hash string, slot int) string {
+	return fmt.Sprintf("%s-%s.%s-%s-%d", r.cfg.Instance, name, ns, hash[:8], slot)
 }
 
-// containerSpec builds the Docker container for one replica of fn. It fails
+// containerSpec builds the Docker container for one replica of d. It fails
 // only on a spec the API should have rejected (bad quantities).
-func (c *Controller) containerSpec(fn store.Function, hash string, slot int) (docker.ContainerSpec, error) {
-	spec := fn.Spec
+func (r *Runtime) containerSpec(d runtime.Desired, slot int) (engine.ContainerSpec, error) {
+	spec, hash := d.Spec, d.Hash
 	env := make([]string, 0, len(spec.EnvVars)+1)
 	for k, v := range spec.EnvVars {
 		env = append(env, k+"="+v)
@@ -140,19 +79,19 @@ func (c *Controller) containerSpec(fn store.Function, hash string, slot int) (do
 	for k, v := range deref(spec.Annotations) {
 		labels[annotationPrefix+k] = v
 	}
-	for k, v := range c.keyLabels(fn.Namespace, spec.Service) {
+	for k, v := range r.keyLabels(d.Namespace, d.Name) {
 		labels[k] = v
 	}
-	labels[docker.LabelSpecHash] = hash
-	labels[docker.LabelSlot] = strconv.Itoa(slot)
+	labels[engine.LabelSpecHash] = hash
+	labels[engine.LabelSlot] = strconv.Itoa(slot)
 
-	cs := docker.ContainerSpec{
-		Name:           c.containerName(fn.Namespace, spec.Service, hash, slot),
+	cs := engine.ContainerSpec{
+		Name:           r.containerName(d.Namespace, d.Name, hash, slot),
 		Image:          spec.Image,
 		Env:            env,
 		Labels:         labels,
-		Network:        c.networkName(fn.Namespace, spec.Service),
-		PidsLimit:      c.cfg.PidsLimit,
+		Network:        r.networkName(d.Namespace, d.Name),
+		PidsLimit:      r.cfg.PidsLimit,
 		ReadOnlyRootfs: spec.ReadOnlyRootFilesystem,
 	}
 	if spec.ReadOnlyRootFilesystem {
@@ -165,7 +104,7 @@ func (c *Controller) containerSpec(fn store.Function, hash string, slot int) (do
 		cs.Volumes = []string{SecretsDir}
 	}
 	if err := applyResources(&cs, spec.Limits, spec.Requests); err != nil {
-		return docker.ContainerSpec{}, err
+		return engine.ContainerSpec{}, err
 	}
 	return cs, nil
 }
@@ -173,7 +112,7 @@ func (c *Controller) containerSpec(fn store.Function, hash string, slot int) (do
 // applyResources maps Kubernetes-style limits and requests onto Docker:
 // memory limit → hard limit, memory request → reservation, CPU limit →
 // NanoCPUs, CPU request → relative shares.
-func applyResources(cs *docker.ContainerSpec, limits, requests *types.FunctionResources) error {
+func applyResources(cs *engine.ContainerSpec, limits, requests *types.FunctionResources) error {
 	if limits != nil && limits.Memory != "" {
 		b, err := quantity.ParseBytes(limits.Memory)
 		if err != nil {
@@ -224,4 +163,11 @@ func raisedToDockerMinimum(spec types.FunctionDeployment) string {
 		}
 	}
 	return strings.Join(raised, " and ")
+}
+
+func deref(m *map[string]string) map[string]string {
+	if m == nil || len(*m) == 0 {
+		return nil
+	}
+	return *m
 }

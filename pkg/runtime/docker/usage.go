@@ -1,4 +1,4 @@
-package controller
+package docker
 
 import (
 	"context"
@@ -8,30 +8,26 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
-	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 )
-
-// statsReader is what Usage needs from Docker.
-type statsReader interface {
-	ListContainers(ctx context.Context, labels map[string]string) ([]docker.Container, error)
-	ContainerStats(ctx context.Context, id string) (docker.Stats, error)
-}
 
 // Usage reports the CPU and memory used by a function's running replicas,
 // for `GET /system/function/NAME?usage=1` (what faas-cli describe shows).
 type Usage struct {
-	c      *Controller
-	engine statsReader
+	r *Runtime
 
 	mu   sync.Mutex
-	last map[string]map[string]docker.Stats // function key → container ID → previous sample
+	last map[string]map[string]engine.Stats // function key → container ID → previous sample
 }
 
-// Usage returns the controller's usage service.
-func (c *Controller) Usage() *Usage {
-	sr, _ := c.engine.(statsReader)
-	return &Usage{c: c, engine: sr, last: map[string]map[string]docker.Stats{}}
+func newUsage(r *Runtime) *Usage {
+	return &Usage{r: r, last: map[string]map[string]engine.Stats{}}
+}
+
+// Usage implements runtime.UsageReader (see Usage.Function).
+func (r *Runtime) Usage(ctx context.Context, key string) (types.FunctionUsage, error) {
+	return r.usage.Function(ctx, key)
 }
 
 // Function sums usage over the running replicas of key. CPU is in
@@ -39,14 +35,11 @@ func (c *Controller) Usage() *Usage {
 // the replica started, on the first one), as OpenFaaS providers report it;
 // memory is in bytes.
 func (u *Usage) Function(ctx context.Context, key string) (types.FunctionUsage, error) {
-	if u.engine == nil {
-		return types.FunctionUsage{}, errors.New("usage: the docker engine cannot report stats")
-	}
-	ns, name, err := store.SplitKey(key)
+	ns, name, err := faas.SplitKey(key)
 	if err != nil {
 		return types.FunctionUsage{}, err
 	}
-	list, err := u.engine.ListContainers(ctx, u.c.keyLabels(ns, name))
+	list, err := u.r.eng.ListContainers(ctx, u.r.keyLabels(ns, name))
 	if err != nil {
 		return types.FunctionUsage{}, fmt.Errorf("usage of %s: %w", key, err)
 	}
@@ -56,13 +49,13 @@ func (u *Usage) Function(ctx context.Context, key string) (types.FunctionUsage, 
 	u.mu.Unlock()
 	// Only replicas sampled now are kept, so the map never outgrows the
 	// function's running replicas.
-	now := make(map[string]docker.Stats, len(list))
+	now := make(map[string]engine.Stats, len(list))
 	for _, ct := range list {
-		if ct.State != docker.StateRunning {
+		if ct.State != engine.StateRunning {
 			continue
 		}
-		st, err := u.engine.ContainerStats(ctx, ct.ID)
-		if errors.Is(err, docker.ErrNotFound) {
+		st, err := u.r.eng.ContainerStats(ctx, ct.ID)
+		if errors.Is(err, engine.ErrNotFound) {
 			continue // removed meanwhile
 		}
 		if err != nil {
@@ -72,7 +65,7 @@ func (u *Usage) Function(ctx context.Context, key string) (types.FunctionUsage, 
 		out.TotalMemoryBytes += float64(st.Memory)
 		p, ok := prev[ct.ID]
 		if !ok {
-			p = docker.Stats{Read: ct.Created}
+			p = engine.Stats{Read: ct.Created}
 		}
 		out.CPU += millicores(p, st)
 	}
@@ -83,7 +76,7 @@ func (u *Usage) Function(ctx context.Context, key string) (types.FunctionUsage, 
 }
 
 // millicores is the CPU used between two samples, in thousandths of a CPU.
-func millicores(prev, cur docker.Stats) float64 {
+func millicores(prev, cur engine.Stats) float64 {
 	wall := cur.Read.Sub(prev.Read)
 	cpu := cur.CPUTotal - prev.CPUTotal
 	if wall <= 0 || cpu < 0 {

@@ -1,4 +1,4 @@
-package controller
+package docker
 
 import (
 	"context"
@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 )
 
 func TestUsageSumsReplicasAndMeasuresCPUBetweenSamples(t *testing.T) {
 	f := newFixture(t)
 	key := f.deploy(deployment("fn"), 2)
 	f.reconcile(key, 5)
-	u := f.c.Usage()
+	u := f.rt
 
 	list, _ := f.eng.ListContainers(context.Background(), nil)
 	if len(list) != 2 {
@@ -21,9 +21,9 @@ func TestUsageSumsReplicasAndMeasuresCPUBetweenSamples(t *testing.T) {
 	}
 	for _, c := range list {
 		// 100 ms of CPU over the first second since creation.
-		f.eng.SetStats(c.ID, docker.Stats{CPUTotal: 100 * time.Millisecond, Memory: 10 << 20, Read: c.Created.Add(time.Second)})
+		f.eng.SetStats(c.ID, engine.Stats{CPUTotal: 100 * time.Millisecond, Memory: 10 << 20, Read: c.Created.Add(time.Second)})
 	}
-	got, err := u.Function(context.Background(), key)
+	got, err := u.Usage(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +36,9 @@ func TestUsageSumsReplicasAndMeasuresCPUBetweenSamples(t *testing.T) {
 
 	// Second sample: 500 ms more CPU over 1 s on each replica → 500m each.
 	for _, c := range list {
-		f.eng.SetStats(c.ID, docker.Stats{CPUTotal: 600 * time.Millisecond, Memory: 5 << 20, Read: c.Created.Add(2 * time.Second)})
+		f.eng.SetStats(c.ID, engine.Stats{CPUTotal: 600 * time.Millisecond, Memory: 5 << 20, Read: c.Created.Add(2 * time.Second)})
 	}
-	got, err = u.Function(context.Background(), key)
+	got, err = u.Usage(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +47,8 @@ func TestUsageSumsReplicasAndMeasuresCPUBetweenSamples(t *testing.T) {
 	}
 
 	// A stopped replica is not counted.
-	f.eng.SetState(list[0].ID, docker.StateExited)
-	got, _ = u.Function(context.Background(), key)
+	f.eng.SetState(list[0].ID, engine.StateExited)
+	got, _ = u.Usage(context.Background(), key)
 	if got.TotalMemoryBytes != 5<<20 {
 		t.Errorf("memory with one replica down = %v", got.TotalMemoryBytes)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package faas
 
 import (
 	"fmt"
@@ -7,6 +7,10 @@ import (
 	"time"
 )
 
+// DefaultTimeout matches faasd's service_timeout, so functions written for
+// it behave the same here.
+const DefaultTimeout = 60 * time.Second
+
 // Names of the envVars in which OpenFaaS functions declare their timeouts;
 // the watchdogs read the same variables.
 const (
@@ -14,6 +18,16 @@ const (
 	EnvWriteTimeout = "write_timeout"
 	EnvExecTimeout  = "exec_timeout"
 )
+
+// Timeouts bound one call to a function. Zero fields mean the proxy's defaults.
+type Timeouts struct {
+	// Read bounds reading the request from the client.
+	Read time.Duration
+	// Write bounds writing the response to the client.
+	Write time.Duration
+	// Exec bounds the function's work: no complete answer by then is a 504.
+	Exec time.Duration
+}
 
 // ParseTimeout parses a timeout as the OpenFaaS watchdogs do: a Go duration
 // ("15s", "1m30s") or a plain number of seconds ("15"). Zero means "not set".

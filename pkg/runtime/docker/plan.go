@@ -1,0 +1,290 @@
+package docker
+
+import (
+	"sort"
+	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
+)
+
+// The planner: every decision a Sync takes about replicas, as pure
+// functions of what was observed and what is desired. sync.go observes
+// Docker, calls these and applies what they return.
+
+// listed is one container of a function as the planner sees it.
+type listed struct {
+	ID, Name string
+	State    string
+	Slot     int
+	// Current: carries the desired spec hash.
+	Current bool
+	// MadeHere: named as this runtime names its replicas (see madeHere);
+	// a container with our labels under another name is a copy made by hand.
+	MadeHere bool
+	// Draining: the runtime drained it earlier and stops it when due.
+	Draining bool
+}
+
+// replica is one running container of a function: adopted, whoever
+// started it, as long as this runtime made it.
+type replica struct {
+	listed
+	// Addr is where it serves on the function network ("" while unknown:
+	// not attached, or just reconnected).
+	Addr  string
+	Ready bool
+}
+
+// removal is a container to remove, and why.
+type removal struct {
+	ID, Name, State string
+	// Drift is the kind of drift it shows ("" for none); Crash counts it
+	// as an exit of the current spec.
+	Drift string
+	Crash bool
+	Why   string
+}
+
+// classification sorts a function's containers.
+type classification struct {
+	// Replicas are the running containers, draining ones included.
+	Replicas []*replica
+	// Remove are dead, exited and never-started containers.
+	Remove []removal
+	// Extra are running copies made by hand, to drain like surplus replicas.
+	Extra []*replica
+}
+
+// classify decides about every listed container of a function: running
+// ones are replicas (adopted after a restart: a replica made here keeps
+// running whoever asked for it); running copies made by hand are drained;
+// everything not running is removed, a replica of the current spec that
+// exited counting as a crash.
+func classify(list []listed) classification {
+	var out classification
+	for _, ct := range list {
+		switch ct.State {
+		case stateRunning:
+			r := &replica{listed: ct}
+			out.Replicas = append(out.Replicas, r)
+			if !ct.Draining && !ct.MadeHere {
+				out.Extra = append(out.Extra, r)
+			}
+		case stateRemoving:
+			// Docker is already removing it.
+		default:
+			rm := removal{ID: ct.ID, Name: ct.Name, State: ct.State, Why: "removing stale container"}
+			switch {
+			case ct.Draining:
+				rm.Why = ""
+			case !ct.MadeHere:
+				rm.Drift = runtime.DriftExtraReplica
+				rm.Why = "removing a container that carries our labels but was not created by this daemon"
+			case ct.State != stateCreated && ct.Current:
+				rm.Drift, rm.Crash = runtime.DriftReplicaExited, true
+				rm.Why = "replica exited; replacing it"
+			}
+			out.Remove = append(out.Remove, rm)
+		}
+	}
+	return out
+}
+
+// slotsToStart picks the slots of the replicas missing from want, lowest
+// free first, unless a crash backoff (crashWait > 0) holds them back. The
+// slot of a draining replica of the current spec is not free: a replica's
+// name is made of the spec hash and the slot, so a new one there would take
+// its name, and creating it would remove the draining one and its calls.
+func slotsToStart(replicas []*replica, want int, crashWait time.Duration) (slots []int, wait time.Duration) {
+	used := map[int]bool{}
+	have := 0
+	for _, r := range replicas {
+		if r.Current {
+			used[r.Slot] = true
+			if !r.Draining {
+				have++
+			}
+		}
+	}
+	missing := want - have
+	if missing <= 0 {
+		return nil, 0
+	}
+	if crashWait > 0 {
+		return nil, crashWait
+	}
+	for slot := 0; len(slots) < missing; slot++ {
+		if !used[slot] {
+			slots = append(slots, slot)
+		}
+	}
+	return slots, 0
+}
+
+// drainDecision is a replica to take out of the endpoint set.
+type drainDecision struct {
+	r   *replica
+	why string
+	// drift is the kind of drift the decision corrects ("" for none).
+	drift string
+}
+
+// toDrain decides, once readiness is known, which replicas leave the
+// endpoint set: surplus replicas of the current spec (not-ready ones first,
+// then the highest slots; "extra replica" drift when the function was
+// steady, so the surplus appeared behind our back), and replicas of an
+// older spec (not-ready ones at once, ready ones only as ready new replicas
+// replace them, so a rolling update never loses capacity).
+func toDrain(replicas []*replica, want int, steady bool) []drainDecision {
+	var out []drainDecision
+	var cur []*replica
+	for _, r := range replicas {
+		if r.Current && !r.Draining {
+			cur = append(cur, r)
+		}
+	}
+	if len(cur) > want {
+		sort.SliceStable(cur, func(i, j int) bool {
+			if cur[i].Ready != cur[j].Ready {
+				return !cur[i].Ready
+			}
+			return cur[i].Slot > cur[j].Slot
+		})
+		why, drift := "scale down", ""
+		if steady {
+			why, drift = "extra replica", runtime.DriftExtraReplica
+		}
+		for _, r := range cur[:len(cur)-want] {
+			r.Draining = true
+			out = append(out, drainDecision{r: r, why: why, drift: drift})
+		}
+	}
+
+	readyCur, readyOld := 0, 0
+	var old []*replica
+	for _, r := range replicas {
+		if r.Draining {
+			continue
+		}
+		switch {
+		case r.Current && r.Ready:
+			readyCur++
+		case !r.Current:
+			old = append(old, r)
+			if r.Ready {
+				readyOld++
+			}
+		}
+	}
+	surplus := readyCur + readyOld - want
+	for _, r := range old {
+		switch {
+		case !r.Ready:
+			r.Draining = true
+			out = append(out, drainDecision{r: r, why: "old spec, not ready"})
+		case surplus > 0:
+			r.Draining = true
+			out = append(out, drainDecision{r: r, why: "replaced by new spec"})
+			surplus--
+		}
+	}
+	return out
+}
+
+// drained is a drained container waiting to be stopped.
+type drained struct {
+	ID, Name string
+	Running  bool
+	Since    time.Time
+	// Calls is how many calls the proxy still serves on it.
+	Calls int64
+}
+
+// drainTimes are the waits of a drain.
+type drainTimes struct {
+	Grace, Timeout, Probe time.Duration
+}
+
+// stopDecision says what to do with one drained container now.
+type stopDecision int
+
+const (
+	stopWait    stopDecision = iota // its grace period is not over
+	stopBusy                        // calls still run on it; look again soon
+	stopNow                         // stop and remove it
+	stopOverdue                     // calls still run, but past the drain timeout: stop it anyway
+)
+
+// whenToStop decides about one drained container at now.
+func whenToStop(d drained, now time.Time, t drainTimes) (stopDecision, time.Duration) {
+	if left := t.Grace - now.Sub(d.Since); left > 0 {
+		return stopWait, left
+	}
+	if !d.Running || d.Calls <= 0 {
+		return stopNow, 0
+	}
+	if now.Sub(d.Since) < t.Grace+t.Timeout {
+		return stopBusy, t.Probe
+	}
+	return stopOverdue, 0
+}
+
+// crashDelay is the wait before replacing a replica after its count-th
+// exit: nothing for a first exit, then doubling from base up to max.
+func crashDelay(count int, base, max time.Duration) time.Duration {
+	if count < 2 {
+		return 0
+	}
+	d := base
+	for i := 2; i < count && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// convergence tells whether the replicas are exactly as desired (want
+// replicas, all of the current spec, all ready, none just created) and,
+// when not, the reason to show.
+func convergence(replicas []*replica, want, created, crashes int) (converged bool, current int, reason runtime.Reason) {
+	cur, readyCur, old := 0, 0, 0
+	for _, r := range replicas {
+		if r.Draining {
+			continue
+		}
+		if r.Current {
+			cur++
+			if r.Ready {
+				readyCur++
+			}
+		} else {
+			old++
+		}
+	}
+	converged = cur == want && readyCur == want && old == 0 && created == 0
+	switch {
+	case converged:
+	case crashes > 1:
+		reason = runtime.ReasonCrashLoopBackOff
+	case old > 0:
+		reason = runtime.ReasonRollingUpdate
+	case readyCur < cur:
+		reason = runtime.ReasonWaitingForReadiness
+	default:
+		reason = runtime.ReasonScaling
+	}
+	return converged, cur + old, reason
+}
+
+// requeue is when a Sync wants its key looked at again (0: not needed).
+func requeue(converged bool, drainWait, crashWait, probe, maxWait time.Duration) time.Duration {
+	switch {
+	case converged && drainWait == 0:
+		return 0
+	case drainWait > 0 && (converged || drainWait < probe):
+		return drainWait
+	case crashWait > 0:
+		return min(crashWait, maxWait)
+	default:
+		return probe
+	}
+}

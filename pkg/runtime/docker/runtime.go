@@ -1,0 +1,205 @@
+// Package docker runs functions on one Docker Engine: each function gets its
+// own bridge network and N replica containers reached at their address on
+// it. It implements runtime.Runtime with the optional logs and usage
+// features, and keeps what it must remember between Syncs itself: replicas
+// draining, crash backoff, networks joined, the replicas and endpoints each
+// Sync left, and the listings of the last List.
+//
+// The decisions of a Sync (which containers to remove, which slots to start,
+// which replicas to drain and stop, whether it converged) are pure functions
+// in plan.go; this file and sync.go only observe Docker and apply them.
+package docker
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
+)
+
+// Config tunes the runtime. Zero values get defaults from withDefaults.
+type Config struct {
+	// Instance names this daemon's containers and networks (label and name
+	// prefix), so several daemons can share one Docker host.
+	Instance string
+	// NetworkPrefix prefixes per-function network names.
+	NetworkPrefix string
+	// Self is the full ID of the daemon's own container when it runs in
+	// one ("" otherwise): it then joins every function network, because
+	// replicas are reached by their address on those networks.
+	Self string
+	// DrainGrace is how long a replica keeps serving in-flight requests after
+	// it left the endpoint set, before it is stopped.
+	DrainGrace time.Duration
+	// DrainTimeout bounds how much longer a drained replica is kept while
+	// the proxy still serves calls on it (see Load); a call cannot outlive
+	// the exec timeout anyway.
+	DrainTimeout time.Duration
+	// StopTimeout is how long a stopping replica gets before SIGKILL. Short,
+	// because OpenFaaS watchdogs ignore SIGTERM for about ten seconds.
+	StopTimeout time.Duration
+	// ProbeTimeout bounds one readiness probe; ProbeInterval is how often a
+	// function that is not ready yet is looked at again.
+	ProbeTimeout  time.Duration
+	ProbeInterval time.Duration
+	// MaxRequeue caps how long a function in crash backoff waits for its
+	// next look (the controller's resync period).
+	MaxRequeue time.Duration
+	// PidsLimit caps processes per container (0 = Docker's default).
+	PidsLimit int64
+	// CrashBackoff and CrashBackoffMax space out replacements of replicas
+	// that keep exiting.
+	CrashBackoff    time.Duration
+	CrashBackoffMax time.Duration
+	// NeighborLimit is the kernel's hard limit of neighbour (ARP) entries
+	// in the daemon's network namespace (net.ipv4.neigh.default.gc_thresh3;
+	// 0 = unknown). Every replica is reached at its own address on its own
+	// bridge, so each takes one entry; List warns when they near it.
+	NeighborLimit int
+	// Prober decides readiness (default: the watchdog's /_/health).
+	Prober runtime.Prober
+	// Load tells how many calls a replica is serving, so drained replicas
+	// are kept until their calls end; nil means DrainGrace alone.
+	Load LoadReader
+	// Registerer receives the runtime's metrics (nil = not registered).
+	Registerer prometheus.Registerer
+	Log        logrus.FieldLogger
+	// LogPoll is how often a log follow stream looks for new replicas.
+	LogPoll time.Duration
+}
+
+// LoadReader is the proxy's published in-flight count per replica.
+type LoadReader interface {
+	InFlight(replica string) int64
+}
+
+// DefaultInstance names the daemon's objects when Config.Instance is empty.
+const DefaultInstance = "dockerfaasd"
+
+func (c Config) withDefaults() Config {
+	if c.Instance == "" {
+		c.Instance = DefaultInstance
+	}
+	if c.NetworkPrefix == "" {
+		c.NetworkPrefix = c.Instance
+	}
+	if c.DrainGrace <= 0 {
+		c.DrainGrace = 2 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = faas.DefaultTimeout
+	}
+	if c.StopTimeout <= 0 {
+		c.StopTimeout = 2 * time.Second
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = time.Second
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = 250 * time.Millisecond
+	}
+	if c.MaxRequeue <= 0 {
+		c.MaxRequeue = 30 * time.Second
+	}
+	if c.CrashBackoff <= 0 {
+		c.CrashBackoff = time.Second
+	}
+	if c.CrashBackoffMax <= 0 {
+		c.CrashBackoffMax = 5 * time.Minute
+	}
+	if c.Prober == nil {
+		c.Prober = runtime.NewHTTPProber(c.ProbeTimeout)
+	}
+	if c.Log == nil {
+		c.Log = logrus.StandardLogger()
+	}
+	if c.LogPoll <= 0 {
+		c.LogPoll = time.Second
+	}
+	return c
+}
+
+// Runtime is the Docker runtime.
+type Runtime struct {
+	cfg     Config
+	eng     engine.Engine
+	metrics *metrics
+	logs    *Logs
+	usage   *Usage
+
+	mu       sync.Mutex
+	draining map[string]time.Time // container ID → when it left the endpoint set
+	crashes  map[string]*crashState
+	networks map[string]string // network name → function key, for network events
+	// selfJoined holds the IDs of function networks the daemon's own
+	// container has joined (see Config.Self).
+	selfJoined map[string]bool
+	// seen holds, per function key, the running replicas (ID → name) the
+	// last Sync kept, to tell one removed behind our back (drift.go).
+	seen map[string]map[string]string
+	// last holds, per key, how its last Sync ended (for steady and List).
+	last map[string]lastSync
+	// nearNeighborLimit is set while the replicas near NeighborLimit, so
+	// the warning is logged once per crossing.
+	nearNeighborLimit bool
+	// touched holds, per key, the value of seq when a Docker event or a
+	// Sync last concerned it; listing is what the last List found, valid
+	// per key while the key stays untouched (see takeSnapshot).
+	seq     uint64
+	touched map[string]uint64
+	listing *listing
+}
+
+// lastSync is how the last Sync of a key ended.
+type lastSync struct {
+	generation int64
+	hash       string
+	// converged: exactly as desired, all ready, nothing left to do.
+	converged bool
+	// endpoints are the addresses published, by container ID.
+	endpoints map[string]string
+}
+
+type crashState struct {
+	count int
+	last  time.Time
+	// hash is the spec hash whose replicas exited: the backoff belongs to
+	// that spec, and a new spec starts without it (see forgetOldCrashes).
+	hash string
+}
+
+var (
+	_ runtime.Runtime     = (*Runtime)(nil)
+	_ runtime.LogStreamer = (*Runtime)(nil)
+	_ runtime.UsageReader = (*Runtime)(nil)
+)
+
+// New returns a Docker runtime over eng.
+func New(cfg Config, eng engine.Engine) *Runtime {
+	cfg = cfg.withDefaults()
+	r := &Runtime{
+		cfg:        cfg,
+		eng:        eng,
+		metrics:    newMetrics(cfg.Registerer),
+		draining:   map[string]time.Time{},
+		crashes:    map[string]*crashState{},
+		networks:   map[string]string{},
+		selfJoined: map[string]bool{},
+		seen:       map[string]map[string]string{},
+		last:       map[string]lastSync{},
+		touched:    map[string]uint64{},
+	}
+	r.logs = NewLogs(eng, LogsConfig{Instance: cfg.Instance, Poll: cfg.LogPoll, Log: cfg.Log})
+	r.usage = newUsage(r)
+	return r
+}
+
+// StopLogs ends every log stream, running or future. Register it with
+// http.Server.RegisterOnShutdown, so follow streams do not hold the
+// graceful shutdown up.
+func (r *Runtime) StopLogs() { r.logs.Stop() }
