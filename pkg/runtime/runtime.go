@@ -58,6 +58,12 @@ type Desired struct {
 	Hash string
 	// Secrets are the secrets Spec lists, with their values, in name order.
 	Secrets []Secret
+	// ParkFor, when Replicas is 0, asks to keep the replicas frozen
+	// (paused: no CPU, memory kept) for that long before removing them,
+	// so a call that wakes the function is served in milliseconds; they
+	// are thawed when Replicas is raised again. 0 removes them at once.
+	// A runtime that cannot freeze replicas removes them at once.
+	ParkFor time.Duration
 }
 
 // Secret is one secret a function reads from a file named after it.

@@ -41,6 +41,9 @@ const (
 	ReplicaStarting = "starting"
 	// ReplicaDraining left the endpoint set and is stopped after a grace period.
 	ReplicaDraining = "draining"
+	// ReplicaPaused is frozen because the function is scaled to zero; it
+	// is thawed by the next call or removed after the retention.
+	ReplicaPaused = "paused"
 )
 
 // Replica is one running container of a function.
@@ -119,4 +122,78 @@ type Global struct {
 	LastResync       time.Time        `json:"lastResync,omitzero"`
 	DriftCorrections map[string]int64 `json:"driftCorrections"`
 	QueueDepth       int              `json:"queueDepth"`
+}
+
+// Scaling is what the autoscaler last decided for one function, shown on
+// /debug/reconcile.
+type Scaling struct {
+	Key string `json:"key"`
+	// Mode is "static" (min = max or factor 0: never moved), or the
+	// scaling type: "legacy" (OpenFaaS CE's alert rule), "rps",
+	// "capacity", "cpu" or "queue".
+	Mode string `json:"mode"`
+	Min  uint64 `json:"min"`
+	Max  uint64 `json:"max"`
+	// Load is the current load in the unit of Mode (requests per second,
+	// calls in flight, millicores); Target the load one replica should
+	// carry (target × target-proportion).
+	Load   float64 `json:"load"`
+	Target float64 `json:"target"`
+	// Desired is the replica count the load asks for now.
+	Desired uint64 `json:"desired"`
+	// LastDecision is "up", "down", "zero" or "wake"; Reason says why, and
+	// DecidedAt when.
+	LastDecision string    `json:"lastDecision,omitempty"`
+	Reason       string    `json:"reason,omitempty"`
+	DecidedAt    time.Time `json:"decidedAt,omitzero"`
+	// Zero is true when the function opted in to scale to zero; IdleSince
+	// is when its last call ended (zero while calls run) and ZeroAt when
+	// it goes to zero if no call comes.
+	Zero      bool      `json:"zero"`
+	IdleSince time.Time `json:"idleSince,omitzero"`
+	ZeroAt    time.Time `json:"zeroAt,omitzero"`
+}
+
+// ScalingBoard is a concurrency-safe map of Scaling, written by the
+// autoscaler only and read by the API.
+type ScalingBoard struct {
+	mu sync.RWMutex
+	m  map[string]Scaling
+}
+
+// NewScalingBoard returns an empty ScalingBoard.
+func NewScalingBoard() *ScalingBoard { return &ScalingBoard{m: map[string]Scaling{}} }
+
+// Set records s under s.Key.
+func (b *ScalingBoard) Set(s Scaling) {
+	b.mu.Lock()
+	b.m[s.Key] = s
+	b.mu.Unlock()
+}
+
+// Delete forgets key.
+func (b *ScalingBoard) Delete(key string) {
+	b.mu.Lock()
+	delete(b.m, key)
+	b.mu.Unlock()
+}
+
+// Get returns the scaling state of key.
+func (b *ScalingBoard) Get(key string) (Scaling, bool) {
+	b.mu.RLock()
+	s, ok := b.m[key]
+	b.mu.RUnlock()
+	return s, ok
+}
+
+// List returns every scaling state sorted by key.
+func (b *ScalingBoard) List() []Scaling {
+	b.mu.RLock()
+	out := make([]Scaling, 0, len(b.m))
+	for _, s := range b.m {
+		out = append(out, s)
+	}
+	b.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
 }

@@ -81,7 +81,7 @@ func updateIn(tx *txn, key string, spec types.FunctionDeployment, clamp func(uin
 
 // scaleIn sets the replicas of the record under key, bumping Generation;
 // when they already have that value it writes nothing.
-func scaleIn(tx *txn, key string, replicas uint64, now time.Time) (Function, error) {
+func scaleIn(tx *txn, key string, replicas uint64, by string, now time.Time) (Function, error) {
 	cur, err := functionRecords.get(tx, key)
 	if err != nil || cur.Replicas == replicas {
 		return cur, err
@@ -89,6 +89,7 @@ func scaleIn(tx *txn, key string, replicas uint64, now time.Time) (Function, err
 	cur.Replicas = replicas
 	cur.Generation++
 	cur.UpdatedAt = now
+	cur.ScaledBy, cur.ScaledAt = by, now
 	return functionRecords.put(tx, key, cur)
 }
 
@@ -148,8 +149,13 @@ func (e *engine) writeSpec(ctx context.Context, spec types.FunctionDeployment, o
 
 // Scale implements Store.
 func (e *engine) Scale(ctx context.Context, key string, replicas uint64) (Function, error) {
+	return e.ScaleBy(ctx, key, replicas, ScaledByAPI)
+}
+
+// ScaleBy implements Store.
+func (e *engine) ScaleBy(ctx context.Context, key string, replicas uint64, by string) (Function, error) {
 	return write(ctx, e, functionRecords.about(key), func(tx *txn) (Function, error) {
-		return scaleIn(tx, key, replicas, now())
+		return scaleIn(tx, key, replicas, by, now())
 	})
 }
 

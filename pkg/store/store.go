@@ -46,7 +46,20 @@ type Function struct {
 	// CreatedAt is when the function was first deployed; UpdatedAt the last change.
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	// ScaledBy says who last changed Replicas by scaling (ScaledByAPI,
+	// ScaledByAutoscaler, ScaledByIdler, ScaledByWake), at ScaledAt;
+	// empty until the first scale.
+	ScaledBy string    `json:"scaledBy,omitempty"`
+	ScaledAt time.Time `json:"scaledAt,omitzero"`
 }
+
+// Who scaled a function, as Function.ScaledBy records it.
+const (
+	ScaledByAPI        = "api"
+	ScaledByAutoscaler = "autoscaler"
+	ScaledByIdler      = "idler"
+	ScaledByWake       = "wake"
+)
 
 // Key returns the function's store key.
 func (f Function) Key() string { return Key(f.Namespace, f.Spec.Service) }
@@ -92,8 +105,12 @@ type Store interface {
 	// quick and must not call the Store.
 	Update(ctx context.Context, spec types.FunctionDeployment, clamp func(current uint64) uint64) (Function, error)
 	// Scale sets the desired replicas of an existing function (ErrNotFound
-	// otherwise), bumping Generation when the value changes.
+	// otherwise), bumping Generation when the value changes; it is ScaleBy
+	// with ScaledByAPI.
 	Scale(ctx context.Context, key string, replicas uint64) (Function, error)
+	// ScaleBy is Scale recording who scaled (Function.ScaledBy) when the
+	// value changes.
+	ScaleBy(ctx context.Context, key string, replicas uint64, by string) (Function, error)
 	// Delete removes the function (ErrNotFound when absent).
 	Delete(ctx context.Context, key string) error
 	// Watch returns a Watcher that receives the key of every committed change

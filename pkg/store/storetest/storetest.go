@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CancelledContext", testCancelledContext},
 		{"Generation", testGeneration},
 		{"Revision", testRevision},
+		{"ScaledBy", testScaledBy},
 		{"RoundTrip", testRoundTrip},
 		{"Copies", testCopies},
 		{"WatchAfterCommit", testWatchAfterCommit},
@@ -783,5 +784,45 @@ func testConcurrentWriters(t *testing.T, open opener) {
 		if !seen[f.Key()] {
 			t.Errorf("watcher never heard of %s", f.Key())
 		}
+	}
+}
+
+// testScaledBy: a scale records who made it, a scale that changes nothing
+// records nothing, and Scale is the API's.
+func testScaledBy(t *testing.T, open opener) {
+	ctx := context.Background()
+	s := open(t)
+	f := mustCreate(t, s, spec(store.DefaultNamespace, "fn"), 1)
+	if f.ScaledBy != "" || !f.ScaledAt.IsZero() {
+		t.Fatalf("a new function was scaled by %q at %v", f.ScaledBy, f.ScaledAt)
+	}
+	steps := []struct {
+		replicas uint64
+		by       string
+		wantBy   string
+	}{
+		{3, store.ScaledByAutoscaler, store.ScaledByAutoscaler},
+		{3, store.ScaledByIdler, store.ScaledByAutoscaler}, // no change: nothing recorded
+		{0, store.ScaledByIdler, store.ScaledByIdler},
+		{1, store.ScaledByWake, store.ScaledByWake},
+	}
+	for _, st := range steps {
+		got, err := s.ScaleBy(ctx, f.Key(), st.replicas, st.by)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Replicas != st.replicas || got.ScaledBy != st.wantBy {
+			t.Fatalf("ScaleBy(%d, %s) = %d by %q, want by %q", st.replicas, st.by, got.Replicas, got.ScaledBy, st.wantBy)
+		}
+		if again := mustGet(t, s, f.Key()); again.ScaledBy != st.wantBy || !again.ScaledAt.Equal(got.ScaledAt) {
+			t.Fatalf("read back: by %q at %v, want %q at %v", again.ScaledBy, again.ScaledAt, st.wantBy, got.ScaledAt)
+		}
+	}
+	got, err := s.Scale(ctx, f.Key(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ScaledBy != store.ScaledByAPI {
+		t.Errorf("Scale recorded %q, want %q", got.ScaledBy, store.ScaledByAPI)
 	}
 }
