@@ -37,6 +37,12 @@ type config struct {
 	Resync           time.Duration
 	Workers          int
 	MaxReplicas      uint64
+	ScaleMaxDefault  uint64
+	ScaleZero        time.Duration
+	ScaleDownWindow  time.Duration
+	ParkRetention    time.Duration
+	AutoscaleEvery   time.Duration
+	LegacyScaleRPS   float64
 	MaxBodyBytes     int64
 	PidsLimit        int64
 	SelfContainer    string
@@ -75,6 +81,19 @@ func settings(c *config) []setting {
 		{"RESYNC_INTERVAL", "resync-interval", "30s", "period of the full resync of desired and observed state", dur(&c.Resync)},
 		{"WORKERS", "workers", "4", "reconcile workers", func(v string) (err error) { c.Workers, err = strconv.Atoi(v); return }},
 		{"MAX_REPLICAS", "max-replicas", "100", "upper bound on replicas per function", func(v string) (err error) { c.MaxReplicas, err = strconv.ParseUint(v, 10, 64); return }},
+		{"SCALE_MAX_DEFAULT", "scale-max-default", "20", "max replicas of a function without a com.openfaas.scale.max label", func(v string) (err error) { c.ScaleMaxDefault, err = strconv.ParseUint(v, 10, 64); return }},
+		{"SCALE_ZERO_DURATION", "scale-zero-duration", "15m", "idle time before a function with com.openfaas.scale.zero=true goes to zero, when its zero-duration label is absent", dur(&c.ScaleZero)},
+		{"SCALE_DOWN_WINDOW", "scale-down-window", "30s", "how long the load must want fewer replicas before the autoscaler removes any, when the down.window label is absent", dur(&c.ScaleDownWindow)},
+		{"PARK_RETENTION", "park-retention", "10m", "how long the paused replicas of a function scaled to zero are kept (woken in milliseconds) before they are removed; 0 removes them at once", func(v string) (err error) {
+			if v == "0" {
+				c.ParkRetention = 0
+				return nil
+			}
+			c.ParkRetention, err = parseDuration(v)
+			return err
+		}},
+		{"AUTOSCALE_INTERVAL", "autoscale-interval", "1s", "how often the autoscaler looks at the load of every function", dur(&c.AutoscaleEvery)},
+		{"LEGACY_SCALE_RPS", "legacy-scale-rps", "5", "requests per second above which a function without scale.type or scale.target labels steps up (OpenFaaS CE's alert rule)", func(v string) (err error) { c.LegacyScaleRPS, err = strconv.ParseFloat(v, 64); return }},
 		{"MAX_BODY_BYTES", "max-body-bytes", "67108864", "largest invocation request body in bytes (413 beyond it; 0 = no limit)", func(v string) (err error) { c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64); return }},
 		{"PIDS_LIMIT", "pids-limit", "1024", "process limit per function container (0 = Docker's default)", func(v string) (err error) { c.PidsLimit, err = strconv.ParseInt(v, 10, 64); return }},
 		{"SELF_CONTAINER", "self-container", "auto", "this daemon's container (ID or name) when it runs in one, to join function networks; auto detects it, none disables", str(&c.SelfContainer)},
@@ -125,6 +144,18 @@ func (c *config) validate() error {
 		return errors.New("WORKERS must be positive")
 	case c.MaxReplicas == 0:
 		return errors.New("MAX_REPLICAS must be positive")
+	case c.ScaleMaxDefault == 0 || c.ScaleMaxDefault > c.MaxReplicas:
+		return fmt.Errorf("SCALE_MAX_DEFAULT %d: want 1 to MAX_REPLICAS (%d)", c.ScaleMaxDefault, c.MaxReplicas)
+	case c.ScaleZero <= 0:
+		return errors.New("SCALE_ZERO_DURATION must be positive")
+	case c.ScaleDownWindow <= 0 || c.ScaleDownWindow > 5*time.Minute:
+		return errors.New("SCALE_DOWN_WINDOW must be positive and at most 5m")
+	case c.ParkRetention < 0:
+		return errors.New("PARK_RETENTION must not be negative")
+	case c.AutoscaleEvery <= 0:
+		return errors.New("AUTOSCALE_INTERVAL must be positive")
+	case !(c.LegacyScaleRPS > 0) || math.IsInf(c.LegacyScaleRPS, 0):
+		return errors.New("LEGACY_SCALE_RPS must be a positive number")
 	}
 	return nil
 }

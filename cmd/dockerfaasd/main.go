@@ -24,6 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/api"
+	"github.com/dockerfaasd/dockerfaasd/pkg/autoscale"
 	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/load"
@@ -31,6 +32,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	dockerrt "github.com/dockerfaasd/dockerfaasd/pkg/runtime/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
@@ -135,8 +137,27 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	ctrl := controller.New(controller.Config{
 		Workers: cfg.Workers,
 		Resync:  cfg.Resync,
+		ParkFor: cfg.ParkRetention,
 		Log:     log,
 	}, st, rt, cache, board, controller.NewMetrics(reg))
+
+	// The API validates with the same scaling defaults the autoscaler
+	// decides with, so both read one policy from a function's labels.
+	scaleDefaults := scaling.Defaults{Max: cfg.ScaleMaxDefault, Limit: cfg.MaxReplicas, ZeroDuration: cfg.ScaleZero, DownWindow: cfg.ScaleDownWindow}
+	scalingBoard := status.NewScalingBoard()
+	scaler, err := autoscale.New(autoscale.Config{
+		Interval:   cfg.AutoscaleEvery,
+		Defaults:   scaleDefaults,
+		LegacyRPS:  cfg.LegacyScaleRPS,
+		Log:        log,
+		Registerer: reg,
+	}, st, signals, autoscale.BoardReady(board), caps.Usage, scalingBoard)
+	if err != nil {
+		return fmt.Errorf("autoscaler: %w", err)
+	}
+	if err := metrics.RegisterInFlight(reg, signals); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	gw := metrics.New(reg, desiredReplicas(st, log))
 	invoke := proxy.New(cache, proxy.Options{
@@ -146,19 +167,22 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		Started:      gw.Started,
 		Observe:      gw.Observe,
 		Load:         signals,
+		Wake:         scaler,
 		Log:          log,
 	})
 	apiCfg := api.Config{
-		Store:       st,
-		Status:      board,
-		Invocations: gw,
-		Invoke:      invoke,
-		Debug:       api.DebugHandler(ctrl),
-		Metrics:     promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Auth:        api.Auth{User: cfg.AuthUser, Password: password, InvokeOpen: !cfg.InvokeAuth},
-		Info:        api.Info{Version: version, SHA: commit},
-		MaxReplicas: cfg.MaxReplicas,
-		Log:         log,
+		Store:         st,
+		Status:        board,
+		Invocations:   gw,
+		Invoke:        invoke,
+		Debug:         api.DebugHandler(ctrl),
+		Metrics:       promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Auth:          api.Auth{User: cfg.AuthUser, Password: password, InvokeOpen: !cfg.InvokeAuth},
+		Info:          api.Info{Version: version, SHA: commit},
+		MaxReplicas:   cfg.MaxReplicas,
+		Scaling:       scaleDefaults,
+		ScalingStatus: scalingBoard,
+		Log:           log,
 	}
 	// Assigned only when present: a nil interface, not a typed nil, is
 	// what makes a missing feature answer 501.
@@ -198,11 +222,15 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	wg.Add(2)
+	errc := make(chan error, 3)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		errc <- ctrl.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		errc <- scaler.Run(ctx)
 	}()
 	go func() {
 		defer wg.Done()

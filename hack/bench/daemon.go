@@ -26,6 +26,7 @@ import (
 type daemon struct {
 	bin, stateDir, logPath string
 	instance, password     string
+	env                    []string // extra KEY=VALUE settings, after (so over) the defaults below
 	port                   int
 	base                   string
 	cmd                    *exec.Cmd
@@ -86,6 +87,7 @@ func (d *daemon) start(ctx context.Context) error {
 		"FUNCTIONS_NETWORK="+d.instance,
 		"LOG_LEVEL=info",
 	)
+	cmd.Env = append(cmd.Env, d.env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Dies with the driver, so an aborted run leaves no daemon behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

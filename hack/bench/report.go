@@ -20,13 +20,14 @@ var notes string
 
 // sectionOrder and sectionTitle lay out the report.
 var (
-	sectionOrder = []string{"warm", "cold", "heal", "scale", "go"}
+	sectionOrder = []string{"warm", "cold", "heal", "scale", "go", "zero"}
 	sectionTitle = map[string]string{
 		"warm":  "1. Warm invocation overhead",
 		"cold":  "2. Cold start",
 		"heal":  "3. Heal and scale-out",
 		"scale": "4. Many functions",
 		"go":    "5. Go benchmarks",
+		"zero":  "6. Scale to zero and autoscaling",
 	}
 )
 

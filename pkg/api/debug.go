@@ -3,10 +3,13 @@ package api
 import (
 	"encoding/json"
 	"html/template"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 )
 
@@ -18,31 +21,106 @@ type DebugSource interface {
 
 // debugView is the page's data, also served as JSON.
 type debugView struct {
-	Now       time.Time         `json:"now"`
-	Global    status.Global     `json:"global"`
-	Functions []status.Function `json:"functions"`
+	Now    time.Time     `json:"now"`
+	Global status.Global `json:"global"`
+	// Autoscaler is true when the autoscaler's state is shown (the page was
+	// given a ScalingReader); each function then carries "scaling" once
+	// the autoscaler has looked at it.
+	Autoscaler bool            `json:"autoscaler"`
+	Functions  []debugFunction `json:"functions"`
+}
+
+// debugFunction is one function's row: the controller's status, with its
+// fields at the top level of the JSON object as before, and the
+// autoscaler's state beside it. Both are on one page because "why does it
+// run 3 replicas" is answered by the two together: the autoscaler's
+// decision and the controller's progress towards it.
+type debugFunction struct {
+	status.Function
+	Scaling *status.Scaling `json:"scaling,omitempty"`
+}
+
+// debugHandler serves /debug/reconcile; see DebugHandler.
+type debugHandler struct {
+	src     DebugSource
+	scaling ScalingReader // nil: no autoscaler state on the page
 }
 
 // DebugHandler serves /debug/reconcile: an HTML page a person can read at a
 // glance (no JavaScript), or the same data as JSON with
-// `Accept: application/json` or `?format=json`.
-func DebugHandler(src DebugSource) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := debugView{Now: time.Now(), Global: src.Global(), Functions: src.Functions()}
-		if v.Functions == nil {
-			v.Functions = []status.Function{}
+// `Accept: application/json` or `?format=json`. Mounted through
+// Config.Debug, it also shows Config.ScalingStatus.
+func DebugHandler(src DebugSource) http.Handler { return &debugHandler{src: src} }
+
+func (h *debugHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	fns := h.src.Functions()
+	v := debugView{Now: time.Now(), Global: h.src.Global(), Autoscaler: h.scaling != nil,
+		Functions: make([]debugFunction, 0, len(fns))}
+	for _, f := range fns {
+		df := debugFunction{Function: f}
+		if h.scaling != nil {
+			if s, ok := h.scaling.Get(f.Key); ok {
+				df.Scaling = &s
+			}
 		}
-		w.Header().Set("Cache-Control", "no-store")
-		if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
-			w.Header().Set("Content-Type", "application/json")
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(v)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_ = debugPage.Execute(w, v)
-	})
+		v.Functions = append(v.Functions, df)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = debugPage.Execute(w, v)
+}
+
+// loadUnit is the unit of a scaling mode's load, as the page prints it.
+func loadUnit(mode string) string {
+	switch scaling.Type(mode) {
+	case scaling.RPS, scaling.Legacy:
+		return "req/s"
+	case scaling.Capacity:
+		return "in flight"
+	case scaling.CPU:
+		return "m" // millicores
+	case scaling.Queue:
+		return "queued"
+	}
+	return ""
+}
+
+// formatLoad prints a load with at most two decimals and its unit.
+func formatLoad(x float64, mode string) string {
+	s := strconv.FormatFloat(math.Round(x*100)/100, 'f', -1, 64)
+	if u := loadUnit(mode); u == "m" {
+		return s + u
+	} else if u != "" {
+		return s + " " + u
+	}
+	return s
+}
+
+// idleText describes the scale-to-zero timer: off unless the function
+// opted in; otherwise how long it has been idle and when it goes to zero.
+func idleText(now time.Time, s status.Scaling) string {
+	switch {
+	case !s.Zero:
+		return "off"
+	case s.IdleSince.IsZero():
+		return "calls running"
+	}
+	out := "idle " + now.Sub(s.IdleSince).Round(time.Second).String()
+	switch {
+	case s.ZeroAt.IsZero():
+	case s.ZeroAt.After(now):
+		out += ", zero in " + s.ZeroAt.Sub(now).Round(time.Second).String()
+	default:
+		out += ", zero due"
+	}
+	return out
 }
 
 var debugPage = template.Must(template.New("debug").Funcs(template.FuncMap{
@@ -61,7 +139,9 @@ var debugPage = template.Must(template.New("debug").Funcs(template.FuncMap{
 		}
 		return "due"
 	},
-	"state": func(f status.Function) string {
+	"load": formatLoad,
+	"idle": idleText,
+	"state": func(f debugFunction) string {
 		switch {
 		case f.LastResult == "error" || f.LastResult == "terminal":
 			return "bad"
@@ -107,6 +187,16 @@ ul.replicas{margin:0;padding:0;list-style:none}
 <td class="err">{{.LastError}}</td></tr>
 {{else}}<tr><td colspan="13">No functions deployed.</td></tr>{{end}}
 </table>
-<p>Generated {{.Now.Format "2006-01-02 15:04:05 MST"}} · refreshes every 5 s · <a href="?format=json">JSON</a></p>
+{{if .Autoscaler}}<h2>Autoscaler</h2>
+<table id="scaling">
+<tr><th>Function</th><th title="static: min = max or factor 0, never moved; legacy: OpenFaaS CE's alert rule; else the scale.type label">Mode</th><th title="com.openfaas.scale.min – max">Range</th><th title="now, in the unit of the mode">Load</th><th title="load one replica should carry: target × target-proportion">Target</th><th title="replicas the load asks for now; the desired replicas written to the store are in the table above">Desired</th><th>Last decision</th><th title="scale to zero: idle time, and when the function goes to zero">Idle timer</th></tr>
+{{range .Functions}}<tr data-scaling-key="{{.Key}}">{{with .Scaling}}
+<td class="key"><code>{{.Key}}</code></td><td class="mode">{{.Mode}}</td><td class="range num">{{.Min}}–{{.Max}}</td>
+<td class="load num">{{load .Load .Mode}}</td><td class="target num">{{load .Target .Mode}}</td><td class="scale-desired num">{{.Desired}}</td>
+<td class="decision">{{if .LastDecision}}<b>{{.LastDecision}}</b>{{with .Reason}}: {{.}}{{end}} <span class="muted">({{ago $now .DecidedAt}})</span>{{else}}<span class="muted">none yet</span>{{end}}</td>
+<td class="idle">{{idle $now .}}</td>{{else}}
+<td class="key"><code>{{.Key}}</code></td><td colspan="7" class="muted">not seen by the autoscaler yet</td>{{end}}</tr>
+{{end}}</table>
+{{end}}<p>Generated {{.Now.Format "2006-01-02 15:04:05 MST"}} · refreshes every 5 s · <a href="?format=json">JSON</a></p>
 </body></html>
 `))

@@ -154,3 +154,170 @@ func TestDebugHandlerJSON(t *testing.T) {
 		})
 	}
 }
+
+// scalingFixture is the autoscaler's state for debugFixture's functions:
+// healthy scales by rps and went up; crashy is not seen yet.
+func scalingFixture(now time.Time) *status.ScalingBoard {
+	b := status.NewScalingBoard()
+	b.Set(status.Scaling{
+		Key: "openfaas-fn/healthy", Mode: "rps", Min: 1, Max: 20, Load: 91.456, Target: 45, Desired: 3,
+		LastDecision: "up", Reason: "load 91.46 req/s > 2 × 45", DecidedAt: now.Add(-4 * time.Second),
+		Zero: true, IdleSince: now.Add(-2 * time.Minute), ZeroAt: now.Add(13 * time.Minute),
+	})
+	return b
+}
+
+// serveDebug gets /debug/reconcile through the router, as cmd mounts it.
+func serveDebug(t *testing.T, sc ScalingReader, target string) *httptest.ResponseRecorder {
+	t.Helper()
+	f := newFixture(t, func(c *Config) {
+		c.Debug = DebugHandler(debugFixture())
+		if sc != nil {
+			c.ScalingStatus = sc
+		}
+	})
+	w := f.do(t, http.MethodGet, target, "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d %q", w.Code, w.Body.String())
+	}
+	return w
+}
+
+// TestDebugScalingHTML checks what a person reads about the autoscaler.
+func TestDebugScalingHTML(t *testing.T) {
+	body := serveDebug(t, scalingFixture(time.Now()), "/debug/reconcile").Body.String()
+	for _, want := range []string{
+		`<h2>Autoscaler</h2>`,
+		`<table id="scaling">`,
+		`<td class="mode">rps</td>`,
+		`<td class="range num">1–20</td>`,
+		`<td class="load num">91.46 req/s</td>`,
+		`<td class="target num">45 req/s</td>`,
+		`<td class="scale-desired num">3</td>`,
+		`<td class="decision"><b>up</b>: load 91.46 req/s &gt; 2 × 45 <span class="muted">(4s ago)</span></td>`,
+		`<td class="idle">idle 2m0s, zero in 13m0s</td>`,
+		`<td colspan="7" class="muted">not seen by the autoscaler yet</td>`, // crashy
+		`<tr class="ok" data-key="openfaas-fn/healthy">`,                    // the controller's table is unchanged
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "<script") {
+		t.Error("the page must be readable without JavaScript")
+	}
+	// Scripts and the browser test find a function's controller row by
+	// tr[data-key=...]: the autoscaler's rows must not match it too.
+	if n := strings.Count(body, `data-key="openfaas-fn/healthy"`); n != 1 {
+		t.Errorf("%d rows with data-key openfaas-fn/healthy, want only the controller's", n)
+	}
+	if !strings.Contains(body, `<tr data-scaling-key="openfaas-fn/healthy">`) {
+		t.Error("the autoscaler's row of healthy has no data-scaling-key")
+	}
+}
+
+// TestDebugWithoutAutoscaler: without a ScalingReader the page and the
+// JSON are as before, with no autoscaler section.
+func TestDebugWithoutAutoscaler(t *testing.T) {
+	body := serveDebug(t, nil, "/debug/reconcile").Body.String()
+	if strings.Contains(body, "Autoscaler") || !strings.Contains(body, `data-key="openfaas-fn/healthy"`) {
+		t.Errorf("page without autoscaler: %s", body)
+	}
+	w := serveDebug(t, nil, "/debug/reconcile?format=json")
+	var v struct {
+		Autoscaler *bool            `json:"autoscaler"`
+		Functions  []map[string]any `json:"functions"`
+	}
+	decodeJSON(t, w, &v)
+	if v.Autoscaler == nil || *v.Autoscaler {
+		t.Errorf("autoscaler = %v, want false", v.Autoscaler)
+	}
+	for _, fn := range v.Functions {
+		if _, ok := fn["scaling"]; ok {
+			t.Errorf("function %v has scaling without an autoscaler", fn["key"])
+		}
+	}
+}
+
+func TestDebugIdleText(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name string
+		s    status.Scaling
+		want string
+	}{
+		{"not opted in", status.Scaling{Mode: "rps"}, "off"},
+		{"calls running", status.Scaling{Zero: true}, "calls running"},
+		{"counting down", status.Scaling{Zero: true, IdleSince: now.Add(-time.Minute), ZeroAt: now.Add(14 * time.Minute)}, "idle 1m0s, zero in 14m0s"},
+		{"due", status.Scaling{Zero: true, IdleSince: now.Add(-16 * time.Minute), ZeroAt: now.Add(-time.Minute)}, "idle 16m0s, zero due"},
+		{"no deadline", status.Scaling{Zero: true, IdleSince: now.Add(-5 * time.Second)}, "idle 5s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := idleText(now, tt.s); got != tt.want {
+				t.Errorf("idleText = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDebugFormatLoad(t *testing.T) {
+	tests := []struct {
+		load float64
+		mode string
+		want string
+	}{
+		{12.345, "rps", "12.35 req/s"},
+		{7, "legacy", "7 req/s"},
+		{3, "capacity", "3 in flight"},
+		{850, "cpu", "850m"},
+		{4, "queue", "4 queued"},
+		{2.5, "static", "2.5"},
+	}
+	for _, tt := range tests {
+		if got := formatLoad(tt.load, tt.mode); got != tt.want {
+			t.Errorf("formatLoad(%v, %q) = %q, want %q", tt.load, tt.mode, got, tt.want)
+		}
+	}
+}
+
+// TestDebugScalingJSON checks the autoscaler's fields scripts read, next to
+// the controller's, which keep their place at the top level of each function.
+func TestDebugScalingJSON(t *testing.T) {
+	now := time.Now()
+	w := serveDebug(t, scalingFixture(now), "/debug/reconcile?format=json")
+	var raw struct {
+		Autoscaler bool             `json:"autoscaler"`
+		Functions  []map[string]any `json:"functions"`
+	}
+	decodeJSON(t, w, &raw)
+	if !raw.Autoscaler || len(raw.Functions) != 2 {
+		t.Fatalf("autoscaler=%v, %d functions: %s", raw.Autoscaler, len(raw.Functions), w.Body.String())
+	}
+	healthy, crashy := raw.Functions[0], raw.Functions[1]
+	if healthy["key"] != "openfaas-fn/healthy" || healthy["desiredReplicas"] != 2.0 || healthy["lastResult"] != "converged" {
+		t.Errorf("controller fields moved: %v", healthy)
+	}
+	sc, ok := healthy["scaling"].(map[string]any)
+	if !ok {
+		t.Fatalf("healthy has no scaling object: %v", healthy)
+	}
+	for _, k := range []string{"mode", "min", "max", "load", "target", "desired", "lastDecision", "reason", "decidedAt", "zero", "idleSince", "zeroAt"} {
+		if _, ok := sc[k]; !ok {
+			t.Errorf("scaling lacks %q: %v", k, sc)
+		}
+	}
+	if _, ok := crashy["scaling"]; ok {
+		t.Errorf("crashy, unseen by the autoscaler, has scaling: %v", crashy["scaling"])
+	}
+	// And the typed view round-trips.
+	var v debugView
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := scalingFixture(now).Get("openfaas-fn/healthy")
+	if got := v.Functions[0].Scaling; got == nil || got.Mode != want.Mode || got.Load != want.Load ||
+		got.Desired != want.Desired || got.Reason != want.Reason || !got.DecidedAt.Equal(want.DecidedAt) || !got.ZeroAt.Equal(want.ZeroAt) {
+		t.Errorf("scaling = %+v, want %+v", got, want)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
@@ -129,18 +130,11 @@ func withFunctionLabel(labels *map[string]string, name string) *map[string]strin
 // deployFunction answers POST /system/functions: create a new function.
 // 202, never 201: faas-cli exits 1 on a 201.
 func (a *api) deployFunction(w http.ResponseWriter, r *http.Request) {
-	spec, ns, b, ok := a.readDeployment(w, r)
+	spec, ns, p, ok := a.readDeployment(w, r)
 	if !ok {
 		return
 	}
-	// Start at least one replica even when scale.min is 0: that label means
-	// "may scale to zero", and a function deployed at zero would never
-	// answer because nothing here scales it up on demand.
-	want := uint64(1)
-	if _, ok := labelValue(spec.Labels, labelScaleMin); ok {
-		want = max(b.min, 1)
-	}
-	rec, err := a.store.Create(r.Context(), spec, b.clamp(want))
+	rec, err := a.store.Create(r.Context(), spec, initialReplicas(p))
 	if err != nil {
 		writeStoreError(w, a.log, err, spec.Service, ns)
 		return
@@ -149,20 +143,31 @@ func (a *api) deployFunction(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// initialReplicas is what a new function starts with: its min, as OpenFaaS
+// defines it (the certifier's Test_ScaleMinimum reads min replicas right
+// after the deploy), but at least one even when min is 0. Min 0 means "may
+// scale to zero", and a function deployed at zero would leave its first
+// call waiting for a wake-up where it could have found a replica. Only a
+// max of 0 (min = max = 0: a function parked on purpose) starts none.
+func initialReplicas(p scaling.Policy) uint64 {
+	return p.Clamp(p.WakeTo())
+}
+
 // updateFunction answers PUT /system/functions: replace the spec of an
 // existing function. An unknown function is a 404 because that is the one
 // answer on which faas-cli falls back to POST.
 func (a *api) updateFunction(w http.ResponseWriter, r *http.Request) {
-	spec, ns, b, ok := a.readDeployment(w, r)
+	spec, ns, p, ok := a.readDeployment(w, r)
 	if !ok {
 		return
 	}
 	// Keep the current replicas (someone may have scaled the function), but
-	// move them into the range the new labels allow.
+	// move them into the range the new labels allow. A function at zero
+	// stays there: an update is no call, and the next call wakes it.
 	var before uint64
 	rec, err := a.store.Update(r.Context(), spec, func(cur uint64) uint64 {
 		before = cur
-		return b.clamp(cur)
+		return p.Clamp(cur)
 	})
 	if err != nil {
 		writeStoreError(w, a.log, err, spec.Service, ns)
@@ -204,24 +209,24 @@ func (a *api) deleteFunction(w http.ResponseWriter, r *http.Request) {
 
 // readDeployment decodes and validates a POST/PUT body, answering the
 // request itself when that fails.
-func (a *api) readDeployment(w http.ResponseWriter, r *http.Request) (types.FunctionDeployment, string, bounds, bool) {
+func (a *api) readDeployment(w http.ResponseWriter, r *http.Request) (types.FunctionDeployment, string, scaling.Policy, bool) {
 	var spec types.FunctionDeployment
 	if err := decodeBody(w, r, &spec); err != nil {
 		a.writeDecodeError(w, err)
-		return spec, "", bounds{}, false
+		return spec, "", scaling.Policy{}, false
 	}
-	ns, b, err := validateDeployment(&spec, a.maxReplicas)
+	ns, p, err := validateDeployment(&spec, a.scaling)
 	if err != nil {
 		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
-		return spec, "", bounds{}, false
+		return spec, "", scaling.Policy{}, false
 	}
 	if _, ok := a.namespace(w, r, ns); !ok {
-		return spec, "", bounds{}, false
+		return spec, "", scaling.Policy{}, false
 	}
 	if !a.secretsExist(w, r, ns, spec.Secrets) {
-		return spec, "", bounds{}, false
+		return spec, "", scaling.Policy{}, false
 	}
-	return spec, ns, b, true
+	return spec, ns, p, true
 }
 
 // writeLog is the logger for one accepted write, with the fields operators
@@ -233,13 +238,4 @@ func writeLog(log logrus.FieldLogger, rec store.Function) logrus.FieldLogger {
 		"generation": rec.Generation,
 		"replicas":   rec.Replicas,
 	})
-}
-
-// labelValue reads one label from the optional label map.
-func labelValue(labels *map[string]string, key string) (string, bool) {
-	if labels == nil {
-		return "", false
-	}
-	v, ok := (*labels)[key]
-	return v, ok
 }

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
@@ -192,9 +195,15 @@ func TestDeployInitialReplicas(t *testing.T) {
 		{`{}`, 1},
 		{`{"com.openfaas.scale.min":"3"}`, 3},
 		{`{"com.openfaas.scale.min":"0"}`, 1}, // "may scale to zero", still starts one
-		{`{"com.openfaas.scale.max":"0"}`, 0},
+		// max 0 alone is now a 400 (the default min of 1 exceeds it, see
+		// TestBadInput); min = max = 0 still deploys a function with none.
+		{`{"com.openfaas.scale.min":"0","com.openfaas.scale.max":"0"}`, 0},
 		{`{"com.openfaas.scale.min":"5","com.openfaas.scale.max":"5"}`, 5},
 		{`{"com.openfaas.scale.max":"100"}`, 1},
+		{`{"com.openfaas.scale.zero":"true"}`, 1},                                  // starts, goes to zero when idle
+		{`{"com.openfaas.scale.min":"2","com.openfaas.scale.zero":"true"}`, 2},     // min is the initial count
+		{`{"com.openfaas.scale.min":"30"}`, 30},                                    // a min above the default max (20) raises it
+		{`{"com.openfaas.scale.type":"cpu","com.openfaas.scale.target":"500"}`, 1}, // Pro mode starts at min too
 	}
 	for _, tt := range tests {
 		t.Run(tt.labels, func(t *testing.T) {
@@ -211,19 +220,23 @@ func TestDeployInitialReplicas(t *testing.T) {
 // moved into the new label range.
 func TestUpdateKeepsReplicas(t *testing.T) {
 	tests := []struct {
-		labels string
-		want   uint64
+		labels       string
+		scaled, want uint64
 	}{
-		{`{}`, 4},
-		{`{"com.openfaas.scale.max":"2"}`, 2},
-		{`{"com.openfaas.scale.min":"6"}`, 6},
-		{`{"com.openfaas.scale.min":"1","com.openfaas.scale.max":"10"}`, 4},
+		{`{}`, 4, 4},
+		{`{"com.openfaas.scale.max":"2"}`, 4, 2},
+		{`{"com.openfaas.scale.min":"6"}`, 4, 6},
+		{`{"com.openfaas.scale.min":"1","com.openfaas.scale.max":"10"}`, 4, 4},
+		// At zero, an update keeps it there (0 is below every min): the
+		// next call wakes it, not the update.
+		{`{"com.openfaas.scale.min":"6"}`, 0, 0},
+		{`{"com.openfaas.scale.min":"2","com.openfaas.scale.max":"2"}`, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.labels, func(t *testing.T) {
 			f := newFixture(t, nil)
 			f.deploy(t, helloBody)
-			if w := f.do(t, "POST", "/system/scale-function/hello", `{"replicas":4}`); w.Code != 202 {
+			if w := f.do(t, "POST", "/system/scale-function/hello", fmt.Sprintf(`{"replicas":%d}`, tt.scaled)); w.Code != 202 {
 				t.Fatalf("scale: %d", w.Code)
 			}
 			if w := f.do(t, "PUT", "/system/functions", with(t, "labels", tt.labels)); w.Code != 202 {
@@ -277,9 +290,18 @@ func TestScale(t *testing.T) {
 	}{
 		{"up", `{}`, `{"serviceName":"hello","replicas":3}`, 3},
 		{"to zero", `{}`, `{"replicas":0}`, 0},
-		{"limit", `{}`, `{"replicas":100}`, 100},
+		// Without a max label, max is now the default max (20), no longer
+		// MAX_REPLICAS: OpenFaaS's default for com.openfaas.scale.max.
+		{"default max", `{}`, `{"replicas":100}`, 20},
+		{"limit", `{"com.openfaas.scale.max":"100"}`, `{"replicas":100}`, 100},
 		{"above max label", `{"com.openfaas.scale.max":"5"}`, `{"replicas":9}`, 5},
-		{"below min label", `{"com.openfaas.scale.min":"2"}`, `{"replicas":0}`, 2},
+		{"below min label", `{"com.openfaas.scale.min":"2"}`, `{"replicas":1}`, 2},
+		// 0 is no longer raised to min: it means "to zero" for every
+		// function (Test_ScaleFromZeroDuringInvoke).
+		{"to zero below min label", `{"com.openfaas.scale.min":"2"}`, `{"replicas":0}`, 0},
+		{"to zero when static", `{"com.openfaas.scale.min":"2","com.openfaas.scale.max":"2"}`, `{"replicas":0}`, 0},
+		{"to zero without opting in", `{"com.openfaas.scale.zero":"false"}`, `{"replicas":0}`, 0},
+		{"static", `{"com.openfaas.scale.min":"2","com.openfaas.scale.max":"2"}`, `{"replicas":5}`, 2},
 		{"inside labels", `{"com.openfaas.scale.min":"2","com.openfaas.scale.max":"5"}`, `{"replicas":4}`, 4},
 		{"namespace in body", `{}`, `{"replicas":2,"namespace":"openfaas-fn"}`, 2},
 		{"unknown fields ignored", `{}`, `{"replicas":2,"future":true}`, 2},
@@ -334,5 +356,186 @@ func TestMaxReplicasConfig(t *testing.T) {
 	}
 	if w := f.do(t, "PUT", "/system/functions", with(t, "labels", `{"com.openfaas.scale.max":"4"}`)); w.Code != 400 {
 		t.Errorf("max label above MaxReplicas: got %d, want 400", w.Code)
+	}
+}
+
+// TestScaleDefaultsConfig: Config.Scaling sets the max of a function
+// without a max label; MaxReplicas stays the absolute limit.
+func TestScaleDefaultsConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     func(*Config)
+		labels  string
+		replica uint64 // requested
+		want    uint64
+		code    int // of the deploy
+	}{
+		{"default max from config", func(c *Config) { c.Scaling.Max = 5 }, `{}`, 9, 5, 202},
+		{"max label above default max", func(c *Config) { c.Scaling.Max = 5 }, `{"com.openfaas.scale.max":"8"}`, 9, 8, 202},
+		{"default max above the limit", func(c *Config) { c.Scaling.Max = 50; c.MaxReplicas = 10 }, `{}`, 10, 10, 202},
+		{"zero value is OpenFaaS's 20", nil, `{}`, 30, 20, 202},
+		{"max label above the limit", func(c *Config) { c.MaxReplicas = 10 }, `{"com.openfaas.scale.max":"11"}`, 0, 0, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, tt.cfg)
+			w := f.do(t, "POST", "/system/functions", with(t, "labels", tt.labels))
+			if w.Code != tt.code {
+				t.Fatalf("deploy: %d %q, want %d", w.Code, w.Body.String(), tt.code)
+			}
+			if tt.code != 202 {
+				return
+			}
+			if w := f.do(t, "POST", "/system/scale-function/hello", fmt.Sprintf(`{"replicas":%d}`, tt.replica)); w.Code != 202 {
+				t.Fatalf("scale: %d %q", w.Code, w.Body.String())
+			}
+			if got := f.get(t, "openfaas-fn/hello").Replicas; got != tt.want {
+				t.Errorf("replicas = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestEffectiveDefaults(t *testing.T) {
+	def := scaling.DefaultDefaults
+	tests := []struct {
+		name  string
+		in    scaling.Defaults
+		limit uint64
+		want  scaling.Defaults
+	}{
+		{"zero value", scaling.Defaults{}, 100, def},
+		{"limit is MaxReplicas", scaling.Defaults{}, 10, scaling.Defaults{Max: 10, Limit: 10, ZeroDuration: def.ZeroDuration, DownWindow: def.DownWindow}},
+		{"limit never above MaxReplicas", scaling.Defaults{Limit: 500}, 100, def},
+		{"lower limit kept", scaling.Defaults{Limit: 8}, 100, scaling.Defaults{Max: 8, Limit: 8, ZeroDuration: def.ZeroDuration, DownWindow: def.DownWindow}},
+		{"settings kept", scaling.Defaults{Max: 50, ZeroDuration: time.Minute, DownWindow: 2 * time.Minute}, 100,
+			scaling.Defaults{Max: 50, Limit: 100, ZeroDuration: time.Minute, DownWindow: 2 * time.Minute}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := effectiveDefaults(tt.in, tt.limit); got != tt.want {
+				t.Errorf("effectiveDefaults(%+v, %d) = %+v, want %+v", tt.in, tt.limit, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestScaleLabelsAccepted: every scale label OpenFaaS defines is accepted
+// with a valid value, on deploy and on update.
+func TestScaleLabelsAccepted(t *testing.T) {
+	for _, labels := range []string{
+		`{"com.openfaas.scale.min":"0","com.openfaas.scale.max":"20"}`,
+		`{"com.openfaas.scale.factor":"0"}`,
+		`{"com.openfaas.scale.factor":"100"}`,
+		`{"com.openfaas.scale.zero":"true","com.openfaas.scale.zero-duration":"30s"}`,
+		`{"com.openfaas.scale.zero":"false"}`,
+		`{"com.openfaas.scale.type":"rps","com.openfaas.scale.target":"50"}`,
+		`{"com.openfaas.scale.type":"capacity","com.openfaas.scale.target":"5","com.openfaas.scale.target-proportion":"1"}`,
+		`{"com.openfaas.scale.type":"cpu","com.openfaas.scale.target":"800","com.openfaas.scale.target-proportion":"0.7"}`,
+		`{"com.openfaas.scale.target":"2.5"}`,
+		`{"com.openfaas.scale.down.window":"5m"}`,
+	} {
+		t.Run(labels, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.deploy(t, with(t, "labels", labels))
+			if w := f.do(t, "PUT", "/system/functions", with(t, "labels", labels)); w.Code != 202 {
+				t.Fatalf("update: %d %q", w.Code, w.Body.String())
+			}
+			if got := *f.get(t, "openfaas-fn/hello").Spec.Labels; !reflect.DeepEqual(got, labelsOf(t, labels)) {
+				t.Errorf("labels = %v, want them stored as sent", got)
+			}
+		})
+	}
+}
+
+// TestStatusAtZero: replicas is the desired count from the store, so a
+// function scaled to zero (by the API or by the idler) reads 0 at once, as
+// the certifier's Test_ScaleFromZeroDuringInvoke requires, while
+// availableReplicas stays what the controller observes: the replicas that
+// still serve until they are drained or paused.
+func TestStatusAtZero(t *testing.T) {
+	key := store.Key(store.DefaultNamespace, "hello")
+	tests := []struct {
+		name   string
+		toZero func(t *testing.T, f *fixture)
+		by     string
+	}{
+		{"api", func(t *testing.T, f *fixture) {
+			if w := f.do(t, "POST", "/system/scale-function/hello", `{"serviceName":"hello","replicas":0}`); w.Code != 202 {
+				t.Fatalf("scale: %d %q", w.Code, w.Body.String())
+			}
+		}, store.ScaledByAPI},
+		{"idler", func(t *testing.T, f *fixture) {
+			if _, err := f.store.ScaleBy(context.Background(), key, 0, store.ScaledByIdler); err != nil {
+				t.Fatal(err)
+			}
+		}, store.ScaledByIdler},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.deploy(t, with(t, "labels", `{"com.openfaas.scale.min":"2","com.openfaas.scale.zero":"true"}`))
+			// Test_ScaleMinimum: min replicas right after the deploy.
+			f.checkReplicas(t, "deployed", 2, 0)
+			f.board.Set(status.Function{Key: key, DesiredReplicas: 2, CurrentReplicas: 2, ReadyReplicas: 2})
+			f.checkReplicas(t, "ready", 2, 2)
+
+			tt.toZero(t, f)
+			f.checkReplicas(t, "scaled to zero", 0, 2)
+			if got := f.get(t, key).ScaledBy; got != tt.by {
+				t.Errorf("scaledBy = %q, want %q", got, tt.by)
+			}
+			f.board.Set(status.Function{Key: key, DesiredReplicas: 0, ReadyReplicas: 0})
+			f.checkReplicas(t, "drained", 0, 0)
+		})
+	}
+}
+
+// checkReplicas reads hello through list and describe.
+func (f *fixture) checkReplicas(t *testing.T, when string, replicas, available uint64) {
+	t.Helper()
+	var list []types.FunctionStatus
+	decodeJSON(t, f.do(t, "GET", "/system/functions", ""), &list)
+	var one types.FunctionStatus
+	decodeJSON(t, f.do(t, "GET", "/system/function/hello", ""), &one)
+	for src, st := range map[string]types.FunctionStatus{"list": list[0], "describe": one} {
+		if st.Replicas != replicas || st.AvailableReplicas != available {
+			t.Errorf("%s %s: replicas=%d availableReplicas=%d, want %d %d", when, src, st.Replicas, st.AvailableReplicas, replicas, available)
+		}
+	}
+}
+
+// TestScaleWithUnreadableLabels: a function stored with scale labels that
+// are refused today (deployed before they were all validated, or before
+// MAX_REPLICAS was lowered) can still be scaled, within the limit; an
+// update must fix the labels.
+func TestScaleWithUnreadableLabels(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       uint64
+	}{
+		{"within the limit", `{"replicas":30}`, 30},
+		{"to zero", `{"replicas":0}`, 0},
+		{"one", `{"replicas":1}`, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			labels := map[string]string{scaling.LabelType: "memory", scaling.LabelMin: "3"}
+			spec := types.FunctionDeployment{Service: "old", Image: "example/old:1", Labels: &labels}
+			if _, err := f.store.Create(context.Background(), spec, 3); err != nil {
+				t.Fatal(err)
+			}
+			if w := f.do(t, "POST", "/system/scale-function/old", tt.body); w.Code != 202 {
+				t.Fatalf("scale: %d %q", w.Code, w.Body.String())
+			}
+			if got := f.get(t, "openfaas-fn/old").Replicas; got != tt.want {
+				t.Errorf("replicas = %d, want %d", got, tt.want)
+			}
+			w := f.do(t, "PUT", "/system/functions", `{"service":"old","image":"example/old:2","labels":{"com.openfaas.scale.type":"memory"}}`)
+			if w.Code != 400 || !strings.Contains(w.Body.String(), scaling.LabelType) {
+				t.Errorf("update keeping the bad label: %d %q, want 400 naming it", w.Code, w.Body.String())
+			}
+		})
 	}
 }

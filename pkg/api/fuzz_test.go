@@ -21,6 +21,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/dockerfaasd/dockerfaasd/internal/capturetest"
+	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
@@ -274,10 +275,10 @@ func FuzzDeployBody(f *testing.F) {
 		// What was stored validates again and is accepted again as sent
 		// back: nothing is accepted that a later read-back could not use.
 		again := rec.Spec
-		if _, b, err := validateDeployment(&again, DefaultMaxReplicas); err != nil {
+		if _, p, err := validateDeployment(&again, effectiveDefaults(scaling.Defaults{}, DefaultMaxReplicas)); err != nil {
 			t.Fatalf("stored spec no longer validates: %v", err)
-		} else if rec.Replicas < b.min || rec.Replicas > b.max {
-			t.Fatalf("stored replicas %d outside the labels' range %+v", rec.Replicas, b)
+		} else if rec.Replicas < p.Min || rec.Replicas > p.Max {
+			t.Fatalf("stored replicas %d outside the labels' range [%d, %d]", rec.Replicas, p.Min, p.Max)
 		}
 		fx2 := newFuzzFixture(t)
 		w2, ok := fx2.fuzzServe(method, "/system/functions", []byte(mustJSONString(t, rec.Spec)))

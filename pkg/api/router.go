@@ -10,6 +10,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
@@ -25,6 +26,15 @@ type StatusReader interface {
 }
 
 var _ StatusReader = (*status.Board)(nil)
+
+// ScalingReader is the read side of the autoscaler's board, for the debug
+// page. *status.ScalingBoard satisfies it.
+type ScalingReader interface {
+	// Get returns what the autoscaler last decided for the function key.
+	Get(key string) (status.Scaling, bool)
+}
+
+var _ ScalingReader = (*status.ScalingBoard)(nil)
 
 // InvocationCounter reports how often a function was invoked, for the
 // invocationCount field faas-cli list and describe display.
@@ -63,12 +73,42 @@ type Config struct {
 	Auth Auth
 	// Info is reported by /system/info.
 	Info Info
-	// MaxReplicas is the upper bound for any function's replicas;
-	// 0 means DefaultMaxReplicas.
+	// MaxReplicas is the upper bound for any function's replicas, whatever
+	// its labels say; 0 means DefaultMaxReplicas.
 	MaxReplicas uint64
+	// Scaling holds the values a missing scale label takes (the max of a
+	// function without a max label, idle time before zero, scale-down
+	// window). A zero field takes scaling.DefaultDefaults' value, except
+	// Limit, which is MaxReplicas (and never above it). The autoscaler must
+	// be given the same defaults, or it would read a policy other than the
+	// one the API validated.
+	Scaling scaling.Defaults
+	// ScalingStatus supplies the autoscaler's per-function state for the
+	// /debug/reconcile page built by DebugHandler; nil leaves it out.
+	ScalingStatus ScalingReader
 	// Log receives one line per accepted write and every server error;
 	// nil means logrus' standard logger.
 	Log logrus.FieldLogger
+}
+
+// effectiveDefaults fills the zero fields of d from scaling.DefaultDefaults
+// and bounds every max by limit, the absolute MAX_REPLICAS.
+func effectiveDefaults(d scaling.Defaults, limit uint64) scaling.Defaults {
+	def := scaling.DefaultDefaults
+	if d.Max == 0 {
+		d.Max = def.Max
+	}
+	if d.ZeroDuration == 0 {
+		d.ZeroDuration = def.ZeroDuration
+	}
+	if d.DownWindow == 0 {
+		d.DownWindow = def.DownWindow
+	}
+	if d.Limit == 0 || d.Limit > limit {
+		d.Limit = limit
+	}
+	d.Max = min(d.Max, d.Limit)
+	return d
 }
 
 // api holds what the handlers share.
@@ -80,7 +120,9 @@ type api struct {
 	logs        LogStreamer
 	info        Info
 	maxReplicas uint64
-	log         logrus.FieldLogger
+	// scaling are the effective label defaults, Limit = maxReplicas.
+	scaling scaling.Defaults
+	log     logrus.FieldLogger
 }
 
 // NewRouter returns the daemon's HTTP handler.
@@ -98,6 +140,7 @@ func NewRouter(cfg Config) http.Handler {
 	if a.maxReplicas == 0 {
 		a.maxReplicas = DefaultMaxReplicas
 	}
+	a.scaling = effectiveDefaults(cfg.Scaling, a.maxReplicas)
 	if a.log == nil {
 		a.log = logrus.StandardLogger()
 	}
@@ -149,7 +192,14 @@ func NewRouter(cfg Config) http.Handler {
 		r.Handle("/function/{name}/{params:.*}", inv)
 	}
 	if cfg.Debug != nil {
-		dbg := auth.wrap(cfg.Debug)
+		dbg := cfg.Debug
+		// The page built by DebugHandler shows the autoscaler's state next
+		// to the controller's. It is handed the reader here, so that the
+		// whole read side is configured in one place, Config.
+		if d, ok := dbg.(*debugHandler); ok && d.scaling == nil && cfg.ScalingStatus != nil {
+			dbg = &debugHandler{src: d.src, scaling: cfg.ScalingStatus}
+		}
+		dbg = auth.wrap(dbg)
 		r.Handle("/debug/reconcile", dbg)
 		r.PathPrefix("/debug/reconcile/").Handler(dbg)
 	}

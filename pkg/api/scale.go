@@ -8,6 +8,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
@@ -47,15 +48,22 @@ func (a *api) scaleFunction(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, a.log, err, name, ns)
 		return
 	}
-	b, err := scaleBounds(rec.Spec.Labels, a.maxReplicas)
+	p, err := policyOf(rec.Spec.Labels, a.scaling)
 	if err != nil {
-		// Labels were valid when deployed, so the limit must have been
-		// lowered since; honour the limit rather than refuse to scale.
+		// Labels are validated on deploy, so either the limit was lowered
+		// since or the function was stored before its scale labels were
+		// all validated (zero-duration, type, target...); honour the limit
+		// rather than refuse to scale.
 		a.log.WithFields(logrus.Fields{"function": name, "namespace": ns}).WithError(err).
 			Warn("ignoring scale labels")
-		b = bounds{max: a.maxReplicas}
+		p = scaling.Policy{Max: a.scaling.Limit}
 	}
-	n := b.clamp(req.Replicas)
+	// 0 is taken as asked for every function, even below min or with
+	// min = max: it means "none until called", and the next call wakes the
+	// function to min (OpenFaaS's scale-from-zero; the certifier's
+	// Test_ScaleFromZeroDuringInvoke scales to 0, expects replicas 0 on the
+	// next read, then invokes). Anything else moves into [min, max].
+	n := p.Clamp(req.Replicas)
 	// The labels are read before Scale writes; a concurrent update that
 	// changes them is rare, and the next scale or update re-clamps.
 	rec, err = a.store.Scale(r.Context(), key, n)
@@ -64,9 +72,12 @@ func (a *api) scaleFunction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log, msg := writeLog(a.log, rec), "function scaled"
-	if n != req.Replicas {
-		log = log.WithFields(logrus.Fields{"requested": req.Replicas, "scaleMin": b.min, "scaleMax": b.max})
+	switch {
+	case n != req.Replicas:
+		log = log.WithFields(logrus.Fields{"requested": req.Replicas, "scaleMin": p.Min, "scaleMax": p.Max})
 		msg = "function scaled; requested replicas clamped by its scale labels"
+	case n == 0:
+		msg = "function scaled to zero; the next call wakes it"
 	}
 	log.Info(msg)
 	w.WriteHeader(http.StatusAccepted)

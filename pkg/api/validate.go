@@ -11,12 +11,7 @@ import (
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
-)
-
-// Labels through which OpenFaaS users bound a function's replicas.
-const (
-	labelScaleMin = "com.openfaas.scale.min"
-	labelScaleMax = "com.openfaas.scale.max"
+	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 )
 
 // maxNameLen is the DNS-1123 label limit; the name ends up in Docker
@@ -61,54 +56,13 @@ func validEnvName(s string) bool {
 	return s != "" && !strings.ContainsAny(s, "=\x00")
 }
 
-// bounds is the replica range a function's labels allow.
-type bounds struct{ min, max uint64 }
-
-// clamp moves n into the range.
-func (b bounds) clamp(n uint64) uint64 {
-	return max(b.min, min(n, b.max))
-}
-
-// scaleBounds reads the scale labels. A missing min allows scaling to zero;
-// a missing max is the daemon-wide limit.
-func scaleBounds(labels *map[string]string, limit uint64) (bounds, error) {
-	b := bounds{min: 0, max: limit}
-	if labels == nil {
-		return b, nil
-	}
-	parse := func(key string, dst *uint64) error {
-		v, ok := (*labels)[key]
-		if !ok {
-			return nil
-		}
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return fmt.Errorf("label %s must be a non-negative integer, got %s", key, short(v))
-		}
-		*dst = n
-		return nil
-	}
-	if err := parse(labelScaleMin, &b.min); err != nil {
-		return b, err
-	}
-	if err := parse(labelScaleMax, &b.max); err != nil {
-		return b, err
-	}
-	if b.max > limit {
-		return b, fmt.Errorf("label %s (%d) must not exceed %d", labelScaleMax, b.max, limit)
-	}
-	if b.min > b.max {
-		return b, fmt.Errorf("label %s (%d) must not exceed %s (%d)", labelScaleMin, b.min, labelScaleMax, b.max)
-	}
-	return b, nil
-}
-
 // validateDeployment checks everything the store and the controller rely on
-// and returns the effective namespace and replica bounds. Errors are meant
-// for the client: each names the offending field. Whether the namespace
-// exists is the store's to say (see api.resolveNamespace).
-func validateDeployment(spec *types.FunctionDeployment, limit uint64) (string, bounds, error) {
-	var b bounds
+// and returns the effective namespace and the function's scaling policy.
+// Errors are meant for the client: each names the offending field or label.
+// Whether the namespace exists is the store's to say (see
+// api.resolveNamespace).
+func validateDeployment(spec *types.FunctionDeployment, d scaling.Defaults) (string, scaling.Policy, error) {
+	var b scaling.Policy
 	switch {
 	case spec.Service == "":
 		return "", b, errors.New("service is required")
@@ -159,11 +113,23 @@ func validateDeployment(spec *types.FunctionDeployment, limit uint64) (string, b
 	if err := validResources("requests", spec.Requests); err != nil {
 		return "", b, err
 	}
-	b, err = scaleBounds(spec.Labels, limit)
+	// Every scale label is read here, with the meaning the autoscaler, the
+	// idler and scale-from-zero give it, so that a label they could not
+	// read is a 400 now rather than a function that silently never scales.
+	b, err = policyOf(spec.Labels, d)
 	if err != nil {
 		return "", b, err
 	}
 	return ns, b, nil
+}
+
+// policyOf reads the scaling policy from the optional label map.
+func policyOf(labels *map[string]string, d scaling.Defaults) (scaling.Policy, error) {
+	var m map[string]string
+	if labels != nil {
+		m = *labels
+	}
+	return scaling.Parse(m, d)
 }
 
 // reservedPrefix marks the labels dockerfaasd uses to decide what it owns;

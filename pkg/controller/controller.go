@@ -28,6 +28,9 @@ import (
 type Config struct {
 	Workers int
 	Resync  time.Duration
+	// ParkFor is how long a function scaled to zero keeps its replicas
+	// frozen before they are removed (runtime.Desired.ParkFor).
+	ParkFor time.Duration
 	Log     logrus.FieldLogger
 }
 

@@ -101,6 +101,29 @@ func TestReconcileHandsResolvedDesiredStateToTheRuntime(t *testing.T) {
 	}
 }
 
+// TestParkingOnlyAtZero: a function scaled to zero asks the runtime to
+// keep its replicas frozen for the configured time; one with replicas
+// never does.
+func TestParkingOnlyAtZero(t *testing.T) {
+	f := newRTFixture(t)
+	f.c.cfg.ParkFor = time.Minute
+	ctx := context.Background()
+	key := f.deploy("fn", 1)
+	if _, err := f.c.Reconcile(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.Scale(ctx, key, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Reconcile(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	syncs := f.rt.Syncs()
+	if got := []time.Duration{syncs[0].ParkFor, syncs[1].ParkFor}; got[0] != 0 || got[1] != time.Minute {
+		t.Errorf("ParkFor %v, want [0 1m]", got)
+	}
+}
+
 func TestReconcileResultFromObserved(t *testing.T) {
 	boom := errors.New("boom")
 	tests := []struct {

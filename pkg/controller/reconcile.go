@@ -52,6 +52,9 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (Result, error) 
 		return Result{}, err
 	}
 	d := desired(fn, secrets)
+	if d.Replicas == 0 {
+		d.ParkFor = c.cfg.ParkFor
+	}
 	c.mu.Lock()
 	c.synced[key] = d.Hash
 	c.mu.Unlock()

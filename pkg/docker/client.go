@@ -76,7 +76,10 @@ func wrap(op string, err error) error {
 		return nil
 	case cerrdefs.IsNotFound(err), strings.Contains(err.Error(), "is not connected"):
 		return fmt.Errorf("%s: %w: %v", op, ErrNotFound, err)
-	case cerrdefs.IsConflict(err) || cerrdefs.IsAlreadyExists(err), strings.Contains(err.Error(), "already exists"):
+	// Docker answers an unpause of a container that is not paused without
+	// an error class (a pause of one that is not running is a conflict).
+	case cerrdefs.IsConflict(err) || cerrdefs.IsAlreadyExists(err), strings.Contains(err.Error(), "already exists"),
+		strings.Contains(err.Error(), "is not paused"):
 		return fmt.Errorf("%s: %w: %v", op, ErrConflict, err)
 	case strings.Contains(err.Error(), "non-overlapping IPv4 address pool"):
 		return fmt.Errorf("%s: %w: %v", op, ErrAddressPoolsExhausted, err)
@@ -204,6 +207,22 @@ func (d *Client) RemoveContainer(ctx context.Context, id string) error {
 		return err
 	}
 	return wrap("remove container "+short(id), d.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}))
+}
+
+// PauseContainer implements Engine.
+func (d *Client) PauseContainer(ctx context.Context, id string) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
+	return wrap("pause container "+short(id), d.c.ContainerPause(ctx, id))
+}
+
+// UnpauseContainer implements Engine.
+func (d *Client) UnpauseContainer(ctx context.Context, id string) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
+	return wrap("unpause container "+short(id), d.c.ContainerUnpause(ctx, id))
 }
 
 // ListNetworks implements Engine.

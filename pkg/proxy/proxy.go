@@ -58,6 +58,18 @@ type Resolver interface {
 
 var _ Resolver = (*Cache)(nil)
 
+// Waker is told that a call is waiting for a known function with no ready
+// replica, e.g. one scaled to zero; the autoscaler implements it. Wake must
+// return at once: it only asks for the wake-up (unpause the replicas, or
+// raise desired replicas to min), and the call then waits for a ready
+// endpoint bounded by ReadyWait as any call does. It is called once per
+// waiting call, so a burst of calls to a function at zero calls it once
+// each: deduplicating them into one wake-up is the Waker's job, because
+// only it knows whether a wake-up is already under way.
+type Waker interface {
+	Wake(key string)
+}
+
 // Options configure a Proxy. The zero value is usable.
 type Options struct {
 	// Timeout is the default exec timeout: how long a call may take from
@@ -93,6 +105,12 @@ type Options struct {
 	// to the next replica when a dial error makes the call retry there.
 	// nil counts nowhere.
 	Load *load.Signals
+	// Wake, when set, is called with the function key by every call that
+	// finds a known function with no ready endpoint, before it waits for
+	// one (see Waker). It is how a function at zero, paused or with no
+	// replica at all, gets woken by its first call instead of answering
+	// 503. nil: such a call only waits, as for a replica still starting.
+	Wake Waker
 }
 
 // Proxy is the invocation handler for /function/{name}[.{namespace}][/{path}].
@@ -111,6 +129,7 @@ type Proxy struct {
 	transport http.RoundTripper
 	rp        *httputil.ReverseProxy
 	load      *load.Signals // nil counts nowhere
+	wake      Waker         // nil wakes nothing
 
 	// rr holds one *atomic.Uint64 round-robin counter per function key.
 	// Per key, so that each function's replicas are hit evenly whatever the
@@ -134,6 +153,7 @@ func New(resolver Resolver, opts Options) *Proxy {
 		observe:   opts.Observe,
 		transport: opts.Transport,
 		load:      opts.Load,
+		wake:      opts.Wake,
 	}
 	p.waiter, _ = resolver.(waiter)
 	p.timeouts, _ = resolver.(timeouter)
@@ -260,6 +280,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.startStr = strconv.FormatInt(c.start.UnixNano(), 10)
 
 	if len(eps) == 0 {
+		// Nothing ready: the function may be at zero. Ask for it to be
+		// woken, then wait as for any replica that is starting. Waking is
+		// asked for even when ReadyWait is negative (fail at once): the
+		// next call then finds a replica.
+		if p.wake != nil {
+			p.wake.Wake(c.key)
+		}
 		if eps, err = p.waitReady(r.Context(), c.key); err != nil {
 			p.waitFailed(w, c, err)
 			return

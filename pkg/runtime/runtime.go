@@ -63,6 +63,14 @@ type Desired struct {
 	// so a call that wakes the function is served in milliseconds; they
 	// are thawed when Replicas is raised again. 0 removes them at once.
 	// A runtime that cannot freeze replicas removes them at once.
+	//
+	// Only replicas of Hash are parked, after the same drain as a scale
+	// down (out of the endpoints first, their calls finished); a wake
+	// thaws them before creating any, and removes parked replicas beyond
+	// Replicas and any of another hash. The retention runs from the pause
+	// (or, after a daemon restart, from when the runtime first sees the
+	// replica paused); while replicas are parked, Sync asks to be run
+	// again when the first retention ends.
 	ParkFor time.Duration
 }
 
@@ -80,18 +88,21 @@ type Observed struct {
 	Seen bool
 	// Endpoints are the ready replicas to route to, in a stable order.
 	Endpoints []faas.Endpoint
-	// Current counts the replicas running (of any spec, draining ones excluded).
+	// Current counts the replicas running (of any spec, draining and
+	// parked ones excluded).
 	Current int
 	// Restarts counts unexpected exits of the current spec.
 	Restarts int
-	// Converged: exactly the desired replicas, all of the current spec, all ready.
+	// Converged: exactly the desired replicas, all of the current spec, all
+	// ready. At 0 replicas: none running (parked ones may remain).
 	Converged bool
 	// Reason says in a word why it is not converged (empty when it is).
 	Reason Reason
 	// RequeueAfter > 0 asks to look again after that long (starting or
-	// draining replicas, a crash backoff), also when Converged.
+	// draining replicas, a crash backoff, the end of a parked replica's
+	// retention), also when Converged.
 	RequeueAfter time.Duration
-	// Replicas describe the running replicas for /debug/reconcile.
+	// Replicas describe the running and parked replicas for /debug/reconcile.
 	Replicas []status.Replica
 	// Drift counts corrections of state that changed behind the daemon's
 	// back, by kind (see DriftKinds).
@@ -110,7 +121,8 @@ func (o *Observed) AddDrift(kind string) {
 type Listing struct {
 	// Unchanged: the key is exactly as its last Sync left it (converged at
 	// Generation, nothing added, removed or moved, every replica answering
-	// its readiness probe), so it needs no Sync.
+	// its readiness probe, every parked replica still parked and within its
+	// retention), so it needs no Sync.
 	Unchanged bool
 	// Generation and Hash are those of the Desired the last Sync converged.
 	Generation int64
@@ -140,12 +152,16 @@ const (
 	DriftOrphanRemoved       = "orphan_removed"
 	DriftReplicaExited       = "replica_exited"
 	DriftReplicaMissing      = "replica_missing"
+	// DriftReplicaPaused: a replica was paused by someone else while the
+	// function wants replicas; it is unpaused (a runtime's own parking at
+	// zero, see Desired.ParkFor, is no drift).
+	DriftReplicaPaused = "replica_paused"
 )
 
 // DriftKinds lists every drift kind, so metrics can start them at zero.
 var DriftKinds = []string{
 	DriftExtraReplica, DriftNetworkDisconnected, DriftNetworkDuplicate, DriftNetworkMissing,
-	DriftOrphanRemoved, DriftReplicaExited, DriftReplicaMissing,
+	DriftOrphanRemoved, DriftReplicaExited, DriftReplicaMissing, DriftReplicaPaused,
 }
 
 // ErrInvalidSpec marks a Desired the runtime cannot run whatever happens

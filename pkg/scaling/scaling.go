@@ -75,11 +75,21 @@ type Policy struct {
 	// DownWindow is how long the load must have wanted fewer replicas
 	// before they are removed.
 	DownWindow time.Duration
+	// Asked is true when the labels ask for autoscaling by load: a max
+	// label, a type or a target. A function without any keeps the
+	// replicas it was given, as on faasd, rather than being moved by a
+	// rule its author never chose.
+	Asked bool
 }
 
-// Static reports whether the autoscaler leaves the function alone: min =
-// max, or factor 0. A static function is never moved, not even to zero.
-func (p Policy) Static() bool { return p.Min == p.Max || p.Factor == 0 }
+// Static reports whether the autoscaler leaves the function's replicas to
+// the API: no label asked for autoscaling, min = max, or factor 0.
+func (p Policy) Static() bool { return !p.Asked || p.Min == p.Max || p.Factor == 0 }
+
+// Idles reports whether the function goes to zero after ZeroDuration
+// without calls: it opted in with the zero label and is not pinned by
+// min = max or factor 0.
+func (p Policy) Idles() bool { return p.Zero && p.Min != p.Max && p.Factor != 0 }
 
 // WakeTo is how many replicas a function at zero is woken to.
 func (p Policy) WakeTo() uint64 { return max(p.Min, 1) }
@@ -166,6 +176,8 @@ func Parse(labels map[string]string, d Defaults) (Policy, error) {
 		p.Zero = z
 	}
 	_, hasTarget := labels[LabelTarget]
+	_, hasType := labels[LabelType]
+	p.Asked = explicitMax || hasTarget || hasType
 	if v, ok := labels[LabelType]; ok {
 		switch t := Type(v); t {
 		case RPS, Capacity, CPU, Queue:

@@ -25,6 +25,10 @@ type loadOptions struct {
 	// pause between two requests of one worker, so a loop running against a
 	// daemon that is down does not burn its request budget in a second.
 	pause time.Duration
+	// every, when set, paces each worker instead of pause: request i+1
+	// starts every after request i started (at once when it took longer),
+	// like a client sending a fixed rate per worker.
+	every time.Duration
 	// request builds request i of worker w: method, path under the daemon
 	// and body (nil for none).
 	request func(w, i int) (method, path string, body []byte)
@@ -112,9 +116,13 @@ func startLoad(t *testing.T, d *daemon, opts loadOptions) *loadLoop {
 				l.mu.Lock()
 				l.samples = append(l.samples, s)
 				l.mu.Unlock()
+				wait := opts.pause
+				if opts.every > 0 {
+					wait = time.Until(s.start.Add(opts.every))
+				}
 				select {
 				case <-ctx.Done():
-				case <-time.After(opts.pause):
+				case <-time.After(wait):
 				}
 			}
 		}()

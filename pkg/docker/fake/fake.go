@@ -235,6 +235,52 @@ func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
 	return nil
 }
 
+// PauseContainer implements docker.Engine. Like Docker, it refuses a
+// container that is not running, or already paused, with ErrConflict.
+func (e *Engine) PauseContainer(ctx context.Context, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.fail("pause", id); err != nil {
+		return err
+	}
+	c, ok := e.containers[id]
+	if !ok {
+		return fmt.Errorf("pause %s: %w", id, docker.ErrNotFound)
+	}
+	switch c.State {
+	case docker.StateRunning:
+	case docker.StatePaused:
+		return fmt.Errorf("pause %s: container is already paused: %w", id, docker.ErrConflict)
+	default:
+		return fmt.Errorf("pause %s: container is not running: %w", id, docker.ErrConflict)
+	}
+	c.State = docker.StatePaused
+	e.record("pause %s", c.Name)
+	e.emit(docker.Event{Type: "container", Action: "pause", ID: id, Attributes: c.Labels})
+	return nil
+}
+
+// UnpauseContainer implements docker.Engine. A container that is not
+// paused is ErrConflict (Docker's answer, mapped by the real adapter).
+func (e *Engine) UnpauseContainer(ctx context.Context, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.fail("unpause", id); err != nil {
+		return err
+	}
+	c, ok := e.containers[id]
+	if !ok {
+		return fmt.Errorf("unpause %s: %w", id, docker.ErrNotFound)
+	}
+	if c.State != docker.StatePaused {
+		return fmt.Errorf("unpause %s: container is not paused: %w", id, docker.ErrConflict)
+	}
+	c.State = docker.StateRunning
+	e.record("unpause %s", c.Name)
+	e.emit(docker.Event{Type: "container", Action: "unpause", ID: id, Attributes: c.Labels})
+	return nil
+}
+
 // ListNetworks implements docker.Engine.
 func (e *Engine) ListNetworks(ctx context.Context, labels map[string]string) ([]docker.Network, error) {
 	e.mu.Lock()

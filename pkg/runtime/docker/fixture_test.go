@@ -49,11 +49,21 @@ func (p *fakeProber) setAllDown(down bool) {
 
 // tap is the runtime as the controller sees it: the Docker runtime, with
 // every key the controller hands it recorded, so a test can tell which keys
-// the controller's queue held (see queued).
+// the controller's queue held (see queued). It also sets the parking
+// retention (ParkFor) of functions scaled to zero, as the daemon's
+// controller is configured to, so these tests do not depend on how.
 type tap struct {
 	runtime.Runtime
-	mu   sync.Mutex
-	keys []string
+	mu      sync.Mutex
+	keys    []string
+	parkFor time.Duration
+}
+
+// setParkFor sets the retention of parked replicas from the next Sync on.
+func (t *tap) setParkFor(d time.Duration) {
+	t.mu.Lock()
+	t.parkFor = d
+	t.mu.Unlock()
 }
 
 func (t *tap) record(key string) {
@@ -64,6 +74,11 @@ func (t *tap) record(key string) {
 
 func (t *tap) Sync(ctx context.Context, d runtime.Desired) (runtime.Observed, error) {
 	t.record(d.Key)
+	t.mu.Lock()
+	if d.Replicas == 0 {
+		d.ParkFor = t.parkFor
+	}
+	t.mu.Unlock()
 	return t.Runtime.Sync(ctx, d)
 }
 
@@ -130,10 +145,17 @@ func newFixture(t *testing.T) *fixture {
 
 // wire makes f's runtime a new one with cfg over eng (a wrapper of f.eng,
 // or f.eng itself), and f's controller a new one over it, with f's store,
-// cache and board. m nil means unregistered controller metrics.
+// cache and board, keeping the parking retention. m nil means unregistered
+// controller metrics.
 func (f *fixture) wire(cfg Config, eng engine.Engine, m *controller.Metrics) {
 	f.rt = New(cfg, eng)
-	f.tap = &tap{Runtime: f.rt}
+	var parkFor time.Duration
+	if f.tap != nil {
+		f.tap.mu.Lock()
+		parkFor = f.tap.parkFor
+		f.tap.mu.Unlock()
+	}
+	f.tap = &tap{Runtime: f.rt, parkFor: parkFor}
 	f.c = controller.New(controller.Config{Log: f.rt.cfg.Log}, f.st, f.tap, f.cache, f.board, m)
 }
 

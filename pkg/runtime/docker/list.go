@@ -158,7 +158,11 @@ func (r *Runtime) takeSnapshot(key string) *snapshot {
 // converged, the function has one network (joined by the daemon's own
 // container when it runs in one), and its containers are the remembered
 // replicas, all running, made here with the converged spec hash, on that
-// network at the addresses published.
+// network at the addresses published, and the replicas it left parked,
+// still paused and within their retention. A function parked at zero is
+// thus unchanged from one resync to the next (its Sync asked to be run
+// again when the first retention ends); one whose retention ended is not,
+// so a resync removes the replica even if that requeue was lost.
 func (r *Runtime) compare(key string, s *snapshot) runtime.Listing {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -179,10 +183,17 @@ func (r *Runtime) compare(key string, s *snapshot) runtime.Listing {
 		return l
 	}
 	seen := r.seen[key]
-	if len(s.containers) != len(last.endpoints) || len(seen) != len(s.containers) {
+	if len(s.containers) != len(last.endpoints)+len(last.parked) || len(seen)+len(last.parked) != len(s.containers) {
 		return l
 	}
+	now := time.Now()
 	for _, ct := range s.containers {
+		if until, ok := last.parked[ct.ID]; ok {
+			if ct.State != statePaused || ct.Labels[engine.LabelSpecHash] != last.hash || !r.madeHere(ct) || !now.Before(until) {
+				return l
+			}
+			continue
+		}
 		ip := ct.Networks[netName]
 		if _, ok := seen[ct.ID]; !ok || ct.State != stateRunning || ip == "" ||
 			ct.Labels[engine.LabelSpecHash] != last.hash || !r.madeHere(ct) ||
@@ -200,7 +211,9 @@ func (r *Runtime) compare(key string, s *snapshot) runtime.Listing {
 // probeSteady probes the published replicas of keys found unchanged and
 // returns those with a replica that stopped answering, so a hung replica
 // leaves the endpoint set within one resync period without costing the
-// healthy ones any Docker call.
+// healthy ones any Docker call. Parked replicas are never published, so
+// they are not probed: a frozen replica cannot answer, and that is no
+// change.
 func (r *Runtime) probeSteady(ctx context.Context, keys []string) []string {
 	sem := make(chan struct{}, listProbes)
 	var wg sync.WaitGroup

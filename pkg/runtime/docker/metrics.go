@@ -12,7 +12,7 @@ type metrics struct {
 // checks that every op used in this package is listed.
 var dockerOps = []string{
 	"connect", "copy", "create", "create-network", "disconnect", "image-inspect", "list",
-	"list-networks", "pull", "remove", "remove-network", "start", "stop",
+	"list-networks", "pause", "pull", "remove", "remove-network", "start", "stop", "unpause",
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

@@ -23,6 +23,13 @@ type listed struct {
 	MadeHere bool
 	// Draining: the runtime drained it earlier and stops it when due.
 	Draining bool
+	// ParkedSince, for a paused container, is when this runtime paused it,
+	// or first saw it paused when it has no record of pausing it (after a
+	// daemon restart): its retention runs from then.
+	ParkedSince time.Time
+	// PausedBehindBack: paused, yet this runtime did not pause it and its
+	// last Sync left it running, so someone else ran docker pause.
+	PausedBehindBack bool
 }
 
 // replica is one running container of a function: adopted, whoever
@@ -53,26 +60,35 @@ type classification struct {
 	Remove []removal
 	// Extra are running copies made by hand, to drain like surplus replicas.
 	Extra []*replica
+	// Paused are the paused replicas made here (of any spec), for
+	// planParked to wake, keep or remove.
+	Paused []*replica
 }
 
 // classify decides about every listed container of a function: running
 // ones are replicas (adopted after a restart: a replica made here keeps
 // running whoever asked for it); running copies made by hand are drained;
-// everything not running is removed, a replica of the current spec that
-// exited counting as a crash.
+// paused replicas made here are left to planParked (a pause is no exit);
+// everything else is removed, a replica of the current spec that exited
+// counting as a crash.
 func classify(list []listed) classification {
 	var out classification
 	for _, ct := range list {
-		switch ct.State {
-		case stateRunning:
+		switch {
+		case ct.State == stateRunning:
 			r := &replica{listed: ct}
 			out.Replicas = append(out.Replicas, r)
 			if !ct.Draining && !ct.MadeHere {
 				out.Extra = append(out.Extra, r)
 			}
-		case stateRemoving:
+		case ct.State == stateRemoving:
 			// Docker is already removing it.
+		case ct.State == statePaused && ct.MadeHere && !ct.Draining:
+			out.Paused = append(out.Paused, &replica{listed: ct})
 		default:
+			// A paused container gets here only while draining (it can no
+			// longer finish its calls: removed quietly) or when made by
+			// hand (removed like any copy): never as a crash.
 			rm := removal{ID: ct.ID, Name: ct.Name, State: ct.State, Why: "removing stale container"}
 			switch {
 			case ct.Draining:
@@ -80,7 +96,7 @@ func classify(list []listed) classification {
 			case !ct.MadeHere:
 				rm.Drift = runtime.DriftExtraReplica
 				rm.Why = "removing a container that carries our labels but was not created by this daemon"
-			case ct.State != stateCreated && ct.Current:
+			case ct.State != stateCreated && ct.State != statePaused && ct.Current:
 				rm.Drift, rm.Crash = runtime.DriftReplicaExited, true
 				rm.Why = "replica exited; replacing it"
 			}
@@ -88,6 +104,100 @@ func classify(list []listed) classification {
 		}
 	}
 	return out
+}
+
+// parkPlan is what to do with a function's paused replicas.
+type parkPlan struct {
+	// Wake are paused replicas to thaw and adopt as running replicas.
+	Wake []thaw
+	// Remove are paused replicas to remove.
+	Remove []removal
+	// Keep are the parked replicas kept frozen for their retention.
+	Keep []*replica
+}
+
+// thaw is a paused replica to unpause, and why.
+type thaw struct {
+	r   *replica
+	why string
+	// drift is the kind of drift the thaw corrects ("" for none).
+	drift string
+}
+
+// planParked decides about the paused replicas made here (classify's
+// Paused) given the running ones, the replicas wanted and the retention.
+//
+// With replicas wanted, a replica someone paused behind our back is thawed
+// whatever its spec (it was serving; a rolling update retires it in
+// order), and parked replicas of the current spec fill the missing
+// replicas before any is created, lowest slot first: thawing takes
+// milliseconds where a new replica takes a cold start. Parked replicas
+// beyond what is missing are removed (so the highest slots go), and parked
+// replicas of an older spec are removed: a wake must not serve an old spec.
+//
+// At zero, parked replicas of the current spec are kept until parkFor has
+// passed since they were parked, then removed; with parkFor 0 they are
+// removed at once (a function scaled to zero without parking); parked
+// replicas of an older spec are removed.
+func planParked(paused, running []*replica, want int, parkFor time.Duration, now time.Time) parkPlan {
+	var out parkPlan
+	have := 0
+	for _, r := range running {
+		if r.Current && !r.Draining {
+			have++
+		}
+	}
+	var parked []*replica
+	for _, p := range paused {
+		rm := removal{ID: p.ID, Name: p.Name, State: p.State}
+		switch {
+		case want > 0 && p.PausedBehindBack:
+			out.Wake = append(out.Wake, thaw{r: p, why: "paused behind our back", drift: runtime.DriftReplicaPaused})
+			if p.Current {
+				have++
+			}
+		case !p.Current:
+			rm.Why = "removing a parked replica of an older spec"
+			out.Remove = append(out.Remove, rm)
+		default:
+			parked = append(parked, p)
+		}
+	}
+	sort.SliceStable(parked, func(i, j int) bool { return parked[i].Slot < parked[j].Slot })
+	for _, p := range parked {
+		rm := removal{ID: p.ID, Name: p.Name, State: p.State}
+		switch {
+		case want > 0 && have < want:
+			out.Wake = append(out.Wake, thaw{r: p, why: "waking a parked replica"})
+			have++
+		case want > 0:
+			rm.Why = "removing a parked replica beyond the replicas wanted"
+			out.Remove = append(out.Remove, rm)
+		case parkFor <= 0:
+			rm.Why = "removing a parked replica: scaled to zero without parking"
+			out.Remove = append(out.Remove, rm)
+		case !now.Before(p.ParkedSince.Add(parkFor)):
+			rm.Why = "removing a parked replica: its retention is over"
+			out.Remove = append(out.Remove, rm)
+		default:
+			out.Keep = append(out.Keep, p)
+		}
+	}
+	return out
+}
+
+// retentionLeft is how long until the first of the parked replicas has
+// been parked for parkFor (0: none parked), so a Sync can ask to be run
+// again to remove it.
+func retentionLeft(parked []*replica, parkFor time.Duration, now time.Time) time.Duration {
+	var next time.Duration
+	for _, p := range parked {
+		left := max(p.ParkedSince.Add(parkFor).Sub(now), time.Millisecond)
+		if next == 0 || left < next {
+			next = left
+		}
+	}
+	return next
 }
 
 // slotsToStart picks the slots of the replicas missing from want, lowest
@@ -198,6 +308,9 @@ type drained struct {
 	Since    time.Time
 	// Calls is how many calls the proxy still serves on it.
 	Calls int64
+	// Current and MadeHere are those of listed: only a replica of the
+	// current spec made here may be parked.
+	Current, MadeHere bool
 }
 
 // drainTimes are the waits of a drain.
@@ -229,6 +342,16 @@ func whenToStop(d drained, now time.Time, t drainTimes) (stopDecision, time.Dura
 	return stopOverdue, 0
 }
 
+// parkOnStop tells whether a drained container that whenToStop says to
+// stop is paused (parked) instead: only while the function is scaled to
+// zero with parking, and only a running replica of the current spec made
+// here. A surplus replica of a function that keeps running replicas is
+// stopped (nothing would wake it), an old-spec one would be removed by
+// the wake anyway, and a copy made by hand is no replica of ours.
+func parkOnStop(d drained, want int, parkFor time.Duration) bool {
+	return want == 0 && parkFor > 0 && d.Running && d.Current && d.MadeHere
+}
+
 // crashDelay is the wait before replacing a replica after its count-th
 // exit: nothing for a first exit, then doubling from base up to max.
 func crashDelay(count int, base, max time.Duration) time.Duration {
@@ -244,7 +367,9 @@ func crashDelay(count int, base, max time.Duration) time.Duration {
 
 // convergence tells whether the replicas are exactly as desired (want
 // replicas, all of the current spec, all ready, none just created) and,
-// when not, the reason to show.
+// when not, the reason to show. replicas are the running ones: parked
+// replicas are not counted, so a function at zero has converged once no
+// replica runs, whatever it keeps parked.
 func convergence(replicas []*replica, want, created, crashes int) (converged bool, current int, reason runtime.Reason) {
 	cur, readyCur, old := 0, 0, 0
 	for _, r := range replicas {
@@ -276,15 +401,24 @@ func convergence(replicas []*replica, want, created, crashes int) (converged boo
 }
 
 // requeue is when a Sync wants its key looked at again (0: not needed).
-func requeue(converged bool, drainWait, crashWait, probe, maxWait time.Duration) time.Duration {
+// parkWait (0: nothing parked) is when a parked replica's retention ends:
+// it is not capped by maxWait, because a parked function's only work left
+// is that removal, and looking at every parked function once per resync
+// period is what List's comparison spares (a retention found over by a
+// resync queues the key too: see compare).
+func requeue(converged bool, drainWait, crashWait, parkWait, probe, maxWait time.Duration) time.Duration {
+	var d time.Duration
 	switch {
 	case converged && drainWait == 0:
-		return 0
 	case drainWait > 0 && (converged || drainWait < probe):
-		return drainWait
+		d = drainWait
 	case crashWait > 0:
-		return min(crashWait, maxWait)
+		d = min(crashWait, maxWait)
 	default:
-		return probe
+		d = probe
 	}
+	if parkWait > 0 && (d == 0 || parkWait < d) {
+		d = parkWait
+	}
+	return d
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
+	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 )
 
 // rep builds a replica for planner tables: slot, current spec, ready.
@@ -27,6 +28,7 @@ func TestClassify(t *testing.T) {
 		list        []listed
 		wantRunning []string
 		wantExtra   []string
+		wantPaused  []string
 		wantRemove  []removal
 	}{
 		{
@@ -91,6 +93,28 @@ func TestClassify(t *testing.T) {
 			name: "a container Docker is removing is left alone",
 			list: []listed{{ID: "x", State: stateRemoving, Current: true, MadeHere: true}},
 		},
+		{
+			name: "paused replicas made here, of any spec, are left to planParked: a pause is no exit",
+			list: []listed{
+				{ID: "p", Name: "p", State: statePaused, Current: true, MadeHere: true},
+				{ID: "old", Name: "old", State: statePaused, Current: false, MadeHere: true},
+			},
+			wantPaused: []string{"p", "old"},
+		},
+		{
+			name: "a paused copy made by hand is removed as extra, no crash",
+			list: []listed{
+				{ID: "x", Name: "x", State: statePaused, Current: true, MadeHere: false},
+			},
+			wantRemove: []removal{{ID: "x", Name: "x", State: statePaused, Drift: runtime.DriftExtraReplica, Why: "removing a container that carries our labels but was not created by this daemon"}},
+		},
+		{
+			name: "a draining replica someone paused is removed quietly: it cannot finish its calls",
+			list: []listed{
+				{ID: "x", Name: "x", State: statePaused, Current: true, MadeHere: true, Draining: true},
+			},
+			wantRemove: []removal{{ID: "x", Name: "x", State: statePaused}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,6 +124,9 @@ func TestClassify(t *testing.T) {
 			}
 			if g := ids(got.Extra); !slices.Equal(g, tt.wantExtra) {
 				t.Errorf("extra %v, want %v", g, tt.wantExtra)
+			}
+			if g := ids(got.Paused); !slices.Equal(g, tt.wantPaused) {
+				t.Errorf("paused %v, want %v", g, tt.wantPaused)
 			}
 			if !slices.Equal(got.Remove, tt.wantRemove) {
 				t.Errorf("remove %+v, want %+v", got.Remove, tt.wantRemove)
@@ -281,9 +308,9 @@ func TestConvergenceAndRequeue(t *testing.T) {
 
 	probe, maxWait := 250*time.Millisecond, 30*time.Second
 	reqs := []struct {
-		name                        string
-		converged                   bool
-		drainWait, crashWait, wantD time.Duration
+		name                                  string
+		converged                             bool
+		drainWait, crashWait, parkWait, wantD time.Duration
 	}{
 		{name: "converged, nothing draining: done", converged: true},
 		{name: "converged, a replica draining: wait for it", converged: true, drainWait: time.Second, wantD: time.Second},
@@ -292,12 +319,220 @@ func TestConvergenceAndRequeue(t *testing.T) {
 		{name: "crash backoff", crashWait: 8 * time.Second, wantD: 8 * time.Second},
 		{name: "crash backoff capped at the resync", crashWait: time.Hour, wantD: maxWait},
 		{name: "starting replicas: probe again", wantD: probe},
+		{name: "scaled to zero, replicas parked: look again when the first retention ends", converged: true, parkWait: 10 * time.Minute, wantD: 10 * time.Minute},
+		{name: "parked and still draining: the drain first", converged: true, drainWait: time.Second, parkWait: 10 * time.Minute, wantD: time.Second},
+		{name: "a retention that ends before the next probe", parkWait: 100 * time.Millisecond, wantD: 100 * time.Millisecond},
+		{name: "a retention that ends before a crash backoff", crashWait: time.Hour, parkWait: 10 * time.Second, wantD: 10 * time.Second},
 	}
 	for _, tt := range reqs {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := requeue(tt.converged, tt.drainWait, tt.crashWait, probe, maxWait); got != tt.wantD {
+			if got := requeue(tt.converged, tt.drainWait, tt.crashWait, tt.parkWait, probe, maxWait); got != tt.wantD {
 				t.Errorf("requeue = %v, want %v", got, tt.wantD)
 			}
 		})
+	}
+}
+
+// parked builds a paused replica for planner tables: slot, current spec,
+// parked since.
+func parked(id string, slot int, current bool, since time.Time) *replica {
+	return &replica{listed: listed{ID: id, Name: id, State: statePaused, Slot: slot, Current: current, MadeHere: true, ParkedSince: since}, Addr: id + ":8080"}
+}
+
+func TestPlanParked(t *testing.T) {
+	now := time.Now()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	behind := func(r *replica) *replica { r.PausedBehindBack = true; return r }
+	draining := func(r *replica) *replica { r.Draining = true; return r }
+	const retention = 10 * time.Minute
+	tests := []struct {
+		name            string
+		paused, running []*replica
+		want            int
+		parkFor         time.Duration
+		wantWake        []string // id, or id/drift
+		wantRemove      []string // id: why
+		wantKeep        []string
+		// wantStart are the slots created after the wake (slotsToStart).
+		wantStart []int
+	}{
+		{
+			name:     "scale to zero with parking: parked replicas are kept within their retention",
+			paused:   []*replica{parked("p1", 1, true, ago(9*time.Minute)), parked("p0", 0, true, ago(time.Minute))},
+			parkFor:  retention,
+			wantKeep: []string{"p0", "p1"},
+		},
+		{
+			name:       "retention expiry: a replica parked for longer than parkFor is removed",
+			paused:     []*replica{parked("p0", 0, true, ago(11*time.Minute)), parked("p1", 1, true, ago(time.Minute))},
+			parkFor:    retention,
+			wantRemove: []string{"p0: removing a parked replica: its retention is over"},
+			wantKeep:   []string{"p1"},
+		},
+		{
+			name:   "ParkFor 0: parked replicas are removed at once, as without parking",
+			paused: []*replica{parked("p0", 0, true, ago(time.Second)), parked("p1", 1, true, now)},
+			wantRemove: []string{
+				"p0: removing a parked replica: scaled to zero without parking",
+				"p1: removing a parked replica: scaled to zero without parking",
+			},
+		},
+		{
+			name:     "wake from parking: the lowest slot is thawed, the surplus removed",
+			paused:   []*replica{parked("p2", 2, true, now), parked("p0", 0, true, now), parked("p1", 1, true, now)},
+			want:     1,
+			parkFor:  retention,
+			wantWake: []string{"p0"},
+			wantRemove: []string{
+				"p1: removing a parked replica beyond the replicas wanted",
+				"p2: removing a parked replica beyond the replicas wanted",
+			},
+		},
+		{
+			name:       "a wake fills only what the running replicas leave missing",
+			paused:     []*replica{parked("p1", 1, true, now), parked("p2", 2, true, now)},
+			running:    []*replica{rep("r0", 0, true, true)},
+			want:       2,
+			wantWake:   []string{"p1"},
+			wantRemove: []string{"p2: removing a parked replica beyond the replicas wanted"},
+		},
+		{
+			name:      "parked replicas fill their slots before any replica is created",
+			paused:    []*replica{parked("p0", 0, true, now), parked("p2", 2, true, now)},
+			want:      4,
+			wantWake:  []string{"p0", "p2"},
+			wantStart: []int{1, 3},
+		},
+		{
+			name:      "draining replicas are no replica present: a parked one is thawed",
+			paused:    []*replica{parked("p1", 1, true, now)},
+			running:   []*replica{draining(rep("d0", 0, true, true))},
+			want:      1,
+			wantWake:  []string{"p1"},
+			wantStart: nil,
+		},
+		{
+			name:       "old spec parked: removed, never woken; the current one is",
+			paused:     []*replica{parked("old0", 0, false, now), parked("p1", 1, true, now)},
+			want:       1,
+			wantWake:   []string{"p1"},
+			wantRemove: []string{"old0: removing a parked replica of an older spec"},
+		},
+		{
+			name:       "old spec parked at zero: removed at once",
+			paused:     []*replica{parked("old0", 0, false, now)},
+			parkFor:    retention,
+			wantRemove: []string{"old0: removing a parked replica of an older spec"},
+		},
+		{
+			name:     "paused behind our back while replicas are wanted: thawed and counted, whatever its spec",
+			paused:   []*replica{behind(parked("b1", 1, true, now)), behind(parked("bold", 0, false, now))},
+			running:  []*replica{rep("r0", 0, true, true)},
+			want:     2,
+			wantWake: []string{"b1/" + runtime.DriftReplicaPaused, "bold/" + runtime.DriftReplicaPaused},
+		},
+		{
+			name:     "paused behind our back at zero: parked like the others, no drift",
+			paused:   []*replica{behind(parked("b0", 0, true, now))},
+			parkFor:  retention,
+			wantKeep: []string{"b0"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := planParked(tt.paused, tt.running, tt.want, tt.parkFor, now)
+			var wake, remove []string
+			for _, w := range got.Wake {
+				s := w.r.ID
+				if w.drift != "" {
+					s += "/" + w.drift
+				}
+				wake = append(wake, s)
+			}
+			for _, rm := range got.Remove {
+				if rm.Drift != "" || rm.Crash {
+					t.Errorf("%s removed as drift %q crash %v; a parked replica is neither", rm.ID, rm.Drift, rm.Crash)
+				}
+				remove = append(remove, rm.ID+": "+rm.Why)
+			}
+			if !slices.Equal(wake, tt.wantWake) {
+				t.Errorf("wake %v, want %v", wake, tt.wantWake)
+			}
+			if !slices.Equal(remove, tt.wantRemove) {
+				t.Errorf("remove %v, want %v", remove, tt.wantRemove)
+			}
+			if g := ids(got.Keep); !slices.Equal(g, tt.wantKeep) {
+				t.Errorf("keep %v, want %v", g, tt.wantKeep)
+			}
+			if tt.want > 0 {
+				present := slices.Clone(tt.running)
+				for _, w := range got.Wake {
+					present = append(present, w.r)
+				}
+				if slots, _ := slotsToStart(present, tt.want, 0); !slices.Equal(slots, tt.wantStart) {
+					t.Errorf("slots started after the wake %v, want %v", slots, tt.wantStart)
+				}
+			}
+		})
+	}
+}
+
+func TestRetentionLeft(t *testing.T) {
+	now := time.Now()
+	const retention = 10 * time.Minute
+	tests := []struct {
+		name   string
+		parked []*replica
+		want   time.Duration
+	}{
+		{name: "nothing parked: no wait"},
+		{name: "the oldest parked replica decides", parked: []*replica{parked("a", 0, true, now.Add(-time.Minute)), parked("b", 1, true, now.Add(-9*time.Minute))}, want: time.Minute},
+		{name: "just parked: the whole retention", parked: []*replica{parked("a", 0, true, now)}, want: retention},
+		{name: "a retention over already: soon, never 0", parked: []*replica{parked("a", 0, true, now.Add(-time.Hour))}, want: time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retentionLeft(tt.parked, retention, now); got != tt.want {
+				t.Errorf("retentionLeft = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParkOnStop(t *testing.T) {
+	const retention = 10 * time.Minute
+	parkable := drained{Running: true, Current: true, MadeHere: true}
+	with := func(mut func(*drained)) drained { d := parkable; mut(&d); return d }
+	tests := []struct {
+		name    string
+		d       drained
+		want    int
+		parkFor time.Duration
+		park    bool
+	}{
+		{name: "scaled to zero with parking: the drained replica is paused", d: parkable, parkFor: retention, park: true},
+		{name: "scaled to zero without parking: stopped and removed", d: parkable},
+		{name: "a scale down that keeps replicas: the surplus is stopped", d: parkable, want: 1, parkFor: retention},
+		{name: "an old-spec replica is stopped", d: with(func(d *drained) { d.Current = false }), parkFor: retention},
+		{name: "a copy made by hand is stopped", d: with(func(d *drained) { d.MadeHere = false }), parkFor: retention},
+		{name: "a replica no longer running is removed", d: with(func(d *drained) { d.Running = false }), parkFor: retention},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parkOnStop(tt.d, tt.want, tt.parkFor); got != tt.park {
+				t.Errorf("parkOnStop = %v, want %v", got, tt.park)
+			}
+		})
+	}
+}
+
+func TestReplicaStatusesShowParked(t *testing.T) {
+	got := replicaStatuses([]*replica{parked("p1", 1, true, time.Now()), rep("r0", 0, true, true)})
+	var states []string
+	for _, r := range got {
+		states = append(states, r.Name+"="+r.State)
+	}
+	if want := []string{"r0=" + status.ReplicaReady, "p1=" + status.ReplicaPaused}; !slices.Equal(states, want) {
+		t.Errorf("replica statuses %v, want %v", states, want)
 	}
 }

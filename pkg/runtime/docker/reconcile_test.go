@@ -229,6 +229,7 @@ func TestDriftIsHealed(t *testing.T) {
 		{"container exited", func(f *fixture, id string) { f.eng.SetState(id, engine.StateExited) }, "replica_exited"},
 		{"disconnected", func(f *fixture, id string) { f.eng.Disconnect(id, "t-fn.openfaas-fn") }, "network_disconnected"},
 		{"network removed", func(f *fixture, id string) { f.eng.RemoveNetworkBehindBack("t-fn.openfaas-fn") }, "network_missing"},
+		{"container paused", func(f *fixture, id string) { _ = f.eng.PauseContainer(context.Background(), id) }, "replica_paused"},
 		{"extra replica", func(f *fixture, id string) {
 			list, _ := f.eng.ListContainers(context.Background(), nil)
 			extra := list[0]

@@ -6,7 +6,8 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 )
 
-// replicaStatuses describes the observed replicas for /debug/reconcile, in
+// replicaStatuses describes the observed replicas (running and parked) for
+// /debug/reconcile, in
 // slot order with old-spec replicas last, so a person sees which container
 // is which without asking Docker.
 func replicaStatuses(replicas []*replica) []status.Replica {
@@ -17,6 +18,8 @@ func replicaStatuses(replicas []*replica) []status.Replica {
 	for _, r := range replicas {
 		state := status.ReplicaStarting
 		switch {
+		case r.State == statePaused:
+			state = status.ReplicaPaused
 		case r.Draining:
 			state = status.ReplicaDraining
 		case r.Ready:

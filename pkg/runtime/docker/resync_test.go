@@ -29,6 +29,7 @@ func TestResyncQueuesOnlyChangedFunctions(t *testing.T) {
 			_ = f.eng.RemoveContainer(context.Background(), ids[0])
 		}, true},
 		{"replica exited", func(f *fixture, ids []string) { f.eng.SetState(ids[0], engine.StateExited) }, true},
+		{"replica paused", func(f *fixture, ids []string) { _ = f.eng.PauseContainer(context.Background(), ids[0]) }, true},
 		{"replica disconnected", func(f *fixture, ids []string) {
 			f.eng.Disconnect(ids[1], f.rt.networkName(faas.DefaultNamespace, "b"))
 		}, true},

@@ -2,8 +2,9 @@
 // own bridge network and N replica containers reached at their address on
 // it. It implements runtime.Runtime with the optional logs and usage
 // features, and keeps what it must remember between Syncs itself: replicas
-// draining, crash backoff, networks joined, the replicas and endpoints each
-// Sync left, and the listings of the last List.
+// draining, replicas parked (paused at zero, see runtime.Desired.ParkFor),
+// crash backoff, networks joined, the replicas and endpoints each Sync left,
+// and the listings of the last List.
 //
 // The decisions of a Sync (which containers to remove, which slots to start,
 // which replicas to drain and stop, whether it converged) are pure functions
@@ -134,6 +135,11 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	draining map[string]time.Time // container ID → when it left the endpoint set
+	// parked holds the replicas this runtime paused (or first saw paused),
+	// by container ID: the retention of a parked replica runs from then,
+	// and a paused replica with no record that the last Sync left running
+	// was paused by someone else (see syncParked).
+	parked   map[string]parkRecord
 	crashes  map[string]*crashState
 	networks map[string]string // network name → function key, for network events
 	// selfJoined holds the IDs of function networks the daemon's own
@@ -163,6 +169,16 @@ type lastSync struct {
 	converged bool
 	// endpoints are the addresses published, by container ID.
 	endpoints map[string]string
+	// parked are the replicas left parked, by container ID, with the end of
+	// their retention: List finds a function unchanged while they stay
+	// paused and within it.
+	parked map[string]time.Time
+}
+
+// parkRecord is one parked replica: its function and when it was parked.
+type parkRecord struct {
+	key   string
+	since time.Time
 }
 
 type crashState struct {
@@ -187,6 +203,7 @@ func New(cfg Config, eng engine.Engine) *Runtime {
 		eng:        eng,
 		metrics:    newMetrics(cfg.Registerer),
 		draining:   map[string]time.Time{},
+		parked:     map[string]parkRecord{},
 		crashes:    map[string]*crashState{},
 		networks:   map[string]string{},
 		selfJoined: map[string]bool{},

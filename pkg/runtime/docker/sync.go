@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -21,12 +22,13 @@ import (
 const (
 	stateCreated  = engine.StateCreated
 	stateRunning  = engine.StateRunning
+	statePaused   = engine.StatePaused
 	stateRemoving = engine.StateRemoving
 )
 
 // Sync implements runtime.Runtime: it makes Docker run d's replicas on d's
-// own network, rolling, draining and backing off as the planner decides,
-// and reports what it observes. It observes Docker every time, by listing
+// own network, rolling, draining, parking (at zero, see park.go) and
+// backing off as the planner decides, and reports what it observes. It observes Docker every time, by listing
 // the key's containers and networks or by taking a List's listing that
 // nothing has invalidated since (takeSnapshot).
 func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Observed, err error) {
@@ -40,6 +42,10 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 	prev := r.last[d.Key]
 	r.mu.Unlock()
 	steady := prev.converged && prev.generation == d.Generation
+	// settled: converged with nothing left to do but, perhaps, end the
+	// retention of parked replicas (parkedUntil), which List checks itself.
+	var settled bool
+	var parkedUntil map[string]time.Time
 	defer func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -51,7 +57,7 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 		for _, e := range obs.Endpoints {
 			eps[e.Replica] = e.Addr
 		}
-		r.last[d.Key] = lastSync{generation: d.Generation, hash: d.Hash, converged: obs.Converged && obs.RequeueAfter == 0, endpoints: eps}
+		r.last[d.Key] = lastSync{generation: d.Generation, hash: d.Hash, converged: obs.Converged && settled, endpoints: eps, parked: parkedUntil}
 	}()
 
 	r.forgetOldCrashes(d.Key, d.Hash, log)
@@ -74,7 +80,7 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 		return obs, err
 	}
 	r.countVanished(&obs, d.Key, list, log)
-	replicas, err := r.observe(ctx, &obs, d, netName, list, log)
+	replicas, parked, err := r.observe(ctx, &obs, d, netName, list, log)
 	if err != nil {
 		return obs, err
 	}
@@ -93,8 +99,10 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 		}
 		r.drain(dd.r, log, dd.why)
 	}
-	drainWait, err := r.stopDrained(ctx, list, log)
+	drainWait, err := r.stopDrained(ctx, d, list, replicas, log)
 	errs = append(errs, err)
+	replicas, nowParked := splitParked(replicas)
+	parked = append(parked, nowParked...)
 	r.rememberReplicas(d.Key, replicas)
 
 	obs.Seen = true
@@ -102,22 +110,31 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 	converged, current, reason := convergence(replicas, d.Replicas, len(slots), r.crashCount(d.Key))
 	obs.Converged, obs.Current, obs.Reason = converged, current, reason
 	obs.Restarts = r.crashCount(d.Key)
-	obs.Replicas = replicaStatuses(replicas)
+	obs.Replicas = replicaStatuses(append(slices.Clone(replicas), parked...))
 	if err := errors.Join(errs...); err != nil {
 		return obs, err
 	}
 	if converged && drainWait == 0 {
 		r.resetCrashes(d.Key)
 	}
-	obs.RequeueAfter = requeue(converged, drainWait, crashWait, r.cfg.ProbeInterval, r.cfg.MaxRequeue)
+	now := time.Now()
+	settled = converged && drainWait == 0
+	parkedUntil = make(map[string]time.Time, len(parked))
+	for _, p := range parked {
+		parkedUntil[p.ID] = p.ParkedSince.Add(d.ParkFor)
+	}
+	obs.RequeueAfter = requeue(converged, drainWait, crashWait, retentionLeft(parked, d.ParkFor, now), r.cfg.ProbeInterval, r.cfg.MaxRequeue)
 	return obs, nil
 }
 
 // observe lists the function's containers for the planner, applies its
 // classification (removing what is not running, draining copies made by
-// hand, reconnecting replicas someone disconnected) and returns the
-// running replicas with their addresses.
-func (r *Runtime) observe(ctx context.Context, obs *runtime.Observed, d runtime.Desired, netName string, list []engine.Container, log logrus.FieldLogger) ([]*replica, error) {
+// hand, waking, keeping or removing paused replicas, reconnecting replicas
+// someone disconnected) and returns the running replicas with their
+// addresses, and the parked replicas it keeps.
+func (r *Runtime) observe(ctx context.Context, obs *runtime.Observed, d runtime.Desired, netName string, list []engine.Container, log logrus.FieldLogger) (replicas, parked []*replica, err error) {
+	now := time.Now()
+	paused := r.syncParked(d.Key, list, now)
 	in := make([]listed, len(list))
 	byID := make(map[string]engine.Container, len(list))
 	for i, ct := range list {
@@ -128,10 +145,21 @@ func (r *Runtime) observe(ctx context.Context, obs *runtime.Observed, d runtime.
 			MadeHere: r.madeHere(ct),
 			Draining: r.isDraining(ct.ID),
 		}
+		if p, ok := paused[ct.ID]; ok {
+			in[i].ParkedSince, in[i].PausedBehindBack = p.since, p.behindBack
+		}
 	}
 	plan := classify(in)
 	var errs []error
-	for _, rm := range plan.Remove {
+	for _, x := range plan.Extra {
+		// A copy made by hand is no replica of ours: drain it like a
+		// surplus one (see madeHere). Drained before planParked, so a
+		// parked replica fills in for it.
+		obs.AddDrift(runtime.DriftExtraReplica)
+		r.drain(x, log.WithField("container", x.Name), "carries our labels but was not created by this daemon")
+	}
+	pp := planParked(plan.Paused, plan.Replicas, d.Replicas, d.ParkFor, now)
+	for _, rm := range append(plan.Remove, pp.Remove...) {
 		clog := log.WithField("container", rm.Name)
 		if rm.Drift != "" {
 			obs.AddDrift(rm.Drift)
@@ -149,11 +177,14 @@ func (r *Runtime) observe(ctx context.Context, obs *runtime.Observed, d runtime.
 			errs = append(errs, err)
 		}
 	}
-	for _, x := range plan.Extra {
-		// A copy made by hand is no replica of ours: drain it like a
-		// surplus one (see madeHere).
-		obs.AddDrift(runtime.DriftExtraReplica)
-		r.drain(x, log.WithField("container", x.Name), "carries our labels but was not created by this daemon")
+	for _, t := range pp.Wake {
+		woke, err := r.wake(ctx, obs, t, log.WithField("container", t.r.Name))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if woke {
+			plan.Replicas = append(plan.Replicas, t.r)
+		}
 	}
 	for _, rep := range plan.Replicas {
 		ip, ok := byID[rep.ID].Networks[netName]
@@ -173,7 +204,7 @@ func (r *Runtime) observe(ctx context.Context, obs *runtime.Observed, d runtime.
 			rep.Addr = replicaAddr(ip)
 		}
 	}
-	return plan.Replicas, errors.Join(errs...)
+	return plan.Replicas, pp.Keep, errors.Join(errs...)
 }
 
 // replicaAddr is where a replica with the given IP serves its function.
@@ -294,12 +325,18 @@ func (r *Runtime) isDraining(id string) bool {
 	return ok
 }
 
-// stopDrained stops and removes drained containers the planner finds due
-// and returns how long until the next one is.
-func (r *Runtime) stopDrained(ctx context.Context, list []engine.Container, log logrus.FieldLogger) (time.Duration, error) {
+// stopDrained stops and removes drained containers the planner finds due,
+// or parks them (pauses) when the function is scaled to zero with parking
+// (marking their replica paused), and returns how long until the next one
+// is due.
+func (r *Runtime) stopDrained(ctx context.Context, fn runtime.Desired, list []engine.Container, replicas []*replica, log logrus.FieldLogger) (time.Duration, error) {
 	var next time.Duration
 	var errs []error
 	times := drainTimes{Grace: r.cfg.DrainGrace, Timeout: r.cfg.DrainTimeout, Probe: r.cfg.ProbeInterval}
+	byID := make(map[string]*replica, len(replicas))
+	for _, rep := range replicas {
+		byID[rep.ID] = rep
+	}
 	for _, ct := range list {
 		r.mu.Lock()
 		since, ok := r.draining[ct.ID]
@@ -307,7 +344,10 @@ func (r *Runtime) stopDrained(ctx context.Context, list []engine.Container, log 
 		if !ok {
 			continue
 		}
-		d := drained{ID: ct.ID, Name: ct.Name, Running: ct.State == stateRunning, Since: since}
+		d := drained{
+			ID: ct.ID, Name: ct.Name, Running: ct.State == stateRunning, Since: since,
+			Current: ct.Labels[engine.LabelSpecHash] == fn.Hash, MadeHere: r.madeHere(ct),
+		}
 		if d.Running && r.cfg.Load != nil {
 			d.Calls = r.cfg.Load.InFlight(ct.ID)
 		}
@@ -323,7 +363,10 @@ func (r *Runtime) stopDrained(ctx context.Context, list []engine.Container, log 
 			}
 			continue
 		case stopOverdue:
-			clog.WithField("calls", d.Calls).Warn("drained replica still serving calls after the drain timeout; stopping it anyway")
+			clog.WithField("calls", d.Calls).Warn("drained replica still serving calls after the drain timeout; stopping (or parking) it anyway")
+		}
+		if rep := byID[ct.ID]; rep != nil && parkOnStop(d, fn.Replicas, fn.ParkFor) && r.park(ctx, fn.Key, rep, clog) {
+			continue
 		}
 		if d.Running {
 			if err := r.eng.StopContainer(ctx, ct.ID, r.cfg.StopTimeout); err != nil && !errors.Is(err, engine.ErrNotFound) {
@@ -349,6 +392,7 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 	}
 	r.mu.Lock()
 	delete(r.draining, id)
+	delete(r.parked, id)
 	r.mu.Unlock()
 	return nil
 }
