@@ -647,3 +647,40 @@ func TestCallsAtZeroWake(t *testing.T) {
 		t.Fatalf("under load after the wake: replicas %d by %q, want 12 by the autoscaler", got, by)
 	}
 }
+
+// TestCallsBeforeAScaleToZeroDoNotWake: calls counted in the pass right
+// after a scale to zero may have come before it; they must not undo it.
+func TestCallsBeforeAScaleToZeroDoNotWake(t *testing.T) {
+	h := newHarness(t, true, Config{})
+	key := h.deploy("done", map[string]string{"com.openfaas.scale.type": "capacity", "com.openfaas.scale.target": "1"}, 1)
+	h.tick()
+	h.second(nil)
+	h.load.calls(key, 1) // the last call, then the API scales to zero before the next pass
+	if _, err := h.st.ScaleBy(context.Background(), key, 0, store.ScaledByAPI); err != nil {
+		t.Fatal(err)
+	}
+	for s := 0; s < 5; s++ {
+		h.second(nil)
+	}
+	h.waitWakes()
+	if got := h.replicas(key); got != 0 {
+		t.Fatalf("replicas %d: a call from before the scale to zero woke it", got)
+	}
+}
+
+// TestCallsAfterAScaleToZeroWake: calls seen in a later pass came after
+// the scale to zero (a draining replica served them): they wake it.
+func TestCallsAfterAScaleToZeroWake(t *testing.T) {
+	h := newHarness(t, true, Config{})
+	key := h.deploy("late2", map[string]string{"com.openfaas.scale.type": "capacity", "com.openfaas.scale.target": "1"}, 1)
+	h.tick()
+	if _, err := h.st.ScaleBy(context.Background(), key, 0, store.ScaledByAPI); err != nil {
+		t.Fatal(err)
+	}
+	h.second(nil)
+	h.second(func() { h.load.calls(key, 1) })
+	h.waitWakes()
+	if got, by := h.replicas(key), h.scaledBy(key); got != 1 || by != store.ScaledByWake {
+		t.Fatalf("replicas %d by %q, want 1 by %q", got, by, store.ScaledByWake)
+	}
+}

@@ -145,6 +145,10 @@ func (a *Autoscaler) evaluate(ctx context.Context, f store.Function, now time.Ti
 	st := a.state(key, now)
 	defer func() { a.publish(key, st, f.Replicas, snap, now) }()
 
+	// The calls observe finds came after the previous pass, which read the
+	// replicas too: zero then means they came while the function was at
+	// zero.
+	atZeroBefore := len(st.samples) > 0 && st.replicas == 0
 	active := a.observe(st, snap, now)
 	// A function back from zero (woken, or scaled up by the API) starts a
 	// new idle period; otherwise the idler would send it straight back.
@@ -156,8 +160,10 @@ func (a *Autoscaler) evaluate(ctx context.Context, f store.Function, now time.Ti
 	// Calls reached a function at zero without the proxy waking it: they
 	// were served by a replica still draining after the scale to zero.
 	// They are demand all the same (as the OpenFaaS gateway sees it), so
-	// the function is woken (by apply: Wake takes a.mu).
-	wakeForCalls := f.Replicas == 0 && active
+	// the function is woken (by apply: Wake takes a.mu). Only calls known
+	// to have come while it was at zero count; one that came just before
+	// the scale is no reason to undo it.
+	wakeForCalls := f.Replicas == 0 && atZeroBefore && active
 	if wakeForCalls {
 		return write{key: key, direction: DirWake}, true
 	}

@@ -145,6 +145,7 @@ func (r *Runtime) Remove(ctx context.Context, key string) (bool, error) {
 	delete(r.seen, key)
 	delete(r.crashes, key)
 	delete(r.last, key)
+	delete(r.warming, key)
 	for id, rec := range r.parked {
 		if rec.key == key { // parked replicas someone removed by hand
 			delete(r.parked, id)

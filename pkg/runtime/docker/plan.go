@@ -200,6 +200,30 @@ func retentionLeft(parked []*replica, parkFor time.Duration, now time.Time) time
 	return next
 }
 
+// toUndrain picks the draining replicas to take back when fewer than want
+// remain: running replicas of the current spec made here, lowest slots
+// first. A scale up, or a wake, that comes while a scale down still drains
+// is then served at once by replicas that were only leaving, instead of
+// cold-starting new ones beside them.
+func toUndrain(replicas []*replica, want int) []*replica {
+	have := 0
+	var back []*replica
+	for _, r := range replicas {
+		switch {
+		case r.Current && !r.Draining:
+			have++
+		case r.Current && r.Draining && r.MadeHere:
+			back = append(back, r)
+		}
+	}
+	missing := want - have
+	if missing <= 0 || len(back) == 0 {
+		return nil
+	}
+	sort.SliceStable(back, func(i, j int) bool { return back[i].Slot < back[j].Slot })
+	return back[:min(missing, len(back))]
+}
+
 // slotsToStart picks the slots of the replicas missing from want, lowest
 // free first, unless a crash backoff (crashWait > 0) holds them back. The
 // slot of a draining replica of the current spec is not free: a replica's
@@ -421,4 +445,21 @@ func requeue(converged bool, drainWait, crashWait, parkWait, probe, maxWait time
 		d = parkWait
 	}
 	return d
+}
+
+// firstProbe is the wait before the first look at a replica just started.
+const firstProbe = 10 * time.Millisecond
+
+// warmupWait is when to look again at a function whose new replicas are
+// not ready yet, after attempt earlier looks: 10 ms, doubling up to the
+// probe interval, where the warm-up ends (ok false). A container answers
+// some hundreds of milliseconds after its start; probing only every probe
+// interval added up to that interval to every cold start, heal, scale-out
+// and wake from the removed tier.
+func warmupWait(attempt int, probe time.Duration) (time.Duration, bool) {
+	if attempt < 0 || attempt > 30 {
+		return 0, false
+	}
+	d := firstProbe << attempt
+	return d, d < probe
 }

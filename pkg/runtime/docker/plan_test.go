@@ -536,3 +536,28 @@ func TestReplicaStatusesShowParked(t *testing.T) {
 		t.Errorf("replica statuses %v, want %v", states, want)
 	}
 }
+
+func TestToUndrain(t *testing.T) {
+	draining := func(r *replica) *replica { r.Draining = true; return r }
+	handMade := func(r *replica) *replica { r.MadeHere = false; return r }
+	tests := []struct {
+		name     string
+		replicas []*replica
+		want     int
+		wantBack []string
+	}{
+		{name: "nothing draining", replicas: []*replica{rep("a", 0, true, true)}, want: 2},
+		{name: "enough left: the drain goes on", replicas: []*replica{rep("a", 0, true, true), draining(rep("b", 1, true, true))}, want: 1},
+		{name: "scale up during a scale down takes the drained back", replicas: []*replica{rep("a", 0, true, true), draining(rep("b", 1, true, true))}, want: 2, wantBack: []string{"b"}},
+		{name: "wake during a drain to zero, lowest slot first", replicas: []*replica{draining(rep("c", 2, true, true)), draining(rep("b", 1, true, true))}, want: 1, wantBack: []string{"b"}},
+		{name: "an old spec's replica is never taken back", replicas: []*replica{draining(rep("old", 0, false, true))}, want: 1},
+		{name: "a copy made by hand is never taken back", replicas: []*replica{draining(handMade(rep("copy", 0, true, true)))}, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ids(toUndrain(tt.replicas, tt.want)); !slices.Equal(got, tt.wantBack) {
+				t.Errorf("took back %v, want %v", got, tt.wantBack)
+			}
+		})
+	}
+}

@@ -456,3 +456,29 @@ func TestRunReactsToStoreAndDocker(t *testing.T) {
 	}
 	waitFor("teardown after delete", func() bool { _, known := cache.Lookup(fn.Key()); return !known && len(eng.Names("")) == 0 })
 }
+
+// TestNewReplicasAreLookedAtSoon: while replicas it just started are not
+// ready, a function is looked at again after 10 ms, then doubling, until
+// the probe interval; not a whole probe interval after every start.
+func TestNewReplicasAreLookedAtSoon(t *testing.T) {
+	f := newFixture(t)
+	f.prober.setAllDown(true)
+	key := f.deploy(deployment("fn"), 1)
+	var got []time.Duration
+	for i := 0; i < 7; i++ {
+		res, err := f.c.Reconcile(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, res.RequeueAfter)
+	}
+	probe := f.rt.cfg.ProbeInterval
+	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, probe, probe}
+	if !slices.Equal(got, want) {
+		t.Errorf("requeues %v, want %v", got, want)
+	}
+	f.prober.setAllDown(false)
+	if res, err := f.c.Reconcile(context.Background(), key); err != nil || res.RequeueAfter != 0 {
+		t.Fatalf("once ready: %+v, %v; want converged", res, err)
+	}
+}

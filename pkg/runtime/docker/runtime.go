@@ -159,6 +159,9 @@ type Runtime struct {
 	seq     uint64
 	touched map[string]uint64
 	listing *listing
+	// warming holds, per key whose Sync started replicas, how many quick
+	// looks it had while they were not ready yet (see warmupWait).
+	warming map[string]int
 }
 
 // lastSync is how the last Sync of a key ended.
@@ -210,6 +213,7 @@ func New(cfg Config, eng engine.Engine) *Runtime {
 		seen:       map[string]map[string]string{},
 		last:       map[string]lastSync{},
 		touched:    map[string]uint64{},
+		warming:    map[string]int{},
 	}
 	r.logs = NewLogs(eng, LogsConfig{Instance: cfg.Instance, Poll: cfg.LogPoll, Log: cfg.Log})
 	r.usage = newUsage(r)

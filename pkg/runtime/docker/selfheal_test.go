@@ -21,6 +21,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/internal/promtest"
 	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
 	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 )
@@ -367,12 +368,12 @@ func TestDrainWaitsForInFlightCalls(t *testing.T) {
 	}
 }
 
-// TestScaleUpWhileDrainingKeepsDrainedReplicas: replicas drained by a
-// scale down keep serving their calls even when the function is scaled up
-// again meanwhile. Replica names are made of the spec hash and the slot, so
-// a new replica started in a draining replica's slot took its name, and
-// creating it removed the draining replica (and its calls) by force.
-func TestScaleUpWhileDrainingKeepsDrainedReplicas(t *testing.T) {
+// TestScaleUpWhileDrainingTakesTheReplicaBack: a scale up (or a wake) that
+// comes while a scale down still drains takes the draining replica back
+// into service: it keeps its calls, serves new ones at once, and nothing
+// is created beside it. (Before, a new replica was started in its slot,
+// under its name, and creating it removed the draining one by force.)
+func TestScaleUpWhileDrainingTakesTheReplicaBack(t *testing.T) {
 	f, _, key, drained := drainedDuringCalls(t, time.Hour)
 
 	if _, err := f.st.Scale(context.Background(), key, 2); err != nil {
@@ -384,14 +385,20 @@ func TestScaleUpWhileDrainingKeepsDrainedReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if ct := f.container(drained); ct.State != engine.StateRunning || !f.rt.isDraining(drained) {
-		t.Fatalf("the drained replica is %s (draining %v), want it running until its call ends; actions %v",
+	if ct := f.container(drained); ct.State != engine.StateRunning || f.rt.isDraining(drained) {
+		t.Fatalf("the drained replica is %s (draining %v), want it running and back in service; actions %v",
 			ct.State, f.rt.isDraining(drained), f.eng.Actions())
 	}
-	if got := f.running(""); len(got) != 3 {
-		t.Fatalf("running = %v, want the 2 replicas wanted and the draining one", got)
+	for _, a := range f.eng.Actions() {
+		if strings.HasPrefix(a, "create") || strings.HasPrefix(a, "remove") {
+			t.Fatalf("action %q: taking a draining replica back needs no container made or removed", a)
+		}
 	}
-	if eps, _ := f.cache.Lookup(key); len(eps) != 2 {
-		t.Fatalf("endpoints = %v, want the 2 replicas wanted", eps)
+	if got := f.running(""); len(got) != 2 {
+		t.Fatalf("running = %v, want the 2 replicas wanted", got)
+	}
+	eps, _ := f.cache.Lookup(key)
+	if len(eps) != 2 || !slices.ContainsFunc(eps, func(e faas.Endpoint) bool { return e.Replica == drained }) {
+		t.Fatalf("endpoints = %v, want 2 with the replica taken back", eps)
 	}
 }

@@ -87,6 +87,9 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 	// Replace missing replicas before probing: creation does not depend on
 	// readiness, and a probe of a dying replica may take its full timeout.
 	var errs []error
+	for _, rep := range toUndrain(replicas, d.Replicas) {
+		r.undrain(rep, log)
+	}
 	slots, crashWait := slotsToStart(replicas, d.Replicas, r.crashWait(d.Key))
 	if crashWait > 0 {
 		log.WithField("retry_in", crashWait.Round(time.Millisecond)).Info("replica keeps exiting; backing off before replacing it")
@@ -124,7 +127,29 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 		parkedUntil[p.ID] = p.ParkedSince.Add(d.ParkFor)
 	}
 	obs.RequeueAfter = requeue(converged, drainWait, crashWait, retentionLeft(parked, d.ParkFor, now), r.cfg.ProbeInterval, r.cfg.MaxRequeue)
+	if wait, ok := r.warmup(d.Key, converged); ok && wait < obs.RequeueAfter {
+		obs.RequeueAfter = wait
+	}
 	return obs, nil
+}
+
+// warmup is how soon to look again at key while replicas it started are
+// not ready yet (see warmupWait); ok is false once they are, or once the
+// waits reached the probe interval.
+func (r *Runtime) warmup(key string, converged bool) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	attempt, warming := r.warming[key]
+	if !warming {
+		return 0, false
+	}
+	wait, ok := warmupWait(attempt, r.cfg.ProbeInterval)
+	if converged || !ok {
+		delete(r.warming, key)
+		return 0, false
+	}
+	r.warming[key] = attempt + 1
+	return wait, true
 }
 
 // observe lists the function's containers for the planner, applies its
@@ -255,6 +280,9 @@ func (r *Runtime) start(ctx context.Context, d runtime.Desired, slots []int, log
 		started++
 	}
 	if started > 0 {
+		r.mu.Lock()
+		r.warming[d.Key] = 0
+		r.mu.Unlock()
 		// Drift (replica_missing) is counted where the loss is seen, by
 		// countVanished: a creation may follow a crash, counted apart.
 		log.WithField("replicas", d.Replicas).Infof("started %d replica(s)", started)
@@ -316,6 +344,16 @@ func (r *Runtime) drain(rep *replica, log logrus.FieldLogger, why string) {
 	r.mu.Unlock()
 	rep.Draining = true
 	log.WithField("container", rep.Name).WithField("reason", why).Info("draining replica")
+}
+
+// undrain takes rep back into service: it was draining for a scale down
+// and is wanted again.
+func (r *Runtime) undrain(rep *replica, log logrus.FieldLogger) {
+	r.mu.Lock()
+	delete(r.draining, rep.ID)
+	r.mu.Unlock()
+	rep.Draining = false
+	log.WithField("container", rep.Name).Info("replica taken back from draining: wanted again")
 }
 
 func (r *Runtime) isDraining(id string) bool {
