@@ -26,12 +26,6 @@ type UsageReader interface {
 	Usage(ctx context.Context, key string) (types.FunctionUsage, error)
 }
 
-// Pauser freezes and thaws a function's replicas (scale to zero by pausing).
-type Pauser interface {
-	Pause(ctx context.Context, key string) error
-	Resume(ctx context.Context, key string) error
-}
-
 // ImageLoader loads images from a `docker save` archive, so functions can
 // be deployed without a registry. It returns the references loaded.
 type ImageLoader interface {
@@ -72,7 +66,6 @@ type RunResult struct {
 type Capabilities struct {
 	Logs   LogStreamer
 	Usage  UsageReader
-	Pause  Pauser
 	Images ImageLoader
 	Build  Builder
 	Run    RunOnce
@@ -83,7 +76,6 @@ func Discover(rt Runtime) Capabilities {
 	var c Capabilities
 	c.Logs, _ = rt.(LogStreamer)
 	c.Usage, _ = rt.(UsageReader)
-	c.Pause, _ = rt.(Pauser)
 	c.Images, _ = rt.(ImageLoader)
 	c.Build, _ = rt.(Builder)
 	c.Run, _ = rt.(RunOnce)
@@ -97,7 +89,7 @@ func (c Capabilities) Missing() []string {
 		name string
 		has  bool
 	}{
-		{"logs", c.Logs != nil}, {"usage", c.Usage != nil}, {"pause", c.Pause != nil},
+		{"logs", c.Logs != nil}, {"usage", c.Usage != nil},
 		{"image load", c.Images != nil}, {"build", c.Build != nil}, {"run-once", c.Run != nil},
 	} {
 		if !f.has {

@@ -57,20 +57,58 @@ type Replica struct {
 	CurrentSpec bool `json:"currentSpec"`
 }
 
-// Board is a concurrency-safe map of function statuses.
-type Board struct {
-	mu sync.RWMutex
-	m  map[string]Function
+// keyed is a concurrency-safe map of values that carry their own key; both
+// boards are one. Values are copied in and out.
+type keyed[T any] struct {
+	key func(T) string
+	mu  sync.RWMutex
+	m   map[string]T
 }
 
-// NewBoard returns an empty Board.
-func NewBoard() *Board { return &Board{m: make(map[string]Function)} }
+func newKeyed[T any](key func(T) string) keyed[T] {
+	return keyed[T]{key: key, m: map[string]T{}}
+}
 
-// Set records the status of f.Key.
-func (b *Board) Set(f Function) {
-	b.mu.Lock()
-	b.m[f.Key] = f
-	b.mu.Unlock()
+// Set records v under its key.
+func (k *keyed[T]) Set(v T) {
+	k.mu.Lock()
+	k.m[k.key(v)] = v
+	k.mu.Unlock()
+}
+
+// Delete forgets key.
+func (k *keyed[T]) Delete(key string) {
+	k.mu.Lock()
+	delete(k.m, key)
+	k.mu.Unlock()
+}
+
+// Get returns the value of key.
+func (k *keyed[T]) Get(key string) (T, bool) {
+	k.mu.RLock()
+	v, ok := k.m[key]
+	k.mu.RUnlock()
+	return v, ok
+}
+
+// List returns every value, sorted by key.
+func (k *keyed[T]) List() []T {
+	k.mu.RLock()
+	out := make([]T, 0, len(k.m))
+	for _, v := range k.m {
+		out = append(out, v)
+	}
+	k.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return k.key(out[i]) < k.key(out[j]) })
+	return out
+}
+
+// Board is a concurrency-safe map of function statuses.
+type Board struct{ keyed[Function] }
+
+// NewBoard returns an empty Board.
+func NewBoard() *Board {
+	return &Board{newKeyed(func(f Function) string { return f.Key })}
 }
 
 // Update applies fn to the status of key (the zero Function with Key set
@@ -84,33 +122,6 @@ func (b *Board) Update(key string, fn func(*Function)) {
 	fn(&f)
 	b.m[key] = f
 	b.mu.Unlock()
-}
-
-// Delete forgets key.
-func (b *Board) Delete(key string) {
-	b.mu.Lock()
-	delete(b.m, key)
-	b.mu.Unlock()
-}
-
-// Get returns the status of key.
-func (b *Board) Get(key string) (Function, bool) {
-	b.mu.RLock()
-	f, ok := b.m[key]
-	b.mu.RUnlock()
-	return f, ok
-}
-
-// List returns all statuses sorted by key.
-func (b *Board) List() []Function {
-	b.mu.RLock()
-	out := make([]Function, 0, len(b.m))
-	for _, f := range b.m {
-		out = append(out, f)
-	}
-	b.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out
 }
 
 // Global is controller-wide state shown on /debug/reconcile.
@@ -156,44 +167,9 @@ type Scaling struct {
 
 // ScalingBoard is a concurrency-safe map of Scaling, written by the
 // autoscaler only and read by the API.
-type ScalingBoard struct {
-	mu sync.RWMutex
-	m  map[string]Scaling
-}
+type ScalingBoard struct{ keyed[Scaling] }
 
 // NewScalingBoard returns an empty ScalingBoard.
-func NewScalingBoard() *ScalingBoard { return &ScalingBoard{m: map[string]Scaling{}} }
-
-// Set records s under s.Key.
-func (b *ScalingBoard) Set(s Scaling) {
-	b.mu.Lock()
-	b.m[s.Key] = s
-	b.mu.Unlock()
-}
-
-// Delete forgets key.
-func (b *ScalingBoard) Delete(key string) {
-	b.mu.Lock()
-	delete(b.m, key)
-	b.mu.Unlock()
-}
-
-// Get returns the scaling state of key.
-func (b *ScalingBoard) Get(key string) (Scaling, bool) {
-	b.mu.RLock()
-	s, ok := b.m[key]
-	b.mu.RUnlock()
-	return s, ok
-}
-
-// List returns every scaling state sorted by key.
-func (b *ScalingBoard) List() []Scaling {
-	b.mu.RLock()
-	out := make([]Scaling, 0, len(b.m))
-	for _, s := range b.m {
-		out = append(out, s)
-	}
-	b.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out
+func NewScalingBoard() *ScalingBoard {
+	return &ScalingBoard{newKeyed(func(s Scaling) string { return s.Key })}
 }
