@@ -684,3 +684,32 @@ func TestCallsAfterAScaleToZeroWake(t *testing.T) {
 		t.Fatalf("replicas %d by %q, want 1 by %q", got, by, store.ScaledByWake)
 	}
 }
+
+// TestIdleStartsOnceReady: a function whose replicas are still starting
+// (a slow deploy, a crash loop) is not idle: the idler counts from the
+// moment a replica is ready.
+func TestIdleStartsOnceReady(t *testing.T) {
+	h := newHarness(t, true, Config{})
+	key := h.deploy("slow", map[string]string{"com.openfaas.scale.zero": "true", "com.openfaas.scale.zero-duration": "10s"}, 1)
+	h.setReady(key, 0)
+	h.tick()
+	for s := 0; s < 30; s++ {
+		h.second(nil)
+		if got := h.replicas(key); got != 1 {
+			t.Fatalf("%d s without a ready replica: replicas %d, want 1", s+1, got)
+		}
+	}
+	h.setReady(key, 1)
+	for s := 0; s < 9; s++ {
+		h.second(nil)
+	}
+	if got := h.replicas(key); got != 1 {
+		t.Fatalf("replicas %d 9 s after the replica became ready, want 1", got)
+	}
+	for s := 0; s < 3; s++ {
+		h.second(nil)
+	}
+	if got := h.replicas(key); got != 0 {
+		t.Fatalf("replicas %d past zero-duration after ready, want 0", got)
+	}
+}

@@ -157,6 +157,12 @@ func (a *Autoscaler) evaluate(ctx context.Context, f store.Function, now time.Ti
 		active = true
 	}
 	st.replicas = f.Replicas
+	if a.ready != nil && ready == 0 && f.Replicas > 0 {
+		// Nothing serves yet (a deploy or a wake still starting, a crash
+		// loop): a function cannot be idle before it can be called, so the
+		// idle time starts once a replica is ready.
+		st.lastActive = now
+	}
 	// Calls reached a function at zero without the proxy waking it: they
 	// were served by a replica still draining after the scale to zero.
 	// They are demand all the same (as the OpenFaaS gateway sees it), so

@@ -138,16 +138,17 @@ func (s *countingStore) writes() []scaleCall {
 
 // harness is an autoscaler over fakes, driven pass by pass.
 type harness struct {
-	t     *testing.T
-	a     *Autoscaler
-	st    *countingStore
-	load  *fakeLoad
-	usage *fakeUsage
-	clk   *clock
-	board *status.ScalingBoard
-	reg   *prometheus.Registry
-	logs  *logtest.Hook
-	ready map[string]uint64
+	t       *testing.T
+	a       *Autoscaler
+	st      *countingStore
+	load    *fakeLoad
+	usage   *fakeUsage
+	clk     *clock
+	board   *status.ScalingBoard
+	reg     *prometheus.Registry
+	logs    *logtest.Hook
+	readyMu sync.Mutex
+	ready   map[string]uint64 // ready replicas by key; absent means 1
 }
 
 var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -175,7 +176,7 @@ func newHarness(t *testing.T, withUsage bool, cfg Config) *harness {
 	if withUsage {
 		usage = h.usage
 	}
-	a, err := New(cfg, h.st, h.load, ReadyFunc(func(key string) uint64 { return 1 }), usage, h.board)
+	a, err := New(cfg, h.st, h.load, ReadyFunc(h.readyOf), usage, h.board)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,3 +255,18 @@ func (h *harness) entry(key string) status.Scaling {
 }
 
 var errUsage = errors.New("stats unavailable")
+
+func (h *harness) readyOf(key string) uint64 {
+	h.readyMu.Lock()
+	defer h.readyMu.Unlock()
+	if n, ok := h.ready[key]; ok {
+		return n
+	}
+	return 1
+}
+
+func (h *harness) setReady(key string, n uint64) {
+	h.readyMu.Lock()
+	h.ready[key] = n
+	h.readyMu.Unlock()
+}

@@ -479,6 +479,14 @@ func Test_ScaleFromZeroDuringInvoke(t *testing.T) {
 	if rep, err := decodeEcho(res); err != nil || rep.Body != "from zero" {
 		t.Errorf("answer after scale to 0: %s (%v)", res, err)
 	}
+	// That call may have been served by the replica before it left the
+	// routing (it races the scale to zero by a few milliseconds), which
+	// leaves the function at zero. Once nothing is routable, a call must
+	// be held, wake the function to min and get 200.
+	d.waitScale(name, readyTimeout, "0/0", func(r, a uint64) bool { return r == 1 && a == 1 || r == 0 && a == 0 })
+	if res := d.invoke(http.MethodPost, "/function/"+name, []byte("again"), nil); res.Status != http.StatusOK {
+		t.Fatalf("POST /function/%s at zero: %s, want 200", name, res)
+	}
 	d.waitScale(name, readyTimeout, "1/1 (woken to min)", func(r, a uint64) bool { return r == 1 && a == 1 })
 }
 
