@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
@@ -44,6 +45,7 @@ type config struct {
 	AutoscaleEvery   time.Duration
 	LegacyScaleRPS   float64
 	MaxBodyBytes     int64
+	Async            asyncConfig
 	PidsLimit        int64
 	SelfContainer    string
 	LogLevel         string
@@ -62,6 +64,26 @@ func settings(c *config) []setting {
 		return func(v string) error {
 			d, err := parseDuration(v)
 			*p = d
+			return err
+		}
+	}
+	posInt := func(p *int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err == nil && n < 1 {
+				err = errors.New("must be at least 1")
+			}
+			*p = n
+			return err
+		}
+	}
+	posInt64 := func(p *int64) func(string) error {
+		return func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err == nil && n < 1 {
+				err = errors.New("must be at least 1")
+			}
+			*p = n
 			return err
 		}
 	}
@@ -95,11 +117,35 @@ func settings(c *config) []setting {
 		{"AUTOSCALE_INTERVAL", "autoscale-interval", "1s", "how often the autoscaler looks at the load of every function", dur(&c.AutoscaleEvery)},
 		{"LEGACY_SCALE_RPS", "legacy-scale-rps", "5", "requests per second above which a function without scale.type or scale.target labels steps up (OpenFaaS CE's alert rule)", func(v string) (err error) { c.LegacyScaleRPS, err = strconv.ParseFloat(v, 64); return }},
 		{"MAX_BODY_BYTES", "max-body-bytes", "67108864", "largest invocation request body in bytes (413 beyond it; 0 = no limit)", func(v string) (err error) { c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64); return }},
+		{"ASYNC_MAX_BODY_BYTES", "async-max-body-bytes", "1048576", "largest async call body in bytes (413 beyond it)", posInt64(&c.Async.MaxBodyBytes)},
+		{"ASYNC_MAX_RESULT_BYTES", "async-max-result-bytes", "1048576", "longest function response kept for an async call's callback (cut beyond it, X-Result-Truncated: true)", posInt64(&c.Async.MaxResultBytes)},
+		{"ASYNC_MAX_INFLIGHT", "async-max-inflight", "10", "async calls of one function running at once, when its io.dockerfaas.async.max-inflight annotation is absent", posInt(&c.Async.Policy.MaxInflight)},
+		{"ASYNC_RETRY_ATTEMPTS", "async-retry-attempts", "10", "most invocations of an async call (the first included), when com.openfaas.retry.attempts is absent", posInt(&c.Async.Policy.Attempts)},
+		{"ASYNC_RETRY_CODES", "async-retry-codes", "408,429,500,502,503,504", "statuses an async call is retried on, when com.openfaas.retry.codes is absent", func(v string) (err error) { c.Async.Policy.Codes, err = async.ParseCodes(v); return }},
+		{"ASYNC_RETRY_MIN_WAIT", "async-retry-min-wait", "1s", "wait before an async call's first retry, doubled per retry, when com.openfaas.retry.min_wait is absent", dur(&c.Async.Policy.MinWait)},
+		{"ASYNC_RETRY_MAX_WAIT", "async-retry-max-wait", "2m", "longest wait between attempts of an async call, when com.openfaas.retry.max_wait is absent", dur(&c.Async.Policy.MaxWait)},
+		{"ASYNC_CALLBACK_ATTEMPTS", "async-callback-attempts", "5", "how often a callback is tried before it is recorded as failed", posInt(&c.Async.CallbackAttempts)},
+		{"ASYNC_CALLBACK_TIMEOUT", "async-callback-timeout", "30s", "time limit of one callback request", dur(&c.Async.CallbackTimeout)},
+		{"ASYNC_CALLBACK_HOSTS", "async-callback-hosts", "", "hosts callbacks may go to: names, *.domain, IPs and CIDRs, comma-separated (default: any; see docs/async.md)", func(v string) (err error) { c.Async.Guard, err = async.ParseGuard(v); return }},
+		{"ASYNC_RECORDS_MAX", "async-records-max", "10000", "records of finished async calls kept (oldest pruned first)", posInt(&c.Async.RecordsMax)},
+		{"ASYNC_RECORDS_MAX_AGE", "async-records-max-age", "168h", "how long the record of a finished async call is kept", dur(&c.Async.RecordsMaxAge)},
 		{"PIDS_LIMIT", "pids-limit", "1024", "process limit per function container (0 = Docker's default)", func(v string) (err error) { c.PidsLimit, err = strconv.ParseInt(v, 10, 64); return }},
 		{"SELF_CONTAINER", "self-container", "auto", "this daemon's container (ID or name) when it runs in one, to join function networks; auto detects it, none disables", str(&c.SelfContainer)},
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "text", "text or json", str(&c.LogFormat)},
 	}
+}
+
+// asyncConfig is the async queue's part of the configuration.
+type asyncConfig struct {
+	MaxBodyBytes     int64
+	MaxResultBytes   int64
+	Policy           async.Policy
+	CallbackAttempts int
+	CallbackTimeout  time.Duration
+	Guard            async.Guard
+	RecordsMax       int
+	RecordsMaxAge    time.Duration
 }
 
 // parseConfig reads the environment, then flags from args.
@@ -156,6 +202,8 @@ func (c *config) validate() error {
 		return errors.New("AUTOSCALE_INTERVAL must be positive")
 	case !(c.LegacyScaleRPS > 0) || math.IsInf(c.LegacyScaleRPS, 0):
 		return errors.New("LEGACY_SCALE_RPS must be a positive number")
+	case c.Async.Policy.MaxWait < c.Async.Policy.MinWait:
+		return errors.New("ASYNC_RETRY_MAX_WAIT must not be below ASYNC_RETRY_MIN_WAIT")
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/api"
+	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/autoscale"
 	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
@@ -170,19 +171,39 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		Wake:         scaler,
 		Log:          log,
 	})
+	queue, err := async.New(async.Config{
+		Defaults:         cfg.Async.Policy,
+		MaxResultBytes:   cfg.Async.MaxResultBytes,
+		CallbackAttempts: cfg.Async.CallbackAttempts,
+		CallbackTimeout:  cfg.Async.CallbackTimeout,
+		Guard:            cfg.Async.Guard,
+		RecordsMax:       cfg.Async.RecordsMax,
+		RecordsMaxAge:    cfg.Async.RecordsMaxAge,
+		UserAgent:        "dockerfaasd-queue-worker/" + version,
+		Registerer:       reg,
+		Log:              log,
+	}, st, invoke)
+	if err != nil {
+		return fmt.Errorf("async queue: %w", err)
+	}
+	if !cfg.Async.Guard.Open() {
+		log.WithField("hosts", cfg.Async.Guard.String()).Info("callbacks restricted to ASYNC_CALLBACK_HOSTS")
+	}
 	apiCfg := api.Config{
-		Store:         st,
-		Status:        board,
-		Invocations:   gw,
-		Invoke:        invoke,
-		Debug:         api.DebugHandler(ctrl),
-		Metrics:       promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Auth:          api.Auth{User: cfg.AuthUser, Password: password, InvokeOpen: !cfg.InvokeAuth},
-		Info:          api.Info{Version: version, SHA: commit},
-		MaxReplicas:   cfg.MaxReplicas,
-		Scaling:       scaleDefaults,
-		ScalingStatus: scalingBoard,
-		Log:           log,
+		Store:             st,
+		Status:            board,
+		Invocations:       gw,
+		Invoke:            invoke,
+		Async:             queue,
+		AsyncMaxBodyBytes: cfg.Async.MaxBodyBytes,
+		Debug:             api.DebugHandler(ctrl),
+		Metrics:           promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Auth:              api.Auth{User: cfg.AuthUser, Password: password, InvokeOpen: !cfg.InvokeAuth},
+		Info:              api.Info{Version: version, SHA: commit},
+		MaxReplicas:       cfg.MaxReplicas,
+		Scaling:           scaleDefaults,
+		ScalingStatus:     scalingBoard,
+		Log:               log,
 	}
 	// Assigned only when present: a nil interface, not a typed nil, is
 	// what makes a missing feature answer 501.
@@ -222,11 +243,15 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	wg.Add(3)
+	errc := make(chan error, 4)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		errc <- ctrl.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		errc <- queue.Run(ctx)
 	}()
 	go func() {
 		defer wg.Done()

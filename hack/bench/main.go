@@ -78,7 +78,7 @@ func loadSettings() (settings, error) {
 	for _, k := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if k = strings.TrimSpace(k); k != "" {
 			if !validSection[k] {
-				errs = append(errs, fmt.Errorf("BENCH_SKIP: unknown section %q (want warm, cold, heal, zero, scale, go)", k))
+				errs = append(errs, fmt.Errorf("BENCH_SKIP: unknown section %q (want warm, async, cold, heal, zero, scale, go)", k))
 			}
 			s.Skip[k] = true
 		}
@@ -92,7 +92,7 @@ func loadSettings() (settings, error) {
 	return s, errors.Join(errs...)
 }
 
-var validSection = map[string]bool{"warm": true, "cold": true, "heal": true, "zero": true, "scale": true, "go": true}
+var validSection = map[string]bool{"warm": true, "async": true, "cold": true, "heal": true, "zero": true, "scale": true, "go": true}
 
 // moduleRoot walks up from the working directory to go.mod.
 func moduleRoot() (string, error) {
@@ -150,6 +150,7 @@ func run(ctx context.Context, s settings) int {
 		fn   func(context.Context) error
 	}{
 		{"warm", r.warm},
+		{"async", r.async},
 		{"cold", r.cold},
 		{"heal", r.heal},
 		// zero runs before scale, which starts a daemon with hundreds of

@@ -20,7 +20,7 @@ var notes string
 
 // sectionOrder and sectionTitle lay out the report.
 var (
-	sectionOrder = []string{"warm", "cold", "heal", "scale", "go", "zero"}
+	sectionOrder = []string{"warm", "cold", "heal", "scale", "go", "zero", "async"}
 	sectionTitle = map[string]string{
 		"warm":  "1. Warm invocation overhead",
 		"cold":  "2. Cold start",
@@ -28,6 +28,7 @@ var (
 		"scale": "4. Many functions",
 		"go":    "5. Go benchmarks",
 		"zero":  "6. Scale to zero and autoscaling",
+		"async": "7. Async invocations",
 	}
 )
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 )
@@ -28,7 +29,18 @@ type debugView struct {
 	// the autoscaler has looked at it.
 	Autoscaler bool            `json:"autoscaler"`
 	Functions  []debugFunction `json:"functions"`
+	// Async lists the async queue of every function with calls, when the
+	// page was given the queue (nil otherwise).
+	Async []async.Depth `json:"async,omitempty"`
 }
+
+// AsyncDepths is the read side of the async queue for the debug page;
+// *async.Service satisfies it.
+type AsyncDepths interface {
+	Depths() []async.Depth
+}
+
+var _ AsyncDepths = (*async.Service)(nil)
 
 // debugFunction is one function's row: the controller's status, with its
 // fields at the top level of the JSON object as before, and the
@@ -44,6 +56,7 @@ type debugFunction struct {
 type debugHandler struct {
 	src     DebugSource
 	scaling ScalingReader // nil: no autoscaler state on the page
+	async   AsyncDepths   // nil: no async queues on the page
 }
 
 // DebugHandler serves /debug/reconcile: an HTML page a person can read at a
@@ -64,6 +77,9 @@ func (h *debugHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		v.Functions = append(v.Functions, df)
+	}
+	if h.async != nil {
+		v.Async = h.async.Depths()
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
@@ -196,6 +212,11 @@ ul.replicas{margin:0;padding:0;list-style:none}
 <td class="decision">{{if .LastDecision}}<b>{{.LastDecision}}</b>{{with .Reason}}: {{.}}{{end}} <span class="muted">({{ago $now .DecidedAt}})</span>{{else}}<span class="muted">none yet</span>{{end}}</td>
 <td class="idle">{{idle $now .}}</td>{{else}}
 <td class="key"><code>{{.Key}}</code></td><td colspan="7" class="muted">not seen by the autoscaler yet</td>{{end}}</tr>
+{{end}}</table>
+{{end}}{{with .Async}}<h2>Async queues</h2>
+<table id="async">
+<tr><th>Function</th><th title="calls waiting for a slot">Queued</th><th title="calls waiting for their next attempt">Retrying</th><th title="attempts running now">Running</th><th title="io.dockerfaas.async.max-inflight">Max in flight</th></tr>
+{{range .}}<tr data-async-key="{{.Function}}"><td class="key"><code>{{.Function}}</code></td><td class="queued num">{{.Queued}}</td><td class="retrying num">{{.Retrying}}</td><td class="running num">{{.Running}}</td><td class="max num">{{.MaxInflight}}</td></tr>
 {{end}}</table>
 {{end}}<p>Generated {{.Now.Format "2006-01-02 15:04:05 MST"}} · refreshes every 5 s · <a href="?format=json">JSON</a></p>
 </body></html>

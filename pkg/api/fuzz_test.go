@@ -21,6 +21,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/dockerfaasd/dockerfaasd/internal/capturetest"
+	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
@@ -60,6 +61,11 @@ func newFuzzFixture(t *testing.T) *fixture {
 		c.Logs = noLogs{}
 		c.Debug = invoke
 		c.Metrics = invoke
+		q, err := async.New(async.Config{}, c.Store.(*store.Memory), invoke)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Async = q // never run: accepted calls stay queued
 	})
 	ctx := context.Background()
 	if _, err := f.store.UpdateSecret(ctx, "", "api-key", []byte(fuzzSecretValue)); err != nil {
@@ -115,7 +121,8 @@ func (f *fixture) fuzzDo(t *testing.T, method, target string, body []byte) (fuzz
 }
 
 // storeState is everything stored, record by record, as JSON, keyed
-// "function:NS/NAME", "secret:NS/NAME" (with the value) and "namespace:NAME".
+// "function:NS/NAME", "secret:NS/NAME" (with the value), "namespace:NAME"
+// and "call:ID".
 type storeState map[string]string
 
 func (f *fixture) state(t *testing.T) storeState {
@@ -149,6 +156,14 @@ func (f *fixture) state(t *testing.T) storeState {
 	for _, ns := range nss {
 		b, _ := json.Marshal(ns)
 		s["namespace:"+ns.Name] = string(b)
+	}
+	calls, err := f.store.ListCalls(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range calls {
+		b, _ := json.Marshal(c)
+		s["call:"+c.ID] = string(b)
 	}
 	return s
 }
@@ -680,6 +695,11 @@ func FuzzRouter(f *testing.F) {
 		{4, "/system/info", ""},
 		{2, "/system/scale-function/hello", `{"replicas":2}`},
 		{6, "/system/secrets", ""},
+		{2, "/async-function/hello.openfaas-fn/a/b?x=1", "body"},
+		{0, "/async-function/hello", ""},
+		{4, "/async-function/some-call-id", ""},
+		{0, "/system/async?function=hello&state=queued", ""},
+		{0, "/system/async/some-call-id", ""},
 	} {
 		f.Add(s.m, s.target, s.body)
 	}

@@ -64,6 +64,12 @@ type Config struct {
 	Logs LogStreamer
 	// Invoke is the invocation proxy, mounted on /function/.
 	Invoke http.Handler
+	// Async is the queue of async calls, mounted on /async-function/ and
+	// /system/async; nil leaves them unmounted.
+	Async AsyncQueue
+	// AsyncMaxBodyBytes bounds the body of an async call (413 beyond);
+	// 0 means DefaultAsyncMaxBody.
+	AsyncMaxBodyBytes int64
 	// Debug serves /debug/reconcile (behind auth); nil leaves it unmounted.
 	Debug http.Handler
 	// Metrics serves /metrics without auth, as Prometheus scrapers expect;
@@ -113,13 +119,15 @@ func effectiveDefaults(d scaling.Defaults, limit uint64) scaling.Defaults {
 
 // api holds what the handlers share.
 type api struct {
-	store       store.Store
-	status      StatusReader
-	invocations InvocationCounter
-	usage       UsageReader
-	logs        LogStreamer
-	info        Info
-	maxReplicas uint64
+	store        store.Store
+	status       StatusReader
+	invocations  InvocationCounter
+	usage        UsageReader
+	logs         LogStreamer
+	async        AsyncQueue
+	asyncMaxBody int64
+	info         Info
+	maxReplicas  uint64
 	// scaling are the effective label defaults, Limit = maxReplicas.
 	scaling scaling.Defaults
 	log     logrus.FieldLogger
@@ -128,14 +136,16 @@ type api struct {
 // NewRouter returns the daemon's HTTP handler.
 func NewRouter(cfg Config) http.Handler {
 	a := &api{
-		store:       cfg.Store,
-		status:      cfg.Status,
-		invocations: cfg.Invocations,
-		usage:       cfg.Usage,
-		logs:        cfg.Logs,
-		info:        cfg.Info,
-		maxReplicas: cfg.MaxReplicas,
-		log:         cfg.Log,
+		store:        cfg.Store,
+		status:       cfg.Status,
+		invocations:  cfg.Invocations,
+		usage:        cfg.Usage,
+		logs:         cfg.Logs,
+		async:        cfg.Async,
+		asyncMaxBody: cfg.AsyncMaxBodyBytes,
+		info:         cfg.Info,
+		maxReplicas:  cfg.MaxReplicas,
+		log:          cfg.Log,
 	}
 	if a.maxReplicas == 0 {
 		a.maxReplicas = DefaultMaxReplicas
@@ -143,6 +153,9 @@ func NewRouter(cfg Config) http.Handler {
 	a.scaling = effectiveDefaults(cfg.Scaling, a.maxReplicas)
 	if a.log == nil {
 		a.log = logrus.StandardLogger()
+	}
+	if a.asyncMaxBody <= 0 {
+		a.asyncMaxBody = DefaultAsyncMaxBody
 	}
 	auth := newBasicAuth(cfg.Auth, a.log)
 
@@ -191,13 +204,23 @@ func NewRouter(cfg Config) http.Handler {
 		r.Handle("/function/{name}/", inv)
 		r.Handle("/function/{name}/{params:.*}", inv)
 	}
+	if cfg.Async != nil {
+		a.asyncRoutes(r, auth, cfg.Auth.InvokeOpen)
+	}
 	if cfg.Debug != nil {
 		dbg := cfg.Debug
-		// The page built by DebugHandler shows the autoscaler's state next
-		// to the controller's. It is handed the reader here, so that the
+		// The page built by DebugHandler shows the autoscaler's state and
+		// the async queues next to the controller's. It is handed the reader here, so that the
 		// whole read side is configured in one place, Config.
-		if d, ok := dbg.(*debugHandler); ok && d.scaling == nil && cfg.ScalingStatus != nil {
-			dbg = &debugHandler{src: d.src, scaling: cfg.ScalingStatus}
+		if d, ok := dbg.(*debugHandler); ok {
+			nd := *d
+			if nd.scaling == nil && cfg.ScalingStatus != nil {
+				nd.scaling = cfg.ScalingStatus
+			}
+			if q, ok := cfg.Async.(AsyncDepths); ok && nd.async == nil {
+				nd.async = q
+			}
+			dbg = &nd
 		}
 		dbg = auth.wrap(dbg)
 		r.Handle("/debug/reconcile", dbg)

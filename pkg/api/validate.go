@@ -9,6 +9,7 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
@@ -113,6 +114,9 @@ func validateDeployment(spec *types.FunctionDeployment, d scaling.Defaults) (str
 	if err := validResources("requests", spec.Requests); err != nil {
 		return "", b, err
 	}
+	if err := validAsync(spec.Annotations); err != nil {
+		return "", b, err
+	}
 	// Every scale label is read here, with the meaning the autoscaler, the
 	// idler and scale-from-zero give it, so that a label they could not
 	// read is a 400 now rather than a function that silently never scales.
@@ -121,6 +125,16 @@ func validateDeployment(spec *types.FunctionDeployment, d scaling.Defaults) (str
 		return "", b, err
 	}
 	return ns, b, nil
+}
+
+// validAsync reads the async annotations (max in flight, retries) as the
+// queue will, so that one it could not read is refused now.
+func validAsync(annotations *map[string]string) error {
+	if annotations == nil {
+		return nil
+	}
+	_, err := async.ParsePolicy(*annotations, async.DefaultPolicy)
+	return err
 }
 
 // policyOf reads the scaling policy from the optional label map.

@@ -131,7 +131,7 @@ func (g *Gateway) Instrument(next http.Handler) http.Handler {
 var routes = map[string]bool{
 	"/healthz": true, "/metrics": true, "/system/metrics": true, "/system/info": true,
 	"/system/functions": true, "/system/namespaces": true, "/system/secrets": true,
-	"/system/logs": true, "/debug/reconcile": true,
+	"/system/logs": true, "/debug/reconcile": true, "/system/async": true,
 }
 
 // route maps a request path onto a bounded set of route names.
@@ -147,6 +147,10 @@ func route(p string) string {
 		return "/system/scale-function/{name}"
 	case strings.HasPrefix(p, "/system/namespace/"):
 		return "/system/namespace/{name}"
+	case strings.HasPrefix(p, "/async-function/"):
+		return "/async-function/{name}"
+	case strings.HasPrefix(p, "/system/async/"):
+		return "/system/async/{id}"
 	default:
 		return "other"
 	}

@@ -483,9 +483,15 @@ func (p *Proxy) logRetry(c *call, err error) {
 	p.log.WithFields(c.fields()).WithError(err).Warn("replica unreachable, retrying on the next one")
 }
 
+// HeaderInternal marks an answer the proxy made itself, not the function,
+// as faas-provider's proxy does; the async queue retries such a 502 or 503
+// whatever the function's retry codes say.
+const HeaderInternal = "X-OpenFaaS-Internal"
+
 // fail answers the call with a short plain-text error.
 func (p *Proxy) fail(w http.ResponseWriter, c *call, code int, msg string) {
 	c.code = code
+	w.Header().Set(HeaderInternal, "proxy")
 	if c.callID != "" {
 		w.Header().Set(HeaderCallID, c.callID)
 		w.Header().Set(HeaderStartTime, c.startStr)

@@ -62,7 +62,7 @@ func openWith(path, keyFile string, timeout time.Duration) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
-	s := &Bolt{engine: engine{kv: boltKV{db}}, db: db}
+	s := &Bolt{engine: engine{kv: boltKV{db: db, group: &groupCommitter{db: db}}}, db: db}
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
@@ -99,7 +99,10 @@ func initSchema(tx *bolt.Tx) error {
 
 // boltKV is the kv backend over bbolt: its transactions and buckets are
 // bbolt's own, so every commit is bbolt's durable, fsynced one.
-type boltKV struct{ db *bolt.DB }
+type boltKV struct {
+	db    *bolt.DB
+	group *groupCommitter
+}
 
 func (k boltKV) view(fn func(kvTx) error) error {
 	return k.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
@@ -108,6 +111,8 @@ func (k boltKV) view(fn func(kvTx) error) error {
 func (k boltKV) update(fn func(kvTx) error) error {
 	return k.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
 }
+
+func (k boltKV) batch(fn func(kvTx) error) error { return k.group.do(fn) }
 
 func (k boltKV) close() error { return k.db.Close() }
 

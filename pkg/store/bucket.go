@@ -28,6 +28,11 @@ type kv interface {
 	// leaves no trace. Hooks fn registers with onCommit run once the commit
 	// is done and the writer lock released, in the writer's goroutine.
 	update(fn func(kvTx) error) error
+	// batch is update for writes that come in crowds (async accepts): fn
+	// may share its transaction, and its commit, with concurrent batch
+	// writes, and so may run more than once (see groupCommitter). fn
+	// returning errUnchanged must mean it wrote nothing.
+	batch(fn func(kvTx) error) error
 	// close releases the backend.
 	close() error
 }
@@ -59,7 +64,7 @@ type kvBucket interface {
 
 // bucketNames are the buckets every backend holds; a backend creates them
 // when it opens, so a file written before one existed simply gains it.
-var bucketNames = [][]byte{functionRecords.name, secretRecords.name, namespaceRecords.name}
+var bucketNames = [][]byte{functionRecords.name, secretRecords.name, namespaceRecords.name, callRecords.name, callPayloads.name}
 
 // errUnchanged aborts a write transaction that would change nothing, so a
 // no-op neither consumes a revision nor wakes watchers (and bbolt skips the
@@ -181,24 +186,35 @@ func (b *bucket[T]) insert(tx *txn, key string, rec T) (T, error) {
 // put stores rec under key, stamped with the next revision when the bucket
 // has revisions, and returns it as stored.
 func (b *bucket[T]) put(tx *txn, key string, rec T) (T, error) {
-	var zero T
+	v, err := b.save(tx, key, rec)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return b.decode(key, v)
+}
+
+// save is put without decoding the record back, for the hot path of async
+// calls, whose records hold nothing JSON would change (no maps the caller
+// could alias, times already in UTC): it returns the bytes stored.
+func (b *bucket[T]) save(tx *txn, key string, rec T) ([]byte, error) {
 	kb := tx.kv.bucket(b.name)
 	if b.revision != nil {
 		rev, err := kb.NextSequence()
 		if err != nil {
-			return zero, fmt.Errorf("%s: next revision: %w", b.about(key), err)
+			return nil, fmt.Errorf("%s: next revision: %w", b.about(key), err)
 		}
 		*b.revision(&rec) = rev
 	}
 	v, err := json.Marshal(rec)
 	if err != nil {
-		return zero, fmt.Errorf("%s: encode: %w", b.about(key), err)
+		return nil, fmt.Errorf("%s: encode: %w", b.about(key), err)
 	}
 	if err := kb.Put([]byte(key), v); err != nil {
-		return zero, fmt.Errorf("%s: put: %w", b.about(key), err)
+		return nil, fmt.Errorf("%s: put: %w", b.about(key), err)
 	}
 	b.written(tx, key)
-	return b.decode(key, v)
+	return v, nil
 }
 
 // delete removes the record under key (ErrNotFound when absent), consuming
@@ -314,6 +330,17 @@ func listIn[T any](ctx context.Context, e *engine, about subject, b *bucket[T], 
 // nothing, the transaction is rolled back: no write at all. op's own errors
 // come back as they are; ctx's and the backend's are wrapped with about.
 func write[R any](ctx context.Context, e *engine, about subject, op func(tx *txn) (R, error)) (R, error) {
+	return commit(ctx, e, e.kv.update, about, op)
+}
+
+// writeGrouped is write for writes that arrive in crowds: concurrent ones
+// share a transaction and its fsync (kv.batch). op may run more than once.
+func writeGrouped[R any](ctx context.Context, e *engine, about subject, op func(tx *txn) (R, error)) (R, error) {
+	return commit(ctx, e, e.kv.batch, about, op)
+}
+
+// commit is write's body, over the transaction runner run.
+func commit[R any](ctx context.Context, e *engine, run func(func(kvTx) error) error, about subject, op func(tx *txn) (R, error)) (R, error) {
 	var (
 		res, zero R
 		opErr     error
@@ -321,7 +348,7 @@ func write[R any](ctx context.Context, e *engine, about subject, op func(tx *txn
 	if err := ctx.Err(); err != nil {
 		return zero, about.wrap(err)
 	}
-	err := e.kv.update(func(kt kvTx) error {
+	err := run(func(kt kvTx) error {
 		tx := &txn{kv: kt}
 		res, opErr = op(tx)
 		switch {

@@ -32,6 +32,8 @@ func (s *Bolt) Check() error {
 				return err
 			}),
 			namespaceRecords.check(t, nil),
+			callRecords.check(t, nil),
+			callPayloads.check(t, nil),
 		)
 	})
 }

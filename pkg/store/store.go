@@ -80,6 +80,8 @@ type Store interface {
 	Namespaces
 	// Secrets keeps secrets, encrypted at rest (secrets.go).
 	Secrets
+	// Calls keeps async calls and their records (calls.go).
+	Calls
 
 	// Get returns the function under key or an error wrapping ErrNotFound.
 	Get(ctx context.Context, key string) (Function, error)

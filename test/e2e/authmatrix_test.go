@@ -45,6 +45,22 @@ var authRoutes = []authRoute{
 	{"/function/{name}", "GET", "/function/x", ""},
 	{"/function/{name}/", "POST", "/function/x/", "body"},
 	{"/function/{name}/{params:.*}", "DELETE", "/function/x.openfaas-fn/a/b?c=d", ""},
+	// Async (docs/async.md): accepting is authenticated like /function/,
+	// cancelling and the records like /system/*.
+	{"/async-function/{name}", "POST", "/async-function/x", "body"},
+	{"/async-function/{name}", "DELETE", "/async-function/x", ""},
+	{"/async-function/{name}/", "PUT", "/async-function/x/", "body"},
+	{"/async-function/{name}/{params:.*}", "PATCH", "/async-function/x.openfaas-fn/a/b?c=d", "body"},
+	{"/async-function/{name}/{params:.*}", "DELETE", "/async-function/x/a", ""},
+	{"/system/async", "GET", "/system/async?function=x", ""},
+	{"/system/async/{id}", "GET", "/system/async/x", ""},
+}
+
+// invokeRoute reports whether INVOKE_AUTH=false opens r: the invocations,
+// synchronous and async, but not cancelling an async call.
+func invokeRoute(r authRoute) bool {
+	return strings.HasPrefix(r.path, "/function/") ||
+		strings.HasPrefix(r.path, "/async-function/") && r.method != http.MethodDelete
 }
 
 // openRoutes answer without credentials, whatever Authorization says.
@@ -53,17 +69,27 @@ var openRoutes = []authRoute{
 	{"/metrics", "GET", "/metrics", ""},
 }
 
-// registeredRoutes returns the paths pkg/api/router.go registers.
+// registeredRoutes returns the paths pkg/api registers: router.go and the
+// files it delegates to (async.go mounts the async routes).
 func registeredRoutes(t *testing.T) []string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join(suite.moduleRoot, "pkg", "api", "router.go"))
+	files, err := filepath.Glob(filepath.Join(suite.moduleRoot, "pkg", "api", "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	re := regexp.MustCompile(`r\.(?:Handle|PathPrefix)\("([^"]+)"`)
 	var out []string
-	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
-		out = append(out, m[1])
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+			out = append(out, m[1])
+		}
 	}
 	if len(out) == 0 {
 		t.Fatal("found no routes in pkg/api/router.go")
@@ -184,7 +210,7 @@ func TestAuthMatrix(t *testing.T) {
 	t.Run("INVOKE_AUTH=false", func(t *testing.T) {
 		t.Parallel()
 		d := startDaemon(t, withInvokeAuth(false))
-		tally := matrix(t, d, authRoutes, func(r authRoute) bool { return strings.HasPrefix(r.path, "/function/") })
+		tally := matrix(t, d, authRoutes, invokeRoute)
 		t.Logf("%d routes × 7 credentials: %v", len(authRoutes), tally)
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -147,6 +148,56 @@ func badInputCases(img string) []badCase {
 	}
 }
 
+// badRequest is a badCase with request headers of its own (the
+// async cases), sent on top of Content-Type.
+type badRequest struct {
+	badCase
+	headers map[string]string
+}
+
+// asyncBadInputCases are the refusals of docs/async.md. The daemon runs with
+// ASYNC_CALLBACK_HOSTS=hooks.example.com and the default ASYNC_MAX_BODY_BYTES
+// (1 MiB). None may store a call.
+func asyncBadInputCases() []badRequest {
+	huge := strings.Repeat("x", 1<<20+1)
+	cb := func(v string) map[string]string { return map[string]string{"X-Callback-Url": v} }
+	id := func(v string) map[string]string { return map[string]string{"X-Call-Id": v} }
+	return []badRequest{
+		// Methods: POST, PUT and PATCH accept; DELETE cancels a call id,
+		// which has no slash: with a path it names no call (404).
+		{badCase{"async: GET", "GET", "/async-function/keep", ``, 405}, nil},
+		{badCase{"async: HEAD", "HEAD", "/async-function/keep", ``, 405}, nil},
+		{badCase{"async: OPTIONS", "OPTIONS", "/async-function/keep/a", ``, 405}, nil},
+		{badCase{"async: DELETE with a path", "DELETE", "/async-function/keep/x", ``, 404}, nil},
+		{badCase{"async: POST the records", "POST", "/system/async", `{}`, 405}, nil},
+		{badCase{"async: PUT a record", "PUT", "/system/async/x", `{}`, 405}, nil},
+		// X-Callback-Url: absolute http(s), a host, allowed by ASYNC_CALLBACK_HOSTS.
+		{badCase{"async: callback ftp://x", "POST", "/async-function/keep", `x`, 400}, cb("ftp://x")},
+		{badCase{"async: callback not a URL", "POST", "/async-function/keep", `x`, 400}, cb("not a url")},
+		{badCase{"async: callback /relative", "POST", "/async-function/keep", `x`, 400}, cb("/relative")},
+		{badCase{"async: callback http:// without a host", "POST", "/async-function/keep", `x`, 400}, cb("http://")},
+		{badCase{"async: callback to the metadata address", "POST", "/async-function/keep", `x`, 400}, cb("http://169.254.169.254/latest/meta-data/")},
+		{badCase{"async: callback to a host not allowed", "POST", "/async-function/keep", `x`, 400}, cb("https://hooks.example.net/done")},
+		// X-Call-Id: 1–128 of A-Z a-z 0-9 . _ : -
+		{badCase{"async: X-Call-Id with a space", "POST", "/async-function/keep", `x`, 400}, id("my id")},
+		{badCase{"async: X-Call-Id with a slash", "POST", "/async-function/keep", `x`, 400}, id("a/b")},
+		{badCase{"async: X-Call-Id of 129 characters", "PUT", "/async-function/keep", `x`, 400}, id(strings.Repeat("a", 129))},
+		{badCase{"async: X-Call-Id of 200 characters", "POST", "/async-function/keep", `x`, 400}, id(strings.Repeat("b", 200))},
+		// Body, names.
+		{badCase{"async: body over ASYNC_MAX_BODY_BYTES", "POST", "/async-function/keep", huge, 413}, nil},
+		{badCase{"async: unknown function", "POST", "/async-function/ghost", `x`, 404}, nil},
+		{badCase{"async: unknown function.openfaas-fn", "PATCH", "/async-function/ghost.openfaas-fn", `x`, 404}, nil},
+		{badCase{"async: unknown namespace", "POST", "/async-function/keep.nope", `x`, 404}, nil},
+		{badCase{"async: function name with a space", "POST", "/async-function/a%20b", `x`, 400}, nil},
+		{badCase{"async: function name ..%2Fsystem", "POST", "/async-function/..%2Fsystem%2Ffunctions", `x`, 400}, nil},
+		{badCase{"async: empty namespace", "POST", "/async-function/keep.", `x`, 400}, nil},
+		// Records and cancel of ids that do not exist.
+		{badCase{"async: record of an unknown id", "GET", "/system/async/unknown", ``, 404}, nil},
+		{badCase{"async: cancel of an unknown id", "DELETE", "/async-function/unknown-id", ``, 404}, nil},
+		{badCase{"async: cancel of a function's name", "DELETE", "/async-function/keep", ``, 404}, nil},
+	}
+}
+
 // jsonQuote renders s as a JSON string.
 func jsonQuote(s string) string {
 	b, _ := json.Marshal(s)
@@ -203,7 +254,7 @@ func fileSHA256(t *testing.T, path string) string {
 // write is rolled back before it touches the file).
 func TestBadInputCatalogue(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
+	d := startDaemon(t, withEnv("ASYNC_CALLBACK_HOSTS", "hooks.example.com"))
 	img := fnImage(t, fnHostname)
 	dbPath := filepath.Join(d.stateDir, "state.db")
 	d.deploy(simpleSpec("keep", img, map[string]string{"K": "v"}, nil))
@@ -234,14 +285,20 @@ func TestBadInputCatalogue(t *testing.T) {
 		t.Fatalf("the state file changed while the daemon was idle (%s → %s)", hash[:12], h[:12])
 	}
 
-	cases := badInputCases(img)
+	var cases []badRequest
+	for _, c := range badInputCases(img) {
+		cases = append(cases, badRequest{badCase: c})
+	}
+	cases = append(cases, asyncBadInputCases()...)
 	counts := map[int]int{}
 	for _, c := range cases {
 		var body []byte
 		if c.body != "" {
 			body = []byte(c.body)
 		}
-		res, err := d.request(c.method, c.path, body, map[string]string{"Content-Type": "application/json"}, authBasic)
+		headers := map[string]string{"Content-Type": "application/json"}
+		maps.Copy(headers, c.headers)
+		res, err := d.request(c.method, c.path, body, headers, authBasic)
 		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			continue
@@ -253,7 +310,7 @@ func TestBadInputCatalogue(t *testing.T) {
 			t.Errorf("%s: %s %s answered %s, want %d", c.name, c.method, c.path, res, c.want)
 		case !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain"):
 			t.Errorf("%s: Content-Type %q, want text/plain", c.name, res.Header.Get("Content-Type"))
-		case msg == "":
+		case msg == "" && c.method != http.MethodHead: // a HEAD answer has no body
 			t.Errorf("%s: %d without a message", c.name, res.Status)
 		case c.want == http.StatusMethodNotAllowed && res.Header.Get("Allow") == "":
 			t.Errorf("%s: 405 without an Allow header", c.name)
