@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 )
 
@@ -319,5 +320,51 @@ func TestDebugScalingJSON(t *testing.T) {
 	if got := v.Functions[0].Scaling; got == nil || got.Mode != want.Mode || got.Load != want.Load ||
 		got.Desired != want.Desired || got.Reason != want.Reason || !got.DecidedAt.Equal(want.DecidedAt) || !got.ZeroAt.Equal(want.ZeroAt) {
 		t.Errorf("scaling = %+v, want %+v", got, want)
+	}
+}
+
+// fakeAsync is an async queue for the debug page: AsyncQueue (unused here)
+// plus the depths the page shows.
+type fakeAsync struct {
+	AsyncQueue
+	depths []async.Depth
+}
+
+func (f fakeAsync) Depths() []async.Depth { return f.depths }
+
+// TestDebugAsyncQueues: the page shows each function's async queue, in
+// HTML and JSON, when the router has an async queue with depths.
+func TestDebugAsyncQueues(t *testing.T) {
+	q := fakeAsync{depths: []async.Depth{{Function: "openfaas-fn/slow", Queued: 4, Retrying: 1, Running: 2, MaxInflight: 2}}}
+	f := newFixture(t, func(c *Config) {
+		c.Debug = DebugHandler(debugFixture())
+		c.Async = q
+	})
+	body := f.do(t, http.MethodGet, "/debug/reconcile", "").Body.String()
+	for _, want := range []string{
+		`<h2>Async queues</h2>`,
+		`<tr data-async-key="openfaas-fn/slow">`,
+		`<td class="queued num">4</td>`, `<td class="retrying num">1</td>`,
+		`<td class="running num">2</td>`, `<td class="max num">2</td>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	w := f.do(t, http.MethodGet, "/debug/reconcile?format=json", "")
+	var v struct {
+		Async []async.Depth `json:"async"`
+	}
+	decodeJSON(t, w, &v)
+	if len(v.Async) != 1 || v.Async[0] != q.depths[0] {
+		t.Errorf("JSON async = %+v", v.Async)
+	}
+	// Without calls, no section.
+	f = newFixture(t, func(c *Config) {
+		c.Debug = DebugHandler(debugFixture())
+		c.Async = fakeAsync{}
+	})
+	if body := f.do(t, http.MethodGet, "/debug/reconcile", "").Body.String(); strings.Contains(body, "Async queues") {
+		t.Error("an empty async section is shown")
 	}
 }

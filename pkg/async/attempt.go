@@ -60,8 +60,9 @@ func (s *Service) attempt(ctx context.Context, q *fnQueue, it *item) {
 		return
 	}
 	if out.res != nil && out.res.Code == http.StatusNotFound && out.res.Header.Get(HeaderInternal) != "" {
-		// The proxy does not know the function: it was deleted after
-		// the call was accepted.
+		// The proxy does not know the function: deleted after the call
+		// was accepted, or (if the store still has it) not yet known to
+		// the proxy, which then learns of it: try again later.
 		if _, err := s.st.Get(ctx, c.Function); errors.Is(err, store.ErrNotFound) {
 			if _, err := s.cancel(ctx, c.ID, "function deleted"); err != nil && !errors.Is(err, ErrFinished) {
 				log.WithError(err).Warn("async: cannot cancel a call of a deleted function")
@@ -69,6 +70,7 @@ func (s *Service) attempt(ctx context.Context, q *fnQueue, it *item) {
 			s.release(q, it, false, 0)
 			return
 		}
+		out.retry, out.wait = true, q.policy.Wait(c.Attempts+1, 0, s.rnd())
 	}
 	stored, err := s.st.UpdateCall(context.WithoutCancel(ctx), c.ID, func(sc *store.Call) (store.PayloadChange, error) {
 		return s.apply(sc, q.policy, out, started)

@@ -522,3 +522,21 @@ func TestStopLetsRunningAttemptsFinish(t *testing.T) {
 func (h *harness) serveOK(name string) {
 	h.handle(name, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
 }
+
+func TestUnknownToTheProxyButStoredIsRetried(t *testing.T) {
+	h := newHarness(t)
+	// Known to the store, not (yet) to the proxy; attempts enough to
+	// outlast the test's wait.
+	ann := map[string]string{AnnotationRetryAttempts: "1000", AnnotationRetryMinWait: "10ms", AnnotationRetryMaxWait: "10ms"}
+	if _, err := h.st.Create(context.Background(), types.FunctionDeployment{Service: "late", Image: "img", Annotations: &ann}, 1); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.accept("late", "l1", false)
+	poll.Until(t, 5*time.Second, "a first attempt answered 404 by the proxy", func() bool { return h.fns.count("l1") >= 1 })
+	h.serveOK("late")
+	rec := h.waitState("l1", store.CallSucceeded)
+	if rec.Attempts < 2 {
+		t.Fatalf("record %+v", rec)
+	}
+}
