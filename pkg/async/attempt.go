@@ -39,7 +39,10 @@ type outcome struct {
 func (s *Service) attempt(ctx context.Context, q *fnQueue, it *item) {
 	defer s.wg.Done()
 	c := it.call
-	log := s.cfg.Log.WithFields(logrus.Fields{"call_id": c.ID, "function": c.Function})
+	// Built only when something is logged: most attempts log nothing.
+	log := func() logrus.FieldLogger {
+		return s.cfg.Log.WithFields(logrus.Fields{"call_id": c.ID, "function": c.Function})
+	}
 	s.meters.inflight.WithLabelValues(functionName(c.Function)).Inc()
 	started := s.now().UTC()
 	out, err := s.invokeStored(ctx, c, q.policy)
@@ -55,7 +58,7 @@ func (s *Service) attempt(ctx context.Context, q *fnQueue, it *item) {
 		s.release(q, it, false, 0)
 		return
 	case err != nil:
-		log.WithError(err).Warn("async: cannot read the call; trying again later")
+		log().WithError(err).Warn("async: cannot read the call; trying again later")
 		s.release(q, it, true, storeRetry)
 		return
 	}
@@ -65,7 +68,7 @@ func (s *Service) attempt(ctx context.Context, q *fnQueue, it *item) {
 		// the proxy, which then learns of it: try again later.
 		if _, err := s.st.Get(ctx, c.Function); errors.Is(err, store.ErrNotFound) {
 			if _, err := s.cancel(ctx, c.ID, "function deleted"); err != nil && !errors.Is(err, ErrFinished) {
-				log.WithError(err).Warn("async: cannot cancel a call of a deleted function")
+				log().WithError(err).Warn("async: cannot cancel a call of a deleted function")
 			}
 			s.release(q, it, false, 0)
 			return
@@ -80,21 +83,21 @@ func (s *Service) attempt(ctx context.Context, q *fnQueue, it *item) {
 		s.release(q, it, false, 0) // cancelled while it ran
 		return
 	case err != nil:
-		log.WithError(err).Error("async: cannot record an attempt; the call runs again")
+		log().WithError(err).Error("async: cannot record an attempt; the call runs again")
 		s.release(q, it, true, storeRetry)
 		return
 	}
 	code := outcomeCode(out)
 	if stored.State == store.CallRetrying {
 		s.meters.retries.WithLabelValues(functionName(c.Function), code).Inc()
-		log.WithFields(logrus.Fields{"status": code, "attempt": stored.Attempts, "wait": out.wait.Round(time.Millisecond).String()}).Info("async: call will be retried")
+		log().WithFields(logrus.Fields{"status": code, "attempt": stored.Attempts, "wait": out.wait.Round(time.Millisecond).String()}).Info("async: call will be retried")
 		it.call = stored
 		s.release(q, it, true, out.wait)
 		return
 	}
 	s.meters.processed.WithLabelValues(functionName(c.Function), code).Inc()
 	if stored.State == store.CallFailed {
-		log.WithFields(logrus.Fields{"status": code, "attempts": stored.Attempts, "error": stored.LastError}).Warn("async: call failed")
+		log().WithFields(logrus.Fields{"status": code, "attempts": stored.Attempts, "error": stored.LastError}).Warn("async: call failed")
 	}
 	s.release(q, it, false, 0)
 	if stored.Callback == store.CallbackPending {
