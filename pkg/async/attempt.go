@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -285,9 +284,3 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Trans
 
 // functionName is the metric label of a store key: "name.namespace".
 func functionName(key string) string { return metrics.FunctionName(key) }
-
-// namespaceOf is the namespace part of a store key.
-func namespaceOf(key string) string {
-	ns, _, _ := strings.Cut(key, "/")
-	return ns
-}

@@ -8,19 +8,19 @@ package async
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
@@ -197,7 +197,7 @@ type Request struct {
 func (s *Service) Accept(ctx context.Context, r Request) (rec Record, dup bool, err error) {
 	id := r.CallID
 	if id == "" {
-		id = NewCallID()
+		id = proxy.NewCallID()
 	}
 	c := store.Call{
 		ID: id, Function: r.Function,
@@ -243,7 +243,7 @@ func (s *Service) List(ctx context.Context, f Filter) ([]Record, error) {
 		switch {
 		case f.Function != "" && c.Function != f.Function:
 			continue
-		case f.Function == "" && f.Namespace != "" && namespaceOf(c.Function) != f.Namespace:
+		case f.Function == "" && f.Namespace != "" && !strings.HasPrefix(c.Function, f.Namespace+"/"):
 			continue
 		}
 		r := s.record(c)
@@ -295,16 +295,6 @@ func (s *Service) record(c store.Call) Record {
 	running := it != nil && it.running
 	s.mu.Unlock()
 	return recordOf(c, running)
-}
-
-// NewCallID returns a random RFC 9562 version 4 UUID.
-func NewCallID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 // ValidCallID reports whether id may be used as a call id: 1 to 128 of

@@ -5,9 +5,10 @@ import (
 	"encoding/hex"
 )
 
-// newCallID returns a random RFC 9562 version 4 UUID. It is written by hand
+// NewCallID returns a random RFC 9562 version 4 UUID, the X-Call-Id of a
+// call that came without one (sync or async). It is written by hand
 // to keep the module free of a UUID dependency for sixteen random bytes.
-func newCallID() string {
+func NewCallID() string {
 	var b [16]byte
 	// crypto/rand.Read never returns an error since Go 1.24: it crashes
 	// the program instead, so there is nothing to handle here.

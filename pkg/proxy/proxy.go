@@ -275,7 +275,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.callID = r.Header.Get(HeaderCallID)
 	if c.callID == "" {
-		c.callID = newCallID()
+		c.callID = NewCallID()
 	}
 	c.startStr = strconv.FormatInt(c.start.UnixNano(), 10)
 
