@@ -189,7 +189,7 @@ func (d *Client) StartContainer(ctx context.Context, id string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	return wrap("start container "+short(id), d.c.ContainerStart(ctx, id, container.StartOptions{}))
+	return wrap("start container "+ShortID(id), d.c.ContainerStart(ctx, id, container.StartOptions{}))
 }
 
 // StopContainer implements Engine.
@@ -198,7 +198,7 @@ func (d *Client) StopContainer(ctx context.Context, id string, timeout time.Dura
 		return err
 	}
 	secs := int(timeout / time.Second)
-	return wrap("stop container "+short(id), d.c.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}))
+	return wrap("stop container "+ShortID(id), d.c.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}))
 }
 
 // RemoveContainer implements Engine.
@@ -206,7 +206,7 @@ func (d *Client) RemoveContainer(ctx context.Context, id string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	return wrap("remove container "+short(id), d.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}))
+	return wrap("remove container "+ShortID(id), d.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}))
 }
 
 // PauseContainer implements Engine.
@@ -214,7 +214,7 @@ func (d *Client) PauseContainer(ctx context.Context, id string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	return wrap("pause container "+short(id), d.c.ContainerPause(ctx, id))
+	return wrap("pause container "+ShortID(id), d.c.ContainerPause(ctx, id))
 }
 
 // UnpauseContainer implements Engine.
@@ -222,7 +222,7 @@ func (d *Client) UnpauseContainer(ctx context.Context, id string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	return wrap("unpause container "+short(id), d.c.ContainerUnpause(ctx, id))
+	return wrap("unpause container "+ShortID(id), d.c.ContainerUnpause(ctx, id))
 }
 
 // ListNetworks implements Engine.
@@ -262,7 +262,7 @@ func (d *Client) RemoveNetwork(ctx context.Context, id string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	return wrap("remove network "+short(id), d.c.NetworkRemove(ctx, id))
+	return wrap("remove network "+ShortID(id), d.c.NetworkRemove(ctx, id))
 }
 
 // ConnectNetwork implements Engine.
@@ -270,7 +270,7 @@ func (d *Client) ConnectNetwork(ctx context.Context, nw, id string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	return wrap("connect "+short(id)+" to "+nw, d.c.NetworkConnect(ctx, nw, id, nil))
+	return wrap("connect "+ShortID(id)+" to "+nw, d.c.NetworkConnect(ctx, nw, id, nil))
 }
 
 // ImageExists implements Engine.
@@ -345,7 +345,10 @@ func (d *Client) Events(ctx context.Context, types []string, labels map[string]s
 	return out, outErr
 }
 
-func short(id string) string {
+// ShortID is the 12-digit form of a Docker object ID (a container, task,
+// node, service), as `docker ps` shows it and as Docker sets a container's
+// hostname.
+func ShortID(id string) string {
 	if len(id) > 12 {
 		return id[:12]
 	}
@@ -360,12 +363,12 @@ func (d *Client) ContainerStats(ctx context.Context, id string) (Stats, error) {
 	}
 	r, err := d.c.ContainerStatsOneShot(ctx, id)
 	if err != nil {
-		return Stats{}, wrap("stats "+short(id), err)
+		return Stats{}, wrap("stats "+ShortID(id), err)
 	}
 	defer r.Body.Close()
 	var v container.StatsResponse
 	if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
-		return Stats{}, wrap("stats "+short(id), err)
+		return Stats{}, wrap("stats "+ShortID(id), err)
 	}
 	mem := v.MemoryStats.Usage
 	// Page cache is reclaimable; docker stats leaves it out too (cgroup v2

@@ -16,6 +16,6 @@ func (d *Client) CopyToContainer(ctx context.Context, id, dir string, archive io
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	return wrap("copy into container "+short(id)+":"+dir,
+	return wrap("copy into container "+ShortID(id)+":"+dir,
 		d.c.CopyToContainer(ctx, id, dir, archive, container.CopyToContainerOptions{}))
 }

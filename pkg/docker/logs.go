@@ -45,7 +45,7 @@ func (d *Client) ContainerLogs(ctx context.Context, id string, opts LogOptions) 
 	}
 	rc, err := d.c.ContainerLogs(ctx, id, o)
 	if err != nil {
-		return nil, wrap("logs of container "+short(id), err)
+		return nil, wrap("logs of container "+ShortID(id), err)
 	}
 	return rc, nil
 }

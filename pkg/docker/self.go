@@ -23,5 +23,5 @@ func (d *Client) DisconnectNetwork(ctx context.Context, nw, id string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	return wrap("disconnect "+short(id)+" from "+nw, d.c.NetworkDisconnect(ctx, nw, id, true))
+	return wrap("disconnect "+ShortID(id)+" from "+nw, d.c.NetworkDisconnect(ctx, nw, id, true))
 }

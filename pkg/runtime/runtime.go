@@ -13,6 +13,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"sort"
 	"time"
 
 	"github.com/openfaas/faas-provider/types"
@@ -109,6 +110,23 @@ type Observed struct {
 	Drift map[string]int
 }
 
+// SortEndpoints puts endpoints in the stable order Observed.Endpoints
+// has, by replica, so an unchanged set does not cause a cache swap.
+func SortEndpoints(eps []faas.Endpoint) {
+	sort.Slice(eps, func(i, j int) bool { return eps[i].Replica < eps[j].Replica })
+}
+
+// SortReplicas puts replicas in the order Observed.Replicas has: those of
+// the current spec first, then by slot (otherwise as they were).
+func SortReplicas(rs []status.Replica) {
+	sort.SliceStable(rs, func(i, j int) bool {
+		if rs[i].CurrentSpec != rs[j].CurrentSpec {
+			return rs[i].CurrentSpec
+		}
+		return rs[i].Slot < rs[j].Slot
+	})
+}
+
 // AddDrift counts one correction of kind.
 func (o *Observed) AddDrift(kind string) {
 	if o.Drift == nil {
@@ -142,6 +160,23 @@ const (
 	ReasonWaitingForReadiness Reason = "WaitingForReadiness"
 	ReasonScaling             Reason = "Scaling"
 )
+
+// ReasonNotConverged is why a function that has not converged is not, in
+// this order: its replicas keep crashing (crashLooping), old replicas
+// still run (a roll), current ones are not all ready, or else the count
+// of replicas is still changing.
+func ReasonNotConverged(crashLooping bool, old, current, readyCurrent int) Reason {
+	switch {
+	case crashLooping:
+		return ReasonCrashLoopBackOff
+	case old > 0:
+		return ReasonRollingUpdate
+	case readyCurrent < current:
+		return ReasonWaitingForReadiness
+	default:
+		return ReasonScaling
+	}
+}
 
 // Drift kinds a runtime may report; the controller counts them.
 const (

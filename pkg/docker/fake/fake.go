@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
@@ -17,12 +16,11 @@ import (
 
 // Engine is a fake docker.Engine. The zero value is not usable; call New.
 type Engine struct {
-	mu         sync.Mutex
+	recorder   // its lock, Actions and Fail
 	containers map[string]*docker.Container
 	specs      map[string]docker.ContainerSpec
 	networks   map[string]*docker.Network
 	images     map[string]bool
-	actions    []string
 	seq        int
 	subs       []chan docker.Event
 	stats      map[string]docker.Stats
@@ -31,9 +29,6 @@ type Engine struct {
 	// closed and replaced on every write to wake followers.
 	logs    map[string][]logLine
 	logWake chan struct{}
-	// Fail, when set, is consulted before every call; a non-nil error is
-	// returned instead of doing the call (op is e.g. "create", "start").
-	Fail func(op, arg string) error
 	// Now is the clock used for Created times.
 	Now func() time.Time
 }
@@ -53,31 +48,6 @@ func New(images ...string) *Engine {
 		e.images[img] = true
 	}
 	return e
-}
-
-func (e *Engine) record(format string, args ...any) {
-	e.actions = append(e.actions, fmt.Sprintf(format, args...))
-}
-
-func (e *Engine) fail(op, arg string) error {
-	if e.Fail == nil {
-		return nil
-	}
-	return e.Fail(op, arg)
-}
-
-// Actions returns the recorded mutating calls, e.g. "create fn-1", "start <id>".
-func (e *Engine) Actions() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.actions...)
-}
-
-// ResetActions forgets the recorded calls.
-func (e *Engine) ResetActions() {
-	e.mu.Lock()
-	e.actions = nil
-	e.mu.Unlock()
 }
 
 // Spec returns the spec a container was created with.

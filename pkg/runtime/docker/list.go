@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -13,6 +13,7 @@ import (
 	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime/function"
 )
 
 // listProbes bounds the readiness probes one List runs at once.
@@ -68,12 +69,12 @@ func (r *Runtime) List(ctx context.Context) (map[string]runtime.Listing, error) 
 		return s
 	}
 	for _, ct := range cs {
-		if k := labelKey(ct.Labels); k != "" {
+		if k := function.KeyOf(ct.Labels); k != "" {
 			at(k).containers = append(at(k).containers, ct)
 		}
 	}
 	for _, n := range nets {
-		if k := labelKey(n.Labels); k != "" {
+		if k := function.KeyOf(n.Labels); k != "" {
 			at(k).networks = append(at(k).networks, n)
 			r.rememberNetwork(n.Name, k) // so its events find the key
 		}
@@ -98,15 +99,6 @@ func (r *Runtime) List(ctx context.Context) (map[string]runtime.Listing, error) 
 	r.listing = &listing{byKey: byKey, marks: marks, taken: taken, used: map[string]bool{}}
 	r.mu.Unlock()
 	return out, nil
-}
-
-// labelKey is the function key a container or network is labelled with.
-func labelKey(labels map[string]string) string {
-	ns, name := labels[engine.LabelNamespace], labels[engine.LabelFunction]
-	if ns == "" || name == "" {
-		return ""
-	}
-	return faas.Key(ns, name)
 }
 
 // touch marks that key's Docker state may have changed (an event) or is
@@ -179,7 +171,7 @@ func (r *Runtime) compare(key string, s *snapshot) runtime.Listing {
 	if len(s.networks) != 1 || s.networks[0].Name != netName {
 		return l
 	}
-	if r.cfg.Self != "" && !r.selfJoined[s.networks[0].ID] {
+	if !r.self.Joined(r.cfg.Self, s.networks[0].ID) {
 		return l
 	}
 	seen := r.seen[key]
@@ -197,7 +189,7 @@ func (r *Runtime) compare(key string, s *snapshot) runtime.Listing {
 		ip := ct.Networks[netName]
 		if _, ok := seen[ct.ID]; !ok || ct.State != stateRunning || ip == "" ||
 			ct.Labels[engine.LabelSpecHash] != last.hash || !r.madeHere(ct) ||
-			last.endpoints[ct.ID] != replicaAddr(ip) {
+			last.endpoints[ct.ID] != runtime.ReplicaAddr(ip) {
 			return l
 		}
 		if _, draining := r.draining[ct.ID]; draining {
@@ -215,38 +207,19 @@ func (r *Runtime) compare(key string, s *snapshot) runtime.Listing {
 // they are not probed: a frozen replica cannot answer, and that is no
 // change.
 func (r *Runtime) probeSteady(ctx context.Context, keys []string) []string {
-	sem := make(chan struct{}, listProbes)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	failed := map[string]bool{}
-	for _, k := range keys {
-		r.mu.Lock()
-		addrs := make([]string, 0, len(r.last[k].endpoints))
-		for _, a := range r.last[k].endpoints {
-			addrs = append(addrs, a)
-		}
-		r.mu.Unlock()
-		for _, addr := range addrs {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func(k, addr string) {
-				defer func() { <-sem; wg.Done() }()
-				pctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
-				defer cancel()
-				if !r.cfg.Prober.Ready(pctx, addr) && ctx.Err() == nil {
-					mu.Lock()
-					failed[k] = true
-					mu.Unlock()
-				}
-			}(k, addr)
-		}
-	}
-	wg.Wait()
-	out := make([]string, 0, len(failed))
-	for k := range failed {
-		out = append(out, k)
-	}
-	return out
+	return r.probes(listProbes).Unready(ctx, keys, r.published)
+}
+
+// published are the addresses the last Sync of key published.
+func (r *Runtime) published(key string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Collect(maps.Values(r.last[key].endpoints))
+}
+
+// probes runs readiness probes, at most limit at once (0: no bound).
+func (r *Runtime) probes(limit int) runtime.Probes {
+	return runtime.Probes{Prober: r.cfg.Prober, Timeout: r.cfg.ProbeTimeout, Limit: limit}
 }
 
 // checkNeighbors warns when the running replicas near the kernel's

@@ -16,6 +16,7 @@ import (
 
 	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 )
 
 // LogEngine is what the log service needs from Docker; every
@@ -70,7 +71,7 @@ type Logs struct {
 // NewLogs returns a log service reading through engine.
 func NewLogs(engine LogEngine, cfg LogsConfig) *Logs {
 	if cfg.Instance == "" {
-		cfg.Instance = DefaultInstance
+		cfg.Instance = runtime.DefaultInstance
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
@@ -178,7 +179,7 @@ func (s *logStream) replicas(ctx context.Context) ([]engine.Container, error) {
 	}
 	out := list[:0]
 	for _, c := range list {
-		if s.req.Instance == "" || s.req.Instance == shortID(c.ID) || s.req.Instance == c.ID || s.req.Instance == c.Name {
+		if s.req.Instance == "" || s.req.Instance == engine.ShortID(c.ID) || s.req.Instance == c.ID || s.req.Instance == c.Name {
 			out = append(out, c)
 		}
 	}
@@ -208,7 +209,7 @@ func (s *logStream) history(ctx context.Context, list []engine.Container) (map[s
 			continue // removed since it was listed: nothing to read
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read logs of %s: %w", shortID(c.ID), err)
+			return nil, fmt.Errorf("read logs of %s: %w", engine.ShortID(c.ID), err)
 		}
 		src := &source{id: c.ID, msgs: make(chan logs.Message, 64)}
 		srcs = append(srcs, src)
@@ -239,7 +240,7 @@ func (s *logStream) history(ctx context.Context, list []engine.Container) (map[s
 				return nil
 			}
 			if err := srcs[i].err; err != nil {
-				return fmt.Errorf("read logs of %s: %w", shortID(srcs[i].id), err)
+				return fmt.Errorf("read logs of %s: %w", engine.ShortID(srcs[i].id), err)
 			}
 			return nil
 		case <-ctx.Done():
@@ -375,7 +376,7 @@ func (s *logStream) follow(ctx context.Context, known []engine.Container, marks 
 // replica stops or ctx is done. Errors are logged: the other replicas'
 // lines keep coming.
 func (s *logStream) followOne(ctx context.Context, c engine.Container, mk mark, out chan<- logs.Message) {
-	log := s.log.WithField("container", shortID(c.ID))
+	log := s.log.WithField("container", engine.ShortID(c.ID))
 	rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: mk.ts, Follow: true})
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, engine.ErrNotFound) {
@@ -408,7 +409,7 @@ func (s *logStream) followOne(ctx context.Context, c engine.Container, mk mark, 
 // send, which sees them in the order Docker recorded them. It closes rc.
 func (s *logStream) read(ctx context.Context, c engine.Container, rc io.ReadCloser, send func(logs.Message) error) error {
 	defer rc.Close()
-	instance := shortID(c.ID)
+	instance := engine.ShortID(c.ID)
 	toMsg := func(ts time.Time, text string) error {
 		if !s.since.IsZero() && ts.Before(s.since) {
 			return nil
@@ -479,13 +480,4 @@ func splitTimestamp(frame []byte) (time.Time, []byte) {
 		}
 	}
 	return time.Now().UTC(), frame
-}
-
-// shortID is the 12-digit form of a container ID, as `docker ps` shows it
-// and as Docker sets the container's hostname.
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

@@ -120,7 +120,7 @@ func TestLogsHistory(t *testing.T) {
 			[]string{"a@20 a stderr", "b@30 b piece one, piece two", "a@40 a last"}},
 		{"tail larger than the log", logs.Request{Name: "hello", Tail: 100},
 			[]string{"b@5 b stderr first", "a@10 a first", "b@15 b second", "a@20 a stderr", "b@30 b piece one, piece two", "a@40 a last"}},
-		{"instance by short ID", logs.Request{Name: "hello", Instance: shortID(a.ID)},
+		{"instance by short ID", logs.Request{Name: "hello", Instance: engine.ShortID(a.ID)},
 			[]string{"a@10 a first", "a@20 a stderr", "a@40 a last"}},
 		{"instance by name", logs.Request{Name: "hello", Instance: b.Name},
 			[]string{"b@5 b stderr first", "b@15 b second", "b@30 b piece one, piece two"}},

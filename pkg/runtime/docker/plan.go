@@ -410,16 +410,8 @@ func convergence(replicas []*replica, want, created, crashes int) (converged boo
 		}
 	}
 	converged = cur == want && readyCur == want && old == 0 && created == 0
-	switch {
-	case converged:
-	case crashes > 1:
-		reason = runtime.ReasonCrashLoopBackOff
-	case old > 0:
-		reason = runtime.ReasonRollingUpdate
-	case readyCur < cur:
-		reason = runtime.ReasonWaitingForReadiness
-	default:
-		reason = runtime.ReasonScaling
+	if !converged {
+		reason = runtime.ReasonNotConverged(crashes > 1, old, cur, readyCur)
 	}
 	return converged, cur + old, reason
 }

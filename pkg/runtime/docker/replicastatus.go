@@ -1,8 +1,8 @@
 package docker
 
 import (
-	"sort"
-
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 )
 
@@ -26,14 +26,9 @@ func replicaStatuses(replicas []*replica) []status.Replica {
 			state = status.ReplicaReady
 		}
 		out = append(out, status.Replica{
-			Name: r.Name, ID: shortID(r.ID), Slot: r.Slot, State: state, CurrentSpec: r.Current,
+			Name: r.Name, ID: engine.ShortID(r.ID), Slot: r.Slot, State: state, CurrentSpec: r.Current,
 		})
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].CurrentSpec != out[j].CurrentSpec {
-			return out[i].CurrentSpec
-		}
-		return out[i].Slot < out[j].Slot
-	})
+	runtime.SortReplicas(out)
 	return out
 }

@@ -19,11 +19,11 @@ import (
 	"github.com/sirupsen/logrus"
 
 	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
-	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 )
 
-// Config tunes the runtime. Zero values get defaults from withDefaults.
+// Config tunes the runtime. Zero values get defaults from withDefaults
+// (those of the settings every runtime has: runtime.CommonConfig).
 type Config struct {
 	// Instance names this daemon's containers and networks (label and name
 	// prefix), so several daemons can share one Docker host.
@@ -66,7 +66,7 @@ type Config struct {
 	Prober runtime.Prober
 	// Load tells how many calls a replica is serving, so drained replicas
 	// are kept until their calls end; nil means DrainGrace alone.
-	Load LoadReader
+	Load runtime.LoadReader
 	// Registerer receives the runtime's metrics (nil = not registered).
 	Registerer prometheus.Registerer
 	Log        logrus.FieldLogger
@@ -74,50 +74,23 @@ type Config struct {
 	LogPoll time.Duration
 }
 
-// LoadReader is the proxy's published in-flight count per replica.
-type LoadReader interface {
-	InFlight(replica string) int64
-}
-
-// DefaultInstance names the daemon's objects when Config.Instance is empty.
-const DefaultInstance = "dockerfaasd"
-
 func (c Config) withDefaults() Config {
-	if c.Instance == "" {
-		c.Instance = DefaultInstance
-	}
-	if c.NetworkPrefix == "" {
-		c.NetworkPrefix = c.Instance
-	}
+	runtime.CommonConfig{
+		Instance: &c.Instance, NetworkPrefix: &c.NetworkPrefix,
+		DrainTimeout: &c.DrainTimeout, ProbeTimeout: &c.ProbeTimeout, ProbeInterval: &c.ProbeInterval,
+		MaxRequeue: &c.MaxRequeue, Prober: &c.Prober, Log: &c.Log,
+	}.SetDefaults()
 	if c.DrainGrace <= 0 {
 		c.DrainGrace = 2 * time.Second
 	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = faas.DefaultTimeout
-	}
 	if c.StopTimeout <= 0 {
 		c.StopTimeout = 2 * time.Second
-	}
-	if c.ProbeTimeout <= 0 {
-		c.ProbeTimeout = time.Second
-	}
-	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = 250 * time.Millisecond
-	}
-	if c.MaxRequeue <= 0 {
-		c.MaxRequeue = 30 * time.Second
 	}
 	if c.CrashBackoff <= 0 {
 		c.CrashBackoff = time.Second
 	}
 	if c.CrashBackoffMax <= 0 {
 		c.CrashBackoffMax = 5 * time.Minute
-	}
-	if c.Prober == nil {
-		c.Prober = runtime.NewHTTPProber(c.ProbeTimeout)
-	}
-	if c.Log == nil {
-		c.Log = logrus.StandardLogger()
 	}
 	if c.LogPoll <= 0 {
 		c.LogPoll = time.Second
@@ -142,9 +115,9 @@ type Runtime struct {
 	parked   map[string]parkRecord
 	crashes  map[string]*crashState
 	networks map[string]string // network name → function key, for network events
-	// selfJoined holds the IDs of function networks the daemon's own
-	// container has joined (see Config.Self).
-	selfJoined map[string]bool
+	// self holds the function networks the daemon's own container has
+	// joined (see Config.Self).
+	self engine.SelfNetworks
 	// seen holds, per function key, the running replicas (ID → name) the
 	// last Sync kept, to tell one removed behind our back (drift.go).
 	seen map[string]map[string]string
@@ -202,18 +175,17 @@ var (
 func New(cfg Config, eng engine.Engine) *Runtime {
 	cfg = cfg.withDefaults()
 	r := &Runtime{
-		cfg:        cfg,
-		eng:        eng,
-		metrics:    newMetrics(cfg.Registerer),
-		draining:   map[string]time.Time{},
-		parked:     map[string]parkRecord{},
-		crashes:    map[string]*crashState{},
-		networks:   map[string]string{},
-		selfJoined: map[string]bool{},
-		seen:       map[string]map[string]string{},
-		last:       map[string]lastSync{},
-		touched:    map[string]uint64{},
-		warming:    map[string]int{},
+		cfg:      cfg,
+		eng:      eng,
+		metrics:  newMetrics(cfg.Registerer),
+		draining: map[string]time.Time{},
+		parked:   map[string]parkRecord{},
+		crashes:  map[string]*crashState{},
+		networks: map[string]string{},
+		seen:     map[string]map[string]string{},
+		last:     map[string]lastSync{},
+		touched:  map[string]uint64{},
+		warming:  map[string]int{},
 	}
 	r.logs = NewLogs(eng, LogsConfig{Instance: cfg.Instance, Poll: cfg.LogPoll, Log: cfg.Log})
 	r.usage = newUsage(r)

@@ -9,16 +9,8 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 )
 
-// SecretsDir is where a function finds its secrets, one file per secret
-// named after it: the path OpenFaaS uses on Kubernetes and in faasd.
-const SecretsDir = "/var/openfaas/secrets"
-
-// secretFileMode lets any user read a secret file (many function images run
-// as uid 1000) and no one but root change it.
-const secretFileMode = 0o444
-
-// secretsArchive is the tar that CopyToContainer unpacks into SecretsDir:
-// one regular file per secret, mode 0444, owned by root. SecretsDir itself
+// secretsArchive is the tar that CopyToContainer unpacks into runtime.SecretsDir:
+// one regular file per secret, mode 0444, owned by root. The directory itself
 // is an anonymous volume (see containerSpec), so this works on a read-only
 // root filesystem too, and its directory is Docker's 0755 root-owned one.
 func secretsArchive(secrets []runtime.Secret) ([]byte, error) {
@@ -28,7 +20,7 @@ func secretsArchive(secrets []runtime.Secret) ([]byte, error) {
 		h := &tar.Header{
 			Typeflag: tar.TypeReg,
 			Name:     s.Name,
-			Mode:     secretFileMode,
+			Mode:     runtime.SecretFileMode,
 			Size:     int64(len(s.Value)),
 			ModTime:  s.UpdatedAt,
 			Format:   tar.FormatPAX,
@@ -58,7 +50,7 @@ func (r *Runtime) copySecrets(ctx context.Context, id string, secrets []runtime.
 	if err != nil {
 		return fmt.Errorf("secrets archive: %w", err)
 	}
-	if err := r.eng.CopyToContainer(ctx, id, SecretsDir, bytes.NewReader(archive)); err != nil {
+	if err := r.eng.CopyToContainer(ctx, id, runtime.SecretsDir, bytes.NewReader(archive)); err != nil {
 		r.metrics.dockerError("copy")
 		return err
 	}

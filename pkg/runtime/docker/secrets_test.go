@@ -80,7 +80,7 @@ func TestSecretsCopiedBeforeStart(t *testing.T) {
 	}
 	actions := f.eng.Actions()
 	for name, id := range ids {
-		want := []string{"create " + name, "copy " + name + " " + SecretsDir, "start " + name}
+		want := []string{"create " + name, "copy " + name + " " + runtime.SecretsDir, "start " + name}
 		var got []string
 		for _, a := range actions {
 			if strings.HasSuffix(a, " "+name) || strings.Contains(a, " "+name+" ") {
@@ -91,11 +91,11 @@ func TestSecretsCopiedBeforeStart(t *testing.T) {
 			t.Errorf("%s: actions %q, want %q", name, got, want)
 		}
 		spec, _ := f.eng.Spec(id)
-		if !slices.Equal(spec.Volumes, []string{SecretsDir}) || !spec.ReadOnlyRootfs {
-			t.Errorf("%s: volumes %v read-only %v, want a volume at %s on a read-only root", name, spec.Volumes, spec.ReadOnlyRootfs, SecretsDir)
+		if !slices.Equal(spec.Volumes, []string{runtime.SecretsDir}) || !spec.ReadOnlyRootfs {
+			t.Errorf("%s: volumes %v read-only %v, want a volume at %s on a read-only root", name, spec.Volumes, spec.ReadOnlyRootfs, runtime.SecretsDir)
 		}
 		files := f.eng.Files(id)
-		wantFiles := map[string]string{SecretsDir + "/api-key": "k3y", SecretsDir + "/cert": "\x00\x01\xff\n"}
+		wantFiles := map[string]string{runtime.SecretsDir + "/api-key": "k3y", runtime.SecretsDir + "/cert": "\x00\x01\xff\n"}
 		if len(files) != len(wantFiles) {
 			t.Errorf("%s: files %v, want exactly %v", name, keys(files), keys(wantFiles))
 		}
@@ -197,7 +197,7 @@ func TestSecretUpdateRollsFunction(t *testing.T) {
 		if slices.Contains(values(oldIDs), id) {
 			t.Errorf("old replica %s survived", name)
 		}
-		if got := f.eng.Files(id)[SecretsDir+"/api-key"]; string(got.Content) != "v2" {
+		if got := f.eng.Files(id)[runtime.SecretsDir+"/api-key"]; string(got.Content) != "v2" {
 			t.Errorf("%s serves the old value", name)
 		}
 	}
@@ -253,7 +253,7 @@ func TestSecretDeletedKeepsReplicas(t *testing.T) {
 		t.Fatalf("running = %v, want 2", ids)
 	}
 	for name, id := range ids {
-		if got := f.eng.Files(id)[SecretsDir+"/api-key"]; string(got.Content) != "back" {
+		if got := f.eng.Files(id)[runtime.SecretsDir+"/api-key"]; string(got.Content) != "back" {
 			t.Errorf("%s does not have the re-created value", name)
 		}
 	}
@@ -291,7 +291,7 @@ func TestFakeRefusesCopyToReadOnlyRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := eng.CopyToContainer(ctx, id, SecretsDir, strings.NewReader(string(archive))); err == nil {
+	if err := eng.CopyToContainer(ctx, id, runtime.SecretsDir, strings.NewReader(string(archive))); err == nil {
 		t.Fatal("copy onto a read-only root succeeded")
 	}
 }

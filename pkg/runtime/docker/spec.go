@@ -2,7 +2,6 @@ package docker
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -11,16 +10,8 @@ import (
 	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime/function"
 )
-
-// minMemory is the smallest memory limit Docker accepts (it refuses < 6 MB).
-const minMemory = 6 << 20
-
-// annotationPrefix namespaces annotations among container labels, as faasd does.
-const annotationPrefix = "com.openfaas.annotations."
-
-// FunctionPort is the port every OpenFaaS watchdog listens on.
-const FunctionPort = 8080
 
 // keyLabels selects everything that belongs to one function of this instance.
 func (r *Runtime) keyLabels(ns, name string) map[string]string {
@@ -28,19 +19,18 @@ func (r *Runtime) keyLabels(ns, name string) map[string]string {
 }
 
 // functionLabels selects everything that belongs to one function of the
-// daemon instance; the log service uses it too.
+// daemon instance; the log service uses it too. Unlike
+// function.OwnerLabels, an empty ns or name selects nothing rather than
+// more (a log request without a name must find no replicas).
 func functionLabels(instance, ns, name string) map[string]string {
-	return map[string]string{
-		engine.LabelManaged:   "true",
-		engine.LabelInstance:  instance,
-		engine.LabelNamespace: ns,
-		engine.LabelFunction:  name,
-	}
+	l := function.OwnerLabels(instance, "", "")
+	l[engine.LabelNamespace], l[engine.LabelFunction] = ns, name
+	return l
 }
 
 // instanceLabels selects everything this instance owns.
 func (r *Runtime) instanceLabels() map[string]string {
-	return map[string]string{engine.LabelManaged: "true", engine.LabelInstance: r.cfg.Instance}
+	return function.OwnerLabels(r.cfg.Instance, "", "")
 }
 
 // networkName is the per-function bridge network, PREFIX-NAME.NAMESPACE.
@@ -62,23 +52,7 @@ func (r *Runtime) containerName(ns, name, hash string, slot int) string {
 // only on a spec the API should have rejected (bad quantities).
 func (r *Runtime) containerSpec(d runtime.Desired, slot int) (engine.ContainerSpec, error) {
 	spec, hash := d.Spec, d.Hash
-	env := make([]string, 0, len(spec.EnvVars)+1)
-	for k, v := range spec.EnvVars {
-		env = append(env, k+"="+v)
-	}
-	// Like faasd: an fprocess in envVars wins over envProcess.
-	if _, ok := spec.EnvVars["fprocess"]; !ok && spec.EnvProcess != "" {
-		env = append(env, "fprocess="+spec.EnvProcess)
-	}
-	sort.Strings(env)
-
-	labels := map[string]string{}
-	for k, v := range deref(spec.Labels) {
-		labels[k] = v
-	}
-	for k, v := range deref(spec.Annotations) {
-		labels[annotationPrefix+k] = v
-	}
+	labels := function.UserLabels(spec)
 	for k, v := range r.keyLabels(d.Namespace, d.Name) {
 		labels[k] = v
 	}
@@ -88,7 +62,7 @@ func (r *Runtime) containerSpec(d runtime.Desired, slot int) (engine.ContainerSp
 	cs := engine.ContainerSpec{
 		Name:           r.containerName(d.Namespace, d.Name, hash, slot),
 		Image:          spec.Image,
-		Env:            env,
+		Env:            function.Env(spec),
 		Labels:         labels,
 		Network:        r.networkName(d.Namespace, d.Name),
 		PidsLimit:      r.cfg.PidsLimit,
@@ -101,7 +75,7 @@ func (r *Runtime) containerSpec(d runtime.Desired, slot int) (engine.ContainerSp
 		// An anonymous volume: Docker copies files into a volume of a
 		// created container even when its root filesystem is read-only
 		// (copySecrets), and removes it with the container.
-		cs.Volumes = []string{SecretsDir}
+		cs.Volumes = []string{runtime.SecretsDir}
 	}
 	if err := applyResources(&cs, spec.Limits, spec.Requests); err != nil {
 		return engine.ContainerSpec{}, err
@@ -113,36 +87,14 @@ func (r *Runtime) containerSpec(d runtime.Desired, slot int) (engine.ContainerSp
 // memory limit → hard limit, memory request → reservation, CPU limit →
 // NanoCPUs, CPU request → relative shares.
 func applyResources(cs *engine.ContainerSpec, limits, requests *types.FunctionResources) error {
-	if limits != nil && limits.Memory != "" {
-		b, err := quantity.ParseBytes(limits.Memory)
-		if err != nil {
-			return fmt.Errorf("limits.memory: %w", err)
-		}
-		cs.Memory = max(b, minMemory)
+	res, err := function.ParseResources(limits, requests)
+	if err != nil {
+		return err
 	}
-	if limits != nil && limits.CPU != "" {
-		m, err := quantity.ParseMilliCPU(limits.CPU)
-		if err != nil {
-			return fmt.Errorf("limits.cpu: %w", err)
-		}
-		cs.NanoCPUs = m * 1_000_000
-	}
-	if requests != nil && requests.Memory != "" {
-		b, err := quantity.ParseBytes(requests.Memory)
-		if err != nil {
-			return fmt.Errorf("requests.memory: %w", err)
-		}
-		cs.MemoryReservation = max(b, minMemory) // Docker's minimum applies here too
-		if cs.Memory > 0 && cs.MemoryReservation > cs.Memory {
-			cs.MemoryReservation = cs.Memory // Docker refuses a reservation above the limit
-		}
-	}
+	cs.Memory, cs.MemoryReservation = res.MemoryLimit, res.MemoryRequest
+	cs.NanoCPUs = res.CPULimit * 1_000_000
 	if requests != nil && requests.CPU != "" {
-		m, err := quantity.ParseMilliCPU(requests.CPU)
-		if err != nil {
-			return fmt.Errorf("requests.cpu: %w", err)
-		}
-		cs.CPUShares = max(m*1024/1000, 2) // Docker's minimum share is 2
+		cs.CPUShares = max(res.CPURequest*1024/1000, 2) // Docker's minimum share is 2, also for a request of 0
 	}
 	return nil
 }
@@ -158,16 +110,9 @@ func raisedToDockerMinimum(spec types.FunctionDeployment) string {
 		if r.res == nil || r.res.Memory == "" {
 			continue
 		}
-		if b, err := quantity.ParseBytes(r.res.Memory); err == nil && b < minMemory {
+		if b, err := quantity.ParseBytes(r.res.Memory); err == nil && b < function.MinMemory {
 			raised = append(raised, r.field+" "+r.res.Memory)
 		}
 	}
 	return strings.Join(raised, " and ")
-}
-
-func deref(m *map[string]string) map[string]string {
-	if m == nil || len(*m) == 0 {
-		return nil
-	}
-	return *m
 }

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -226,14 +223,11 @@ func (r *Runtime) observe(ctx context.Context, obs *runtime.Observed, d runtime.
 			continue
 		}
 		if ip != "" {
-			rep.Addr = replicaAddr(ip)
+			rep.Addr = runtime.ReplicaAddr(ip)
 		}
 	}
 	return plan.Replicas, pp.Keep, errors.Join(errs...)
 }
-
-// replicaAddr is where a replica with the given IP serves its function.
-func replicaAddr(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(FunctionPort)) }
 
 func slotOf(ct engine.Container) int {
 	n, err := strconv.Atoi(ct.Labels[engine.LabelSlot])
@@ -245,20 +239,14 @@ func slotOf(ct engine.Container) int {
 
 // probe checks readiness of every running, non-draining replica concurrently.
 func (r *Runtime) probe(ctx context.Context, replicas []*replica) {
-	var wg sync.WaitGroup
+	var todo []*replica
+	var addrs []string
 	for _, rep := range replicas {
-		if rep.Draining || rep.Addr == "" {
-			continue
+		if !rep.Draining && rep.Addr != "" {
+			todo, addrs = append(todo, rep), append(addrs, rep.Addr)
 		}
-		wg.Add(1)
-		go func(rep *replica) {
-			defer wg.Done()
-			pctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
-			defer cancel()
-			rep.Ready = r.cfg.Prober.Ready(pctx, rep.Addr)
-		}(rep)
 	}
-	wg.Wait()
+	r.probes(0).Each(ctx, addrs, func(i int, ok bool) { todo[i].Ready = ok })
 }
 
 // start creates and starts a replica of d in each slot.
@@ -444,7 +432,7 @@ func endpoints(replicas []*replica) []faas.Endpoint {
 			eps = append(eps, faas.Endpoint{Replica: rep.ID, Addr: rep.Addr})
 		}
 	}
-	sort.Slice(eps, func(i, j int) bool { return eps[i].Replica < eps[j].Replica })
+	runtime.SortEndpoints(eps)
 	return eps
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime/function"
 )
 
 // Watch implements runtime.Runtime with one Docker event subscription: it
@@ -31,7 +33,7 @@ func (r *Runtime) Watch(ctx context.Context, subscribed func(context.Context) er
 			if !ok {
 				return errors.New("container event stream closed")
 			}
-			if k := labelKey(ev.Attributes); k != "" {
+			if k := function.KeyOf(ev.Attributes); k != "" {
 				r.touch(k)
 				changed(k)
 			}
