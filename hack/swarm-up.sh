@@ -20,7 +20,16 @@
 #   --load IMG...  save each image from the local engine (docker save) and load
 #                  it into every node; an image a node already has (same ID)
 #                  is skipped. Works on a swarm that is already up.
-#   --with-daemon  not available yet (needs the daemon's swarm runtime)
+#   --with-daemon  also build dockerfaasd from this working tree (go build,
+#                  then an image built on every manager from the Dockerfile)
+#                  and run it on node1 as README "When one host is not
+#                  enough" shows: a container with the manager's socket, a
+#                  state volume, RUNTIME=swarm and port SWARM_GATEWAY_PORT
+#                  published. Prints GATEWAY=http://... (reachable from this
+#                  machine) and PASSWORD_FILE=... (a copy of the generated
+#                  password) before the last line. Run again, it replaces
+#                  the daemon container only when the binary changed; the
+#                  state volume is kept.
 #
 # Running it again is safe: a healthy swarm of the same layout is left as it
 # is (only --load does anything); a node whose dockerd is gone (a node-loss
@@ -41,6 +50,7 @@
 #   SWARM_IMAGE_SOURCE engine that --load saves from (default: DOCKER_HOST when
 #                      it is not a node of this swarm, else the default socket)
 #   SWARM_TIMEOUT      seconds to wait for each stage (default 120)
+#   SWARM_GATEWAY_PORT port the --with-daemon gateway publishes (default 8080)
 #
 # Everything it creates is named dfswarm-*: network namespaces dfswarm-hub and
 # dfswarm-nodeN, the bridge dfswarm-br (in the hub), the veth dfswarm-host (root
@@ -61,6 +71,8 @@ STATE=${SWARM_STATE_DIR:-/var/lib/dockerfaasd-swarm}
 SUBNET=${SWARM_SUBNET:-10.213.0.0/24}
 ADDR_POOL=${SWARM_ADDR_POOL:-10.224.0.0/12}
 TIMEOUT=${SWARM_TIMEOUT:-120}
+GATEWAY_PORT=${SWARM_GATEWAY_PORT:-8080}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export DOCKER_BUILDKIT=0
 
 managers="" workers="" with_daemon=0
@@ -81,18 +93,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ "$with_daemon" = 1 ]; then
-  # Refused before anything is created.
-  die "--with-daemon is not available yet: it needs the daemon's swarm runtime (RUNTIME=swarm, issue 12 items 1-8), which does not exist yet. Start the swarm without it."
-fi
-
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, mounts)"
 for c in ip nsenter unshare flock mount dockerd docker; do
   command -v "$c" >/dev/null 2>&1 || die "$c not found (needs iproute2, util-linux and docker.io)"
 done
 [[ $SUBNET =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/24$ ]] || die "SWARM_SUBNET must be a /24 like 10.213.0.0/24, got $SUBNET"
 net3=${BASH_REMATCH[1]}
-for v in "$managers" "$workers" "$TIMEOUT"; do
+for v in "$managers" "$workers" "$TIMEOUT" "$GATEWAY_PORT"; do
   [ -z "$v" ] || [[ $v =~ ^[0-9]+$ ]] || die "not a number: $v"
 done
 
@@ -453,6 +460,53 @@ load_images() {
   rm -f "$load_tar"
 }
 
+# ---- the daemon (--with-daemon) ------------------------------------------------
+DAEMON=dockerfaasd DAEMON_IMAGE=dockerfaasd:swarm-up
+start_daemon() {
+  local i id have running pwfile=$STATE/basic-auth-password gw
+  command -v go >/dev/null 2>&1 || die "--with-daemon needs Go to build the daemon"
+  log "building dockerfaasd from $ROOT"
+  (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=swarm-up -X main.commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" -o bin/dockerfaasd ./cmd/dockerfaasd) ||
+    die "go build failed"
+  # The image is FROM scratch around the static binary: built on each
+  # manager (the daemon may be started on any of them), nothing to pull.
+  for i in $(seq 1 "$managers"); do
+    nd "$i" build -q -t "$DAEMON_IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >/dev/null || die "node$i: building the daemon image failed"
+  done
+  id=$(nd 1 image inspect --format '{{.Id}}' "$DAEMON_IMAGE")
+  have=$(nd 1 container inspect --format '{{.Image}}' "$DAEMON" 2>/dev/null || true)
+  running=$(nd 1 container inspect --format '{{.State.Running}}' "$DAEMON" 2>/dev/null || true)
+  if [ "$have" = "$id" ] && [ "$running" = true ]; then
+    log "node1: dockerfaasd already runs this build"
+  else
+    [ -z "$have" ] || nd 1 rm -f "$DAEMON" >/dev/null
+    # As README tells users, except the socket's path on the host: this
+    # node's engine listens on its own socket.
+    nd 1 run -d --name "$DAEMON" --restart unless-stopped \
+      -p "$GATEWAY_PORT:8080" \
+      -v "$(sock 1):/var/run/docker.sock" \
+      -v dockerfaasd-state:/var/lib/dockerfaasd \
+      -e RUNTIME=swarm \
+      "$DAEMON_IMAGE" >/dev/null || die "node1: starting dockerfaasd failed"
+    log "node1: dockerfaasd started"
+  fi
+  gw="http://$(addr 1):$GATEWAY_PORT"
+  for i in $(seq 1 "$TIMEOUT"); do
+    if curl -fsS -o /dev/null --max-time 2 "$gw/healthz" 2>/dev/null; then break; fi
+    if [ "$(nd 1 container inspect --format '{{.State.Running}}' "$DAEMON" 2>/dev/null)" != true ]; then
+      nd 1 logs --tail 20 "$DAEMON" >&2 || true
+      die "dockerfaasd exited; its last log lines are above"
+    fi
+    sleep 1
+  done
+  curl -fsS -o /dev/null --max-time 2 "$gw/healthz" || { nd 1 logs --tail 20 "$DAEMON" >&2 || true; die "dockerfaasd did not answer on $gw within ${TIMEOUT}s"; }
+  nd 1 cp "$DAEMON:/var/lib/dockerfaasd/basic-auth-password" "$pwfile" || die "could not copy the generated password out of the daemon container"
+  chmod 600 "$pwfile"
+  log "dockerfaasd answers on $gw after $(elapsed)s"
+  printf 'GATEWAY=%s\n' "$gw"
+  printf 'PASSWORD_FILE=%s\n' "$pwfile"
+}
+
 # ---- main -------------------------------------------------------------------
 mkdir -p "$STATE"
 if healthy; then
@@ -484,4 +538,5 @@ printf "SWARM_ADDRS='%s'\n" "${addrs# }"
 printf 'SWARM_HOST_ADDR=%s\n' "$hostaddr"
 printf 'SWARM_IPVS=%s\n' "$ipvs"
 printf 'SWARM_ESP=%s\n' "$esp"
+[ "$with_daemon" = 0 ] || start_daemon
 printf 'DOCKER_HOST=unix://%s\n' "$(sock 1)"

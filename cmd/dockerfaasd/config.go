@@ -22,6 +22,8 @@ import (
 // wins over the environment.
 type config struct {
 	DockerHost       string
+	Runtime          string
+	SwarmEncrypted   bool
 	BindAddress      string
 	Port             int
 	StateDir         string
@@ -51,6 +53,12 @@ type config struct {
 	LogLevel         string
 	LogFormat        string
 }
+
+// The runtimes RUNTIME selects.
+const (
+	runtimeDocker = "docker"
+	runtimeSwarm  = "swarm"
+)
 
 // setting describes one configuration entry; the README table mirrors these.
 type setting struct {
@@ -89,12 +97,14 @@ func settings(c *config) []setting {
 	}
 	return []setting{
 		{"DOCKER_HOST", "docker-host", "", "Docker Engine address (default: the local socket)", str(&c.DockerHost)},
+		{"RUNTIME", "runtime", "docker", "docker (containers on one host) or swarm (services on a Docker Swarm; the engine must be a manager)", str(&c.Runtime)},
+		{"SWARM_ENCRYPTED_NETWORKS", "swarm-encrypted-networks", "false", "with RUNTIME=swarm, create function overlay networks with IPsec encryption (the kernel needs ESP)", func(v string) (err error) { c.SwarmEncrypted, err = strconv.ParseBool(v); return }},
 		{"BIND_ADDRESS", "bind-address", "", "address to listen on (default: all interfaces)", str(&c.BindAddress)},
 		{"GATEWAY_PORT", "port", "8080", "HTTP port for the OpenFaaS API and invocations", func(v string) (err error) { c.Port, err = strconv.Atoi(v); return }},
 		{"STATE_DIR", "state-dir", defaultStateDir(), "directory for the state database, the generated password and the secrets key", str(&c.StateDir)},
 		{"STATE_DB_PATH", "state-db-path", "", "bbolt database file (default: STATE_DIR/state.db)", str(&c.DBPath)},
 		{"INSTANCE", "instance", "dockerfaasd", "name of this daemon: container name prefix and ownership label", str(&c.Instance)},
-		{"FUNCTIONS_NETWORK", "functions-network", "", "prefix of per-function bridge networks (default: INSTANCE)", str(&c.FunctionsNetwork)},
+		{"FUNCTIONS_NETWORK", "functions-network", "", "prefix of per-function networks (bridge, or overlay with RUNTIME=swarm; default: INSTANCE)", str(&c.FunctionsNetwork)},
 		{"AUTH_USER", "auth-user", "admin", "basic auth user", str(&c.AuthUser)},
 		{"AUTH_PASSWORD", "auth-password", "", "basic auth password (default: generated into STATE_DIR/basic-auth-password)", str(&c.AuthPassword)},
 		{"INVOKE_AUTH", "invoke-auth", "true", "require basic auth on /function/* too", func(v string) (err error) { c.InvokeAuth, err = strconv.ParseBool(v); return }},
@@ -180,6 +190,8 @@ func (c *config) validate() error {
 	switch {
 	case c.Port <= 0 || c.Port > 65535:
 		return fmt.Errorf("GATEWAY_PORT %d out of range", c.Port)
+	case c.Runtime != runtimeDocker && c.Runtime != runtimeSwarm:
+		return fmt.Errorf("RUNTIME %q: want %s or %s", c.Runtime, runtimeDocker, runtimeSwarm)
 	case !dockerName(c.Instance):
 		return fmt.Errorf("INSTANCE %q: use letters, digits, '-' and '_'", c.Instance)
 	case !dockerName(c.FunctionsNetwork):

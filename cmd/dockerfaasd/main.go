@@ -33,6 +33,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	dockerrt "github.com/dockerfaasd/dockerfaasd/pkg/runtime/docker"
+	swarmrt "github.com/dockerfaasd/dockerfaasd/pkg/runtime/swarm"
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
@@ -118,19 +119,10 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	cache := proxy.NewCache()
 	board := status.NewBoard()
 	signals := new(load.Signals)
-	rt := dockerrt.New(dockerrt.Config{
-		Instance:      cfg.Instance,
-		NetworkPrefix: cfg.FunctionsNetwork,
-		Self:          self,
-		PidsLimit:     cfg.PidsLimit,
-		DrainTimeout:  cfg.ExecTimeout,
-		MaxRequeue:    cfg.Resync,
-		NeighborLimit: neighborLimit(),
-		// Drained replicas are stopped once the proxy's calls on them ended.
-		Load:       signals,
-		Registerer: reg,
-		Log:        log,
-	}, engine)
+	rt, err := newRuntime(ctx, cfg, engine, self, signals, reg, log)
+	if err != nil {
+		return err
+	}
 	caps := runtime.Discover(rt)
 	if missing := caps.Missing(); len(missing) > 0 {
 		log.WithField("missing", strings.Join(missing, ", ")).Info("runtime features not available: their API routes answer 501")
@@ -235,7 +227,9 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	}
 	// Follow log streams end when shutdown begins; otherwise they would
 	// hold the graceful shutdown up until its timeout.
-	srv.RegisterOnShutdown(rt.StopLogs)
+	if s, ok := rt.(interface{ StopLogs() }); ok {
+		srv.RegisterOnShutdown(s.StopLogs)
+	}
 	if !cfg.InvokeAuth {
 		log.Warn("INVOKE_AUTH=false: /function/* is open to anyone who can reach this port")
 	}
@@ -279,6 +273,64 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	_ = srv.Shutdown(shutdownCtx)
 	wg.Wait()
 	return runErr
+}
+
+// newRuntime builds the runtime RUNTIME selects. The swarm runtime needs
+// the engine to be a swarm manager; anything else is refused here, with a
+// message that says what to do, rather than failing on the first deploy.
+func newRuntime(ctx context.Context, cfg config, engine *docker.Client, self string, signals *load.Signals, reg prometheus.Registerer, log *logrus.Logger) (runtime.Runtime, error) {
+	if cfg.Runtime == runtimeSwarm {
+		if err := swarmrt.CheckManager(ctx, engine); err != nil {
+			return nil, fmt.Errorf("RUNTIME=swarm: %w", err)
+		}
+		if self == "" {
+			log.Warn("RUNTIME=swarm but the daemon is not running in a container on this manager: replicas on overlay networks will be unreachable; run it as README \"When one host is not enough\" shows")
+		}
+		if cfg.SwarmEncrypted && !kernelHasESP() {
+			log.Warn("SWARM_ENCRYPTED_NETWORKS=true but this kernel shows no ESP support (no esp4 module): encrypted overlay networks will not carry traffic here")
+		}
+		log.WithField("encryptedNetworks", cfg.SwarmEncrypted).Info("runtime: Docker Swarm (one service per function)")
+		return swarmrt.New(swarmrt.Config{
+			Instance:          cfg.Instance,
+			NetworkPrefix:     cfg.FunctionsNetwork,
+			Self:              self,
+			EncryptedNetworks: cfg.SwarmEncrypted,
+			PidsLimit:         cfg.PidsLimit,
+			DrainTimeout:      cfg.ExecTimeout,
+			MaxRequeue:        cfg.Resync,
+			Load:              signals,
+			Registerer:        reg,
+			Log:               log,
+		}, engine), nil
+	}
+	return dockerrt.New(dockerrt.Config{
+		Instance:      cfg.Instance,
+		NetworkPrefix: cfg.FunctionsNetwork,
+		Self:          self,
+		PidsLimit:     cfg.PidsLimit,
+		DrainTimeout:  cfg.ExecTimeout,
+		MaxRequeue:    cfg.Resync,
+		NeighborLimit: neighborLimit(),
+		// Drained replicas are stopped once the proxy's calls on them ended.
+		Load:       signals,
+		Registerer: reg,
+		Log:        log,
+	}, engine), nil
+}
+
+// kernelHasESP reports whether IPsec ESP looks available (loaded as a
+// module, or its configuration says built in), which encrypted overlay
+// networks need.
+func kernelHasESP() bool {
+	if _, err := os.Stat("/sys/module/esp4"); err == nil {
+		return true
+	}
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return false
+	}
+	conf, err := os.ReadFile("/boot/config-" + strings.TrimSpace(string(b)))
+	return err == nil && strings.Contains(string(conf), "CONFIG_INET_ESP=y")
 }
 
 // desiredReplicas reads desired replicas per function for
