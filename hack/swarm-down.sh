@@ -15,6 +15,11 @@
 # (SWARM_STATE_DIR, default /var/lib/dockerfaasd-swarm, or the one swarm-up
 # recorded), and /run/netns when swarm-up was the one that mounted it.
 #
+# With --power-off N it cuts the power of node N only, for node-loss tests:
+# SIGKILL to its dockerd and to everything of that node at once (no
+# graceful stop, as a host that dies), keeping its namespace and data root;
+# hack/swarm-up.sh starts it again and it rejoins.
+#
 # Processes are only ever found by those pid files, namespaces and cgroups,
 # never by name: the host's dockerd and its containers are not touched.
 set -euo pipefail
@@ -26,6 +31,13 @@ P=dfswarm
 RUN=/run/dockerfaasd-swarm
 STATE=${SWARM_STATE_DIR:-/var/lib/dockerfaasd-swarm}
 STOP_WAIT=${SWARM_STOP_WAIT:-60}
+
+power_off=""
+case ${1:-} in
+--power-off) [[ ${2:-} =~ ^[0-9]+$ ]] || die "--power-off needs a node number"; power_off=$2 ;;
+"") ;;
+*) die "usage: hack/swarm-down.sh [--power-off N]" ;;
+esac
 
 [ "$(id -u)" = 0 ] || die "must run as root"
 [[ $STOP_WAIT =~ ^[0-9]+$ ]] || die "SWARM_STOP_WAIT must be a number of seconds"
@@ -73,6 +85,23 @@ leftovers() {
     find /sys/fs/cgroup -maxdepth 4 -path "*/$P-node$1/*" -name cgroup.procs -exec cat {} + 2>/dev/null || true
   } | sort -un | tr '\n' ' ' | sed 's/ $//'
 }
+
+if [ -n "$power_off" ]; then
+  echo "$nodes" | grep -qx "$power_off" || die "no node $power_off"
+  pid=$(dockerd_pid "$power_off")
+  [ -n "$pid" ] || die "node$power_off is not running"
+  # shellcheck disable=SC2046
+  kill -KILL "$pid" $(leftovers "$power_off") 2>/dev/null || true
+  for _ in $(seq 1 20); do
+    pids=$(leftovers "$power_off")
+    [ -n "$pids" ] || break
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.25
+  done
+  log "node$power_off: powered off (data kept; hack/swarm-up.sh starts it again)"
+  exit 0
+fi
 
 if [ -z "$nodes" ]; then
   log "no nodes found"

@@ -60,6 +60,14 @@ type daemon struct {
 	starts int
 
 	http *http.Client // no redirects followed, bounded timeout
+
+	// runtime is runtimeDocker (a process on this machine, the default) or
+	// runtimeSwarm (a container on the test swarm's manager: swarm, image
+	// and ctr, its container, are set then; see swarm_harness_test.go).
+	runtime string
+	swarm   *testSwarm
+	image   string
+	ctr     string
 }
 
 // daemonOption customises startDaemon.
@@ -109,6 +117,9 @@ func startDaemon(t *testing.T, opts ...daemonOption) *daemon {
 	for _, o := range opts {
 		o(d)
 	}
+	if d.runtime == runtimeSwarm {
+		d.prepareSwarm()
+	}
 	if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +137,9 @@ func startDaemon(t *testing.T, opts ...daemonOption) *daemon {
 		}
 		d.port = freePort(t)
 		d.baseURL = fmt.Sprintf("http://127.0.0.1:%d", d.port)
+		if d.runtime == runtimeSwarm {
+			d.baseURL = fmt.Sprintf("http://%s:%d", d.swarm.addr, d.port)
+		}
 	}
 	t.Logf("daemon %s listening on %s (log %s)", d.instance, d.baseURL, d.logPath)
 	return d
@@ -166,6 +180,9 @@ func (d *daemon) start() {
 
 // launch starts the process and waits until /healthz answers 200.
 func (d *daemon) launch() error {
+	if d.runtime == runtimeSwarm {
+		return d.launchContainer()
+	}
 	logFile, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -250,6 +267,10 @@ func (d *daemon) running() bool {
 // signal sends sig to the process and waits up to timeout for it to exit,
 // escalating to SIGKILL after that. It returns how the process ended.
 func (d *daemon) signal(sig syscall.Signal, timeout time.Duration) error {
+	if d.runtime == runtimeSwarm {
+		name := map[syscall.Signal]string{syscall.SIGTERM: "TERM", syscall.SIGKILL: "KILL", syscall.SIGINT: "INT"}[sig]
+		return d.signalContainer(name, timeout)
+	}
 	d.mu.Lock()
 	cmd, exited := d.cmd, d.exited
 	d.mu.Unlock()
@@ -317,13 +338,20 @@ func (d *daemon) cleanup() {
 	}
 	if t.Failed() {
 		d.dumpDockerState()
+		if d.runtime == runtimeSwarm {
+			d.dumpSwarmState()
+		}
 		d.dumpLog()
 	}
 	if os.Getenv("E2E_KEEP") == "1" {
 		t.Logf("E2E_KEEP=1: leaving containers and networks labelled %s=%s", labelInstance, d.instance)
 		return
 	}
-	if err := removeInstance(d.docker, d.instance); err != nil {
+	remove := removeInstance
+	if d.runtime == runtimeSwarm {
+		remove = removeSwarmInstance
+	}
+	if err := remove(d.docker, d.instance); err != nil {
 		t.Errorf("cleanup of instance %s: %v", d.instance, err)
 	}
 }

@@ -251,6 +251,7 @@ type reconcileFunction struct {
 	Reason          string    `json:"reason"`
 	Replicas        []struct {
 		ID    string `json:"id"`
+		Name  string `json:"name"`
 		State string `json:"state"`
 	} `json:"replicas"`
 }

@@ -17,7 +17,9 @@
 //
 // Every request is also logged as one line on stderr ("request METHOD PATH"),
 // so log tests have something to read. With EXIT_AFTER (a Go duration) set,
-// the process exits with code 3 that long after start: a crash loop.
+// the process exits with code 3 that long after start: a crash loop. With
+// SHUTDOWN_GRACE (a Go duration) set, SIGTERM lets running calls finish
+// within that time before it exits; without, it exits at once.
 //
 // It is built by the harness into a FROM scratch image.
 package main
@@ -175,16 +177,33 @@ func main() {
 		mux.ServeHTTP(w, r)
 	})
 	srv := &http.Server{Addr: ":8080", Handler: logged, ReadHeaderTimeout: 10 * time.Second}
+	// Without SHUTDOWN_GRACE it exits as soon as SIGTERM closes the
+	// listener, cutting calls short, like many functions; with it, it
+	// finishes the calls it has (up to that long) first, as the OpenFaaS
+	// watchdogs do.
+	grace, graceful := 2*time.Second, false
+	if v := os.Getenv("SHUTDOWN_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			log.Fatalf("SHUTDOWN_GRACE: %v", err)
+		}
+		grace, graceful = d, true
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	}()
 	log.Printf("fn-echo %s listening on :8080", host)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatalf("serve: %v", err)
+	}
+	if graceful {
+		<-drained
 	}
 }
