@@ -17,22 +17,33 @@ import (
 // (any status but 200, or a transport error), and the answers switch from
 // the old environment to the new one.
 func TestRollingUpdateUnderLoadLosesNoRequest(t *testing.T) {
-	t.Parallel()
-	d := startDaemon(t)
-	img := fnImage(t, fnEcho)
+	eachRuntime(t, testRollingUpdateUnderLoad)
+}
+
+func testRollingUpdateUnderLoad(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt))
+	img := d.fnImage(fnEcho)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := d.client()
 	const name = "roll"
 	spec := func(version string) map[string]string {
-		return map[string]string{"HEALTH_DELAY": "1s", "VERSION": version}
+		env := map[string]string{"HEALTH_DELAY": "1s", "VERSION": version}
+		if rt == runtimeSwarm {
+			// Swarm, not the daemon, picks the task a scale down stops, so
+			// the task's calls finish only if the function lets them on
+			// SIGTERM, as the OpenFaaS watchdogs do (README "When one host
+			// is not enough").
+			env["SHUTDOWN_GRACE"] = "10s"
+		}
+		return env
 	}
 	d.deploy(simpleSpec(name, img, spec("1"), nil))
 	if err := c.ScaleFunction(ctx, name, defaultNamespace, 3); err != nil {
 		t.Fatalf("scale to 3: %v", err)
 	}
 	d.waitReady(name, defaultNamespace, 3)
-	oldIDs, err := d.runningIDs(name, defaultNamespace)
+	oldIDs, err := d.replicaIDs(name, defaultNamespace)
 	if err != nil || len(oldIDs) != 3 {
 		t.Fatalf("running replicas before the update: %v %v, want 3", oldIDs, err)
 	}
@@ -60,7 +71,7 @@ func TestRollingUpdateUnderLoadLosesNoRequest(t *testing.T) {
 			if slices.Contains(oldIDs, id) {
 				return fmt.Errorf("old replica %s still there", short(id))
 			}
-			if v := envList(d.inspect(id).Config.Env)["VERSION"]; v != "2" {
+			if v := d.replicaEnv(id)["VERSION"]; v != "2" {
 				return fmt.Errorf("replica %s has VERSION=%q", short(id), v)
 			}
 			return nil
@@ -170,6 +181,9 @@ func slowSummary(samples []loadSample) map[string]int {
 // replicasAre checks that the function has exactly n containers in any
 // state, all running, each passing check.
 func (d *daemon) replicasAre(name string, n int, check func(id string) error) error {
+	if d.runtime == runtimeSwarm {
+		return d.tasksAre(name, n, check)
+	}
 	cs, err := d.fnContainers(name, defaultNamespace, true)
 	if err != nil {
 		return err

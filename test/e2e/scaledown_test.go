@@ -14,13 +14,20 @@ import (
 // may fail: any status but 200, a transport error, or a 200 that fn-echo did
 // not write. The loop is bounded to 60 s and 20000 requests.
 func TestScaleDownFiveToOneUnderLoad(t *testing.T) {
-	t.Parallel()
-	d := startDaemon(t)
-	img := fnImage(t, fnEcho)
+	eachRuntime(t, testScaleDownFiveToOne)
+}
+
+func testScaleDownFiveToOne(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt))
+	img := d.fnImage(fnEcho)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	const name = "shrink"
-	d.deploy(simpleSpec(name, img, nil, nil))
+	var env map[string]string
+	if rt == runtimeSwarm {
+		env = map[string]string{"SHUTDOWN_GRACE": "10s"} // see testRollingUpdateUnderLoad
+	}
+	d.deploy(simpleSpec(name, img, env, nil))
 	if err := d.client().ScaleFunction(ctx, name, defaultNamespace, 5); err != nil {
 		t.Fatalf("scale to 5: %v", err)
 	}

@@ -509,3 +509,65 @@ func (d *daemon) dumpSwarmState() {
 	}
 	d.t.Logf("----- swarm objects of instance %s -----\n%s", d.instance, b.String())
 }
+
+// fnImage is the image of a test function, on the daemon's runtime (loaded
+// into every node of the swarm).
+func (d *daemon) fnImage(fn string) string {
+	d.t.Helper()
+	if d.runtime == runtimeSwarm {
+		return swarmFnImage(d.t, fn)
+	}
+	return fnImage(d.t, fn)
+}
+
+// replicaEnv is the environment a replica was started with: its
+// container's on one host, its task spec's on a swarm.
+func (d *daemon) replicaEnv(id string) map[string]string {
+	d.t.Helper()
+	if d.runtime != runtimeSwarm {
+		return envList(d.inspect(id).Config.Env)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tk, _, err := d.docker.TaskInspectWithRaw(ctx, id)
+	if err != nil {
+		d.t.Fatalf("inspect task %s: %v", short(id), err)
+	}
+	return envList(tk.Spec.ContainerSpec.Env)
+}
+
+// tasksAre is replicasAre on a swarm: exactly n tasks not yet ended (a
+// task swarm is stopping counts until it has stopped), each running.
+func (d *daemon) tasksAre(name string, n int, check func(id string) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	svc, err := d.swarmService(ctx, name, defaultNamespace)
+	if err != nil {
+		return err
+	}
+	tasks, err := d.docker.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", svc.ID))})
+	if err != nil {
+		return err
+	}
+	var live []swarm.Task
+	for _, tk := range tasks {
+		switch tk.Status.State {
+		case swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateFailed, swarm.TaskStateRejected,
+			swarm.TaskStateOrphaned, swarm.TaskStateRemove:
+			continue
+		}
+		live = append(live, tk)
+	}
+	if len(live) != n {
+		return fmt.Errorf("%d tasks not ended, want %d", len(live), n)
+	}
+	for _, tk := range live {
+		if tk.Status.State != swarm.TaskStateRunning || tk.DesiredState != swarm.TaskStateRunning {
+			return fmt.Errorf("task %s is %s (desired %s)", short(tk.ID), tk.Status.State, tk.DesiredState)
+		}
+		if err := check(tk.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
