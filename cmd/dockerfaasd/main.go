@@ -205,6 +205,9 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	if caps.Usage != nil {
 		apiCfg.Usage = caps.Usage
 	}
+	if nl, ok := rt.(api.NodeLister); ok {
+		apiCfg.Nodes = nl
+	}
 	handler := gw.Instrument(api.NewRouter(apiCfg))
 
 	// Before listening: a restart must not answer 404 for a function it has.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"html/template"
 	"math"
@@ -32,6 +33,16 @@ type debugView struct {
 	// Async lists the async queue of every function with calls, when the
 	// page was given the queue (nil otherwise).
 	Async []async.Depth `json:"async,omitempty"`
+	// Nodes are the hosts of a multi-host runtime and what runs on each
+	// (nil on one host); NodesError says why they are missing.
+	Nodes      []status.Node `json:"nodes,omitempty"`
+	NodesError string        `json:"nodesError,omitempty"`
+}
+
+// NodeLister lists the hosts of a multi-host runtime for the debug page;
+// the swarm runtime satisfies it.
+type NodeLister interface {
+	Nodes(ctx context.Context) ([]status.Node, error)
 }
 
 // AsyncDepths is the read side of the async queue for the debug page;
@@ -57,6 +68,7 @@ type debugHandler struct {
 	src     DebugSource
 	scaling ScalingReader // nil: no autoscaler state on the page
 	async   AsyncDepths   // nil: no async queues on the page
+	nodes   NodeLister    // nil: one host, no nodes on the page
 }
 
 // DebugHandler serves /debug/reconcile: an HTML page a person can read at a
@@ -80,6 +92,15 @@ func (h *debugHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.async != nil {
 		v.Async = h.async.Depths()
+	}
+	if h.nodes != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		nodes, err := h.nodes.Nodes(ctx)
+		cancel()
+		v.Nodes = nodes
+		if err != nil {
+			v.NodesError = err.Error()
+		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
@@ -217,6 +238,11 @@ ul.replicas{margin:0;padding:0;list-style:none}
 <table id="async">
 <tr><th>Function</th><th title="calls waiting for a slot">Queued</th><th title="calls waiting for their next attempt">Retrying</th><th title="attempts running now">Running</th><th title="io.dockerfaas.async.max-inflight">Max in flight</th></tr>
 {{range .}}<tr data-async-key="{{.Function}}"><td class="key"><code>{{.Function}}</code></td><td class="queued num">{{.Queued}}</td><td class="retrying num">{{.Retrying}}</td><td class="running num">{{.Running}}</td><td class="max num">{{.MaxInflight}}</td></tr>
+{{end}}</table>
+{{end}}{{if or .Nodes .NodesError}}<h2>Nodes</h2>
+{{with .NodesError}}<p class="error">{{.}}</p>{{end}}<table id="nodes">
+<tr><th>Node</th><th>Role</th><th title="as swarm sees it: ready, down, ...">State</th><th title="active, pause or drain">Availability</th><th>Address</th><th title="this daemon's replicas on the node, and the functions they belong to">Replicas</th></tr>
+{{range .Nodes}}<tr data-node="{{.Hostname}}"><td class="key"><code>{{.Hostname}}</code></td><td>{{.Role}}</td><td class="state">{{.State}}</td><td class="availability">{{.Availability}}</td><td>{{.Addr}}</td><td class="replicas num">{{.Replicas}} ({{.Functions}} functions)</td></tr>
 {{end}}</table>
 {{end}}<p>Generated {{.Now.Format "2006-01-02 15:04:05 MST"}} · refreshes every 5 s · <a href="?format=json">JSON</a></p>
 </body></html>

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -366,5 +368,64 @@ func TestDebugAsyncQueues(t *testing.T) {
 	})
 	if body := f.do(t, http.MethodGet, "/debug/reconcile", "").Body.String(); strings.Contains(body, "Async queues") {
 		t.Error("an empty async section is shown")
+	}
+}
+
+// fakeNodes lists swarm nodes for the debug page.
+type fakeNodes struct {
+	nodes []status.Node
+	err   error
+}
+
+func (f fakeNodes) Nodes(context.Context) ([]status.Node, error) { return f.nodes, f.err }
+
+// TestDebugNodes: with a multi-host runtime the page shows each node, its
+// state and the replicas on it; an error listing them is shown, not
+// hidden; one host shows no section.
+func TestDebugNodes(t *testing.T) {
+	nodes := []status.Node{
+		{ID: "n1", Hostname: "mgr-1", Role: "manager", State: "ready", Availability: "active", Addr: "10.0.0.1", Replicas: 3, Functions: 2},
+		{ID: "n2", Hostname: "wrk-1", Role: "worker", State: "down", Availability: "drain"},
+	}
+	cases := []struct {
+		name     string
+		lister   NodeLister
+		want     []string
+		wantNone bool
+	}{
+		{"nodes", fakeNodes{nodes: nodes}, []string{
+			`<h2>Nodes</h2>`, `<tr data-node="mgr-1">`, `<td class="replicas num">3 (2 functions)</td>`,
+			`<tr data-node="wrk-1">`, `<td class="state">down</td>`, `<td class="availability">drain</td>`,
+		}, false},
+		{"error", fakeNodes{err: errors.New("not a swarm manager")}, []string{`<h2>Nodes</h2>`, `not a swarm manager`}, false},
+		{"one host", nil, nil, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, func(cfg *Config) {
+				cfg.Debug = DebugHandler(debugFixture())
+				cfg.Nodes = c.lister
+			})
+			body := f.do(t, http.MethodGet, "/debug/reconcile", "").Body.String()
+			for _, want := range c.want {
+				if !strings.Contains(body, want) {
+					t.Errorf("page lacks %s", want)
+				}
+			}
+			if c.wantNone && strings.Contains(body, "<h2>Nodes</h2>") {
+				t.Error("a one-host page shows a nodes section")
+			}
+		})
+	}
+	f := newFixture(t, func(cfg *Config) {
+		cfg.Debug = DebugHandler(debugFixture())
+		cfg.Nodes = fakeNodes{nodes: nodes}
+	})
+	var v struct {
+		Nodes []status.Node `json:"nodes"`
+	}
+	decodeJSON(t, f.do(t, http.MethodGet, "/debug/reconcile?format=json", ""), &v)
+	if len(v.Nodes) != 2 || v.Nodes[0] != nodes[0] {
+		t.Errorf("JSON nodes = %+v", v.Nodes)
 	}
 }

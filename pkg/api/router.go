@@ -92,6 +92,9 @@ type Config struct {
 	// ScalingStatus supplies the autoscaler's per-function state for the
 	// /debug/reconcile page built by DebugHandler; nil leaves it out.
 	ScalingStatus ScalingReader
+	// Nodes lists the hosts of a multi-host runtime for /debug/reconcile;
+	// nil on one host.
+	Nodes NodeLister
 	// Log receives one line per accepted write and every server error;
 	// nil means logrus' standard logger.
 	Log logrus.FieldLogger
@@ -219,6 +222,9 @@ func NewRouter(cfg Config) http.Handler {
 			}
 			if q, ok := cfg.Async.(AsyncDepths); ok && nd.async == nil {
 				nd.async = q
+			}
+			if nd.nodes == nil && cfg.Nodes != nil {
+				nd.nodes = cfg.Nodes
 			}
 			dbg = &nd
 		}

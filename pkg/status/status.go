@@ -173,3 +173,18 @@ type ScalingBoard struct{ keyed[Scaling] }
 func NewScalingBoard() *ScalingBoard {
 	return &ScalingBoard{newKeyed(func(s Scaling) string { return s.Key })}
 }
+
+// Node is one host of a multi-host runtime (a swarm node), shown on
+// /debug/reconcile with the replicas it runs.
+type Node struct {
+	ID           string `json:"id"`
+	Hostname     string `json:"hostname"`
+	Role         string `json:"role"`
+	State        string `json:"state"`
+	Availability string `json:"availability"`
+	Addr         string `json:"addr,omitempty"`
+	// Replicas and Functions count this daemon's replicas on the node and
+	// the functions they belong to.
+	Replicas  int `json:"replicas"`
+	Functions int `json:"functions"`
+}

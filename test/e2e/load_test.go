@@ -237,6 +237,12 @@ type reconcileView struct {
 		QueueDepth       int              `json:"queueDepth"`
 	} `json:"global"`
 	Functions []reconcileFunction `json:"functions"`
+	// Nodes is there on a swarm only.
+	Nodes []struct {
+		Hostname string `json:"hostname"`
+		State    string `json:"state"`
+		Replicas int    `json:"replicas"`
+	} `json:"nodes"`
 }
 
 // reconcileFunction is one function of reconcileView.

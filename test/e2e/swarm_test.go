@@ -146,6 +146,13 @@ func TestSwarmStackDeployMapsToServices(t *testing.T) {
 			t.Errorf("replica %q does not name its node", r.Name)
 		}
 	}
+	placed := 0
+	for _, n := range view.Nodes {
+		placed += n.Replicas
+	}
+	if len(view.Nodes) < 3 || placed != 4 {
+		t.Errorf("/debug/reconcile nodes %+v: want every node and the 4 replicas (3 hostname, 1 echo) on them", view.Nodes)
+	}
 
 	for _, name := range []string{"echo", "hostname"} {
 		if err := d.client().DeleteFunction(ctx, name, defaultNamespace); err != nil {

@@ -122,8 +122,9 @@ type Runtime struct {
 	self engine.SelfNetworks
 	// nodes maps node IDs to hostnames, for /debug/reconcile.
 	nodes map[string]string
-	// placed maps a node ID to the keys with tasks on it, for node events.
-	placed map[string]map[string]bool
+	// placed maps a node ID to the keys with tasks on it and how many, for
+	// node events and /debug/reconcile.
+	placed map[string]map[string]int
 }
 
 // lastSync is how the last Sync of a key ended.
@@ -157,7 +158,7 @@ func New(cfg Config, eng engine.SwarmEngine) *Runtime {
 		last:    map[string]lastSync{},
 		names:   map[string]string{},
 		nodes:   map[string]string{},
-		placed:  map[string]map[string]bool{},
+		placed:  map[string]map[string]int{},
 	}
 }
 

@@ -268,9 +268,9 @@ func (r *Runtime) rememberPlacement(ctx context.Context, key string, list []engi
 			continue
 		}
 		if r.placed[t.NodeID] == nil {
-			r.placed[t.NodeID] = map[string]bool{}
+			r.placed[t.NodeID] = map[string]int{}
 		}
-		r.placed[t.NodeID][key] = true
+		r.placed[t.NodeID][key]++
 		if _, ok := r.nodes[t.NodeID]; !ok {
 			unknown = true
 		}
