@@ -72,6 +72,10 @@ SUBNET=${SWARM_SUBNET:-10.213.0.0/24}
 ADDR_POOL=${SWARM_ADDR_POOL:-10.224.0.0/12}
 TIMEOUT=${SWARM_TIMEOUT:-120}
 GATEWAY_PORT=${SWARM_GATEWAY_PORT:-8080}
+# Every node's engine also listens here, in the node's private /run/docker:
+# one path that means "this node's engine" on every node, as
+# /var/run/docker.sock does on real hosts, for a service that mounts it.
+NODE_SOCK=/run/docker/docker.sock
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export DOCKER_BUILDKIT=0
 
@@ -319,7 +323,7 @@ start_node() {
   mkdir -p "$d/data" "$RUN/node$i"
   cat >"$d/daemon.json" <<JSON
 {
-  "hosts": ["unix://$(sock "$i")"],
+  "hosts": ["unix://$(sock "$i")", "unix://$NODE_SOCK"],
   "data-root": "/var/lib/docker",
   "exec-root": "/run/docker",
   "pidfile": "$RUN/node$i/docker.pid",

@@ -24,6 +24,7 @@ type config struct {
 	DockerHost       string
 	Runtime          string
 	SwarmEncrypted   bool
+	StateJournal     string
 	BindAddress      string
 	Port             int
 	StateDir         string
@@ -98,6 +99,7 @@ func settings(c *config) []setting {
 	return []setting{
 		{"DOCKER_HOST", "docker-host", "", "Docker Engine address (default: the local socket)", str(&c.DockerHost)},
 		{"RUNTIME", "runtime", "docker", "docker (containers on one host) or swarm (services on a Docker Swarm; the engine must be a manager)", str(&c.Runtime)},
+		{"STATE_JOURNAL", "state-journal", "none", "none, or swarm: keep every state write also in the swarm's Raft log (configs), and rebuild the state file from it at start; set by the supervisor of a daemon run as a swarm service", str(&c.StateJournal)},
 		{"SWARM_ENCRYPTED_NETWORKS", "swarm-encrypted-networks", "false", "with RUNTIME=swarm, create function overlay networks with IPsec encryption (the kernel needs ESP)", func(v string) (err error) { c.SwarmEncrypted, err = strconv.ParseBool(v); return }},
 		{"BIND_ADDRESS", "bind-address", "", "address to listen on (default: all interfaces)", str(&c.BindAddress)},
 		{"GATEWAY_PORT", "port", "8080", "HTTP port for the OpenFaaS API and invocations", func(v string) (err error) { c.Port, err = strconv.Atoi(v); return }},
@@ -192,6 +194,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("GATEWAY_PORT %d out of range", c.Port)
 	case c.Runtime != runtimeDocker && c.Runtime != runtimeSwarm:
 		return fmt.Errorf("RUNTIME %q: want %s or %s", c.Runtime, runtimeDocker, runtimeSwarm)
+	case c.StateJournal != "none" && c.StateJournal != runtimeSwarm:
+		return fmt.Errorf("STATE_JOURNAL %q: want none or swarm", c.StateJournal)
+	case c.StateJournal == runtimeSwarm && c.Runtime != runtimeSwarm:
+		return errors.New("STATE_JOURNAL=swarm needs RUNTIME=swarm")
 	case !dockerName(c.Instance):
 		return fmt.Errorf("INSTANCE %q: use letters, digits, '-' and '_'", c.Instance)
 	case !dockerName(c.FunctionsNetwork):

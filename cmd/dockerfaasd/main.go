@@ -12,12 +12,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/docker/docker/client"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -37,6 +39,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+	"github.com/dockerfaasd/dockerfaasd/pkg/supervise"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -79,6 +82,11 @@ func newLogger(cfg config) *logrus.Logger {
 
 func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	log.WithFields(logrus.Fields{"version": version, "commit": commit, "instance": cfg.Instance}).Info("starting dockerfaasd")
+	if cfg.Runtime == runtimeSwarm {
+		if done, err := superviseIfServiceTask(ctx, cfg, log); done {
+			return err
+		}
+	}
 
 	password, pwFile, generated, err := ensurePassword(cfg)
 	if err != nil {
@@ -91,19 +99,19 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		log.WithField("file", pwFile).Info("using the basic auth password kept in the state directory")
 	}
 
-	keyFile := secretsKeyFile(cfg.StateDir)
-	st, err := store.OpenWithKeyFile(cfg.DBPath, keyFile)
-	if err != nil {
-		return fmt.Errorf("open state: %w", err)
-	}
-	defer st.Close()
-	log.WithFields(logrus.Fields{"path": cfg.DBPath, "secretsKey": keyFile}).Info("state database open")
-
 	engine, err := docker.New(cfg.DockerHost)
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
+
+	keyFile := secretsKeyFile(cfg.StateDir)
+	st, err := openState(ctx, cfg, keyFile, engine, log)
+	if err != nil {
+		return fmt.Errorf("open state: %w", err)
+	}
+	defer st.Close()
+	log.WithFields(logrus.Fields{"path": cfg.DBPath, "secretsKey": keyFile, "journal": cfg.StateJournal}).Info("state database open")
 
 	self, err := selfContainer(ctx, cfg.SelfContainer, engine)
 	if err != nil {
@@ -319,6 +327,53 @@ func newRuntime(ctx context.Context, cfg config, engine *docker.Client, self str
 		Registerer: reg,
 		Log:        log,
 	}, engine), nil
+}
+
+// openState opens the state file; with STATE_JOURNAL=swarm the file is a
+// cache rebuilt from the journal in the swarm (pkg/runtime/swarm.Journal),
+// which then keeps every write before it is acknowledged.
+func openState(ctx context.Context, cfg config, keyFile string, engine *docker.Client, log *logrus.Logger) (*store.Bolt, error) {
+	if cfg.StateJournal != runtimeSwarm {
+		return store.OpenWithKeyFile(cfg.DBPath, keyFile)
+	}
+	j, err := swarmrt.NewJournal(ctx, engine, cfg.Instance, log)
+	if err != nil {
+		return nil, fmt.Errorf("state journal in the swarm: %w", err)
+	}
+	return store.OpenJournaled(ctx, cfg.DBPath, keyFile, j, store.JournalLogger(log))
+}
+
+// superviseIfServiceTask runs the supervisor (pkg/supervise) instead of
+// the daemon when this process is the task of a swarm service: the daemon
+// itself then runs as the gateway container the supervisor starts. done is
+// false when this is not a service task.
+func superviseIfServiceTask(ctx context.Context, cfg config, log *logrus.Logger) (done bool, err error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if cfg.DockerHost != "" {
+		opts = append(opts, client.WithHost(cfg.DockerHost))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return false, nil // the daemon's own client reports it
+	}
+	defer cli.Close()
+	task, ok := supervise.InSwarmTask(ctx, cli)
+	if !ok {
+		return false, nil
+	}
+	log.WithFields(logrus.Fields{"task": task.TaskID, "service": task.ServiceID}).
+		Info("running as a swarm service task: supervising the gateway container on this node")
+	return true, supervise.Run(ctx, cli, supervise.Config{
+		Instance:     cfg.Instance,
+		StateDir:     cfg.StateDir,
+		Port:         cfg.Port,
+		KeyFile:      filepath.Base(secretsKeyFile(cfg.StateDir)),
+		PasswordFile: filepath.Base(passwordFile(cfg.StateDir)),
+		KeySize:      store.SecretKeySize,
+		SecretsDir:   "/run/secrets",
+		StopTimeout:  15 * time.Second,
+		Log:          log,
+	}, task)
 }
 
 // kernelHasESP reports whether IPsec ESP looks available (loaded as a

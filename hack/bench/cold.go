@@ -57,11 +57,11 @@ func (r *runner) coldFloorOnce(ctx context.Context, i int) (time.Duration, time.
 	if err != nil {
 		return 0, 0, err
 	}
-	defer func() { _ = r.removeNetwork(context.WithoutCancel(ctx), netID) }()
+	defer func() { _ = removeNetwork(context.WithoutCancel(ctx), r.docker, netID) }()
 	t1 := time.Now()
 	id, ip, err := r.runFloor(ctx, name, name)
 	if id != "" {
-		defer func() { _ = r.removeContainer(context.WithoutCancel(ctx), id) }()
+		defer func() { _ = removeContainer(context.WithoutCancel(ctx), r.docker, id) }()
 	}
 	if err != nil {
 		return 0, 0, err
@@ -142,7 +142,7 @@ func (r *runner) heal(ctx context.Context) error {
 			return fmt.Errorf("want 1 container of %s, found %d", fn, len(cs))
 		}
 		old := cs[0].ID[:12] // fn-hostname answers with its hostname, the short ID
-		if err := r.removeContainer(ctx, cs[0].ID); err != nil {
+		if err := removeContainer(ctx, r.docker, cs[0].ID); err != nil {
 			return err
 		}
 		t0 := time.Now()
@@ -226,7 +226,7 @@ func (r *runner) floorParallel(ctx context.Context, run, n int) (time.Duration, 
 	}
 	wg.Wait()
 	for _, id := range ids {
-		_ = r.removeContainer(context.WithoutCancel(ctx), id)
+		_ = removeContainer(context.WithoutCancel(ctx), r.docker, id)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return 0, err

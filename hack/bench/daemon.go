@@ -62,12 +62,18 @@ func (r *runner) newDaemon() (*daemon, error) {
 		password: "pw-" + randomSuffix(20),
 		port:     port,
 		base:     fmt.Sprintf("http://127.0.0.1:%d", port),
-		http: &http.Client{
-			Timeout:   60 * time.Second,
-			Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64},
-		},
+		http:     apiClient(),
 	}
 	return d, os.MkdirAll(d.stateDir, 0o700)
+}
+
+// apiClient is the HTTP client of a daemon's API: no proxy from the
+// environment, room for the concurrent deploys of the scale section.
+func apiClient() *http.Client {
+	return &http.Client{
+		Timeout:   60 * time.Second,
+		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64},
+	}
 }
 
 // start launches the daemon and waits up to 30 s for /healthz.
@@ -191,8 +197,12 @@ func (d *daemon) expect(ctx context.Context, want int, method, path string, body
 }
 
 func (d *daemon) deploy(ctx context.Context, name, image string) error {
-	_, err := d.expect(ctx, http.StatusAccepted, http.MethodPost, "/system/functions",
-		types.FunctionDeployment{Service: name, Image: image})
+	return d.deploySpec(ctx, types.FunctionDeployment{Service: name, Image: image})
+}
+
+// deploySpec deploys a function with more than a name and an image.
+func (d *daemon) deploySpec(ctx context.Context, spec types.FunctionDeployment) error {
+	_, err := d.expect(ctx, http.StatusAccepted, http.MethodPost, "/system/functions", spec)
 	return err
 }
 
@@ -224,6 +234,18 @@ func (d *daemon) list(ctx context.Context) ([]types.FunctionStatus, error) {
 		return nil, err
 	}
 	return st, json.Unmarshal(b, &st)
+}
+
+// callOnce invokes the function once through the daemon and wants a 200.
+func (d *daemon) callOnce(ctx context.Context, fn string) (string, error) {
+	code, b, err := d.do(ctx, http.MethodGet, "/function/"+fn, nil)
+	if err != nil {
+		return "", err
+	}
+	if code != http.StatusOK {
+		return "", fmt.Errorf("GET /function/%s: %d %s", fn, code, strings.TrimSpace(string(b)))
+	}
+	return string(b), nil
 }
 
 // debugReasons counts the controller's reasons and last errors across
@@ -272,9 +294,5 @@ func tail(path string, n int) string {
 	if err != nil {
 		return err.Error()
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return lastLines(string(b), n)
 }

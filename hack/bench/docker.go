@@ -98,41 +98,64 @@ func (r *runner) ensureImage(ctx context.Context) (string, error) {
 	if err := r.goBuild(ctx, []string{"CGO_ENABLED=0", "GOOS=linux"}, args...); err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile(bin)
+	fn, err := imageFile("fn", bin)
 	if err != nil {
 		return "", err
 	}
+	if err := buildImage(ctx, r.docker, tag, fnDockerfile, map[string]string{labelContent: hash}, fn); err != nil {
+		return "", err
+	}
+	return tag, nil
+}
+
+// contextFile is one file of an image's build context.
+type contextFile struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// imageFile reads an executable into a build context file called name.
+func imageFile(name, path string) (contextFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return contextFile{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	return contextFile{name: name, mode: 0o755, data: data}, nil
+}
+
+// buildImage builds tag on the engine cli from dockerfile and files, with
+// the classic builder: the images here are FROM scratch around static
+// binaries, so nothing is pulled and no BuildKit is needed (the swarm
+// nodes' engines may have none).
+func buildImage(ctx context.Context, cli *client.Client, tag, dockerfile string, labels map[string]string, files ...contextFile) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, []byte(fnDockerfile)}, {"fn", 0o755, data}} {
+	for _, f := range append([]contextFile{{"Dockerfile", 0o644, []byte(dockerfile)}}, files...) {
 		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return "", err
+			return err
 		}
 		if _, err := tw.Write(f.data); err != nil {
-			return "", err
+			return err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return "", err
+		return err
 	}
-	resp, err := r.docker.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
 		Tags: []string{tag}, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
-		Version: build.BuilderV1, Labels: map[string]string{labelContent: hash},
+		Version: build.BuilderV1, Labels: labels,
 	})
 	if err != nil {
-		return "", fmt.Errorf("image build %s: %w", tag, err)
+		return fmt.Errorf("image build %s: %w", tag, err)
 	}
 	defer resp.Body.Close()
 	var out bytes.Buffer
 	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, &out, 0, false, nil); err != nil {
-		return "", fmt.Errorf("image build %s: %w\n%s", tag, err, out.String())
+		return fmt.Errorf("image build %s: %w\n%s", tag, err, out.String())
 	}
-	return tag, nil
+	return nil
 }
 
 // createNetwork makes a bridge network labelled with the run ID.
@@ -181,21 +204,22 @@ func (r *runner) runFloor(ctx context.Context, name, nw string) (id, ip string, 
 	return created.ID, ins.NetworkSettings.Networks[nw].IPAddress, nil
 }
 
-// removeContainer force-removes one container; gone counts as removed.
-func (r *runner) removeContainer(ctx context.Context, id string) error {
-	err := r.docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
+// removeContainer force-removes one container of engine cli; gone counts
+// as removed.
+func removeContainer(ctx context.Context, cli *client.Client, id string) error {
+	err := cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return err
 	}
 	return nil
 }
 
-// removeNetwork removes one network, retrying briefly while Docker still
-// detaches the endpoints of just-removed containers.
-func (r *runner) removeNetwork(ctx context.Context, id string) error {
+// removeNetwork removes one network of engine cli, retrying briefly while
+// Docker still detaches the endpoints of just-removed containers.
+func removeNetwork(ctx context.Context, cli *client.Client, id string) error {
 	var err error
 	for range 20 {
-		err = r.docker.NetworkRemove(ctx, id)
+		err = cli.NetworkRemove(ctx, id)
 		if err == nil || cerrdefs.IsNotFound(err) {
 			return nil
 		}
@@ -219,12 +243,12 @@ func (r *runner) instanceContainers(ctx context.Context) ([]container.Summary, e
 	return r.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 }
 
-// removeLabelled force-removes the containers, then the networks, that carry
-// label=r.id, and checks the value again before each removal: nothing that
-// another run or a person made is touched.
-func (r *runner) removeLabelled(ctx context.Context, label string) error {
+// removeLabelled force-removes the containers, then the networks, of engine
+// cli that carry label=r.id, and checks the value again before each
+// removal: nothing that another run or a person made is touched.
+func (r *runner) removeLabelled(ctx context.Context, cli *client.Client, label string) error {
 	f := filters.NewArgs(filters.Arg("label", label+"="+r.id))
-	cs, err := r.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
@@ -234,13 +258,13 @@ func (r *runner) removeLabelled(ctx context.Context, label string) error {
 		if cs[i].Labels[label] != r.id {
 			return
 		}
-		if err := r.removeContainer(ctx, cs[i].ID); err != nil {
+		if err := removeContainer(ctx, cli, cs[i].ID); err != nil {
 			mu.Lock()
 			errs = append(errs, err)
 			mu.Unlock()
 		}
 	})
-	nws, err := r.docker.NetworkList(ctx, network.ListOptions{Filters: f})
+	nws, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list networks: %w", err))...)
 	}
@@ -248,7 +272,7 @@ func (r *runner) removeLabelled(ctx context.Context, label string) error {
 		if nws[i].Labels[label] != r.id {
 			return
 		}
-		if err := r.removeNetwork(ctx, nws[i].ID); err != nil {
+		if err := removeNetwork(ctx, cli, nws[i].ID); err != nil {
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("remove network %s: %w", nws[i].Name, err))
 			mu.Unlock()

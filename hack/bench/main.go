@@ -9,7 +9,9 @@
 // (bench-<random>) and a temporary state dir, drives it over HTTP and with
 // wrk, and removes everything labelled with its run ID when it ends, also
 // on failure or interrupt. Run it with `make bench`; the environment knobs
-// are listed in settings below.
+// are listed in settings below. Section "swarm" repeats the warm
+// measurement on the test swarm of hack/swarm-up.sh, with the daemon in a
+// container on the manager (see swarm.go).
 package main
 
 import (
@@ -78,7 +80,7 @@ func loadSettings() (settings, error) {
 	for _, k := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if k = strings.TrimSpace(k); k != "" {
 			if !validSection[k] {
-				errs = append(errs, fmt.Errorf("BENCH_SKIP: unknown section %q (want warm, async, cold, heal, zero, scale, go)", k))
+				errs = append(errs, fmt.Errorf("BENCH_SKIP: unknown section %q (want warm, swarm, async, cold, heal, zero, scale, go)", k))
 			}
 			s.Skip[k] = true
 		}
@@ -92,7 +94,7 @@ func loadSettings() (settings, error) {
 	return s, errors.Join(errs...)
 }
 
-var validSection = map[string]bool{"warm": true, "async": true, "cold": true, "heal": true, "zero": true, "scale": true, "go": true}
+var validSection = map[string]bool{"warm": true, "swarm": true, "async": true, "cold": true, "heal": true, "zero": true, "scale": true, "go": true}
 
 // moduleRoot walks up from the working directory to go.mod.
 func moduleRoot() (string, error) {
@@ -150,6 +152,9 @@ func run(ctx context.Context, s settings) int {
 		fn   func(context.Context) error
 	}{
 		{"warm", r.warm},
+		// swarm runs right after warm, so that the one-host C/B it is set
+		// against was measured under much the same background load.
+		{"swarm", r.swarm},
 		{"async", r.async},
 		{"cold", r.cold},
 		{"heal", r.heal},

@@ -20,7 +20,7 @@ var notes string
 
 // sectionOrder and sectionTitle lay out the report.
 var (
-	sectionOrder = []string{"warm", "cold", "heal", "scale", "go", "zero", "async"}
+	sectionOrder = []string{"warm", "cold", "heal", "scale", "go", "zero", "async", "swarm"}
 	sectionTitle = map[string]string{
 		"warm":  "1. Warm invocation overhead",
 		"cold":  "2. Cold start",
@@ -29,6 +29,7 @@ var (
 		"go":    "5. Go benchmarks",
 		"zero":  "6. Scale to zero and autoscaling",
 		"async": "7. Async invocations",
+		"swarm": "8. Warm invocations on a Docker Swarm",
 	}
 )
 

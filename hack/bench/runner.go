@@ -41,6 +41,9 @@ type runner struct {
 	floorIP              string // address of the direct-path container
 	floorID              string // its container ID
 
+	// The warm section's cells, set next to the swarm section's.
+	hostWarm []warmCell
+
 	// Medians of the cold-start section, the baselines of later ones.
 	coldFloor, coldFloorNet, coldDaemon time.Duration
 }
@@ -188,7 +191,7 @@ func (r *runner) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+time.Duration(r.s.Scale)*time.Second)
 	defer cancel()
 	for _, label := range []string{labelBench, docker.LabelInstance} {
-		if err := r.removeLabelled(ctx, label); err != nil {
+		if err := r.removeLabelled(ctx, r.docker, label); err != nil {
 			logf("cleanup of %s=%s: %v", label, r.id, err)
 		}
 	}

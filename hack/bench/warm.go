@@ -54,36 +54,53 @@ func (r *runner) warm(ctx context.Context) error {
 	if _, err := firstOK(ctx, viaDaemon, auth, nil, 10*time.Millisecond, 60*time.Second); err != nil {
 		return err
 	}
-	paths := []struct {
-		name, url, auth string
-		pid             int
-	}{
+	paths := []warmPath{
 		{"A direct", direct, "", fnPid},
 		{"B baseproxy", "http://" + bp + "/", "", bpPid},
 		{"C dockerfaasd", viaDaemon, auth, r.d.pid()},
 	}
+	cells, err := r.measureRounds(ctx, paths)
+	if err != nil {
+		return err
+	}
+	// Kept for the swarm section, which sets its C/B next to this one.
+	r.hostWarm = cells
+	r.rep.add("warm", renderWarm(cells, r.s.Duration, r.s.WarmRounds))
+	return nil
+}
+
+// warmPath is one way to invoke the function: name starts with the path's
+// letter, pid is the process that serves it (0: unknown, no CPU figures).
+type warmPath struct {
+	name, url, auth string
+	pid             int
+}
+
+// measureRounds runs wrk against every path at concurrency 1 and 32, in
+// BENCH_WARM_ROUNDS rounds, with an unmeasured warm-up before each cell.
+func (r *runner) measureRounds(ctx context.Context, paths []warmPath) ([]warmCell, error) {
 	var cells []warmCell
 	for round := 0; round < r.s.WarmRounds; round++ {
 		for _, conns := range []int{1, 32} {
-			// The three paths run back to back at each concurrency, so that a
+			// The paths run back to back at each concurrency, so that a
 			// change in background load hits all of them alike; each round
 			// starts with another path, so none is always first.
 			for i := range paths {
 				p := paths[(i+round)%len(paths)]
 				if _, err := r.runWrk(ctx, p.url, p.auth, conns, r.s.Warmup); err != nil {
-					return err
+					return nil, err
 				}
 				t0, w0, err := procCounters(p.pid)
 				if err != nil {
-					return err
+					return nil, fmt.Errorf("%s: %w", p.name, err)
 				}
 				res, err := r.runWrk(ctx, p.url, p.auth, conns, r.s.Duration)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				t1, w1, err := procCounters(p.pid)
 				if err != nil {
-					return err
+					return nil, fmt.Errorf("%s: %w", p.name, err)
 				}
 				cpu, writes := time.Duration(0), 0.0
 				if res.Requests > 0 {
@@ -96,12 +113,15 @@ func (r *runner) warm(ctx context.Context) error {
 			}
 		}
 	}
-	r.rep.add("warm", renderWarm(cells, r.s.Duration, r.s.WarmRounds))
-	return nil
+	return cells, nil
 }
 
-// procCounters reads a process's CPU ticks and write(2) calls so far.
+// procCounters reads a process's CPU ticks and write(2) calls so far; for
+// pid 0 (a process that could not be found) it reads nothing.
 func procCounters(pid int) (ticks, writes int64, err error) {
+	if pid == 0 {
+		return 0, 0, nil
+	}
 	if ticks, err = cpuTicks(pid); err != nil {
 		return 0, 0, err
 	}
@@ -178,6 +198,9 @@ func spread(vs []float64, format func(float64) string) string {
 }
 
 func fmtMs(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
 	return fmtSignedDur(time.Duration(v * float64(time.Millisecond)))
 }
 
@@ -197,30 +220,8 @@ func renderWarm(cells []warmCell, d time.Duration, rounds int) string {
 		"both hold up better than requests/s and latency when other work shares the machine. The first table gives " +
 		"the median of the rounds for each cell; the ratios are taken within each round and given as their median " +
 		"(lowest – highest).\n\n")
-	b.WriteString("| path | connections | requests/s | p50 | p99 | CPU/request | writes/request | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, conns := range []int{1, 32} {
-		for _, path := range []string{"A direct", "B baseproxy", "C dockerfaasd"} {
-			cs := warmCells(cells, path, conns)
-			var rps, p50, p99, cpu, writes []float64
-			var errs int64
-			for _, c := range cs {
-				rps = append(rps, c.res.rps())
-				p50 = append(p50, float64(c.res.p50()))
-				p99 = append(p99, float64(c.res.p99()))
-				cpu = append(cpu, float64(c.cpu))
-				writes = append(writes, c.writes)
-				errs += c.res.errors()
-			}
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %.2f | %d |\n", path, conns, medianF(rps),
-				fmtDur(time.Duration(medianF(p50))), fmtDur(time.Duration(medianF(p99))), fmtDur(time.Duration(medianF(cpu))),
-				medianF(writes), errs)
-		}
-	}
-	rps := func(x, y warmCell) float64 { return ratio(x.res.rps(), y.res.rps()) }
-	cpu := func(x, y warmCell) float64 { return ratio(x.cpu.Seconds(), y.cpu.Seconds()) }
-	addedP99 := func(x, y warmCell) float64 { return float64(x.res.p99()-y.res.p99()) / float64(time.Millisecond) }
-
-	cb32 := perRound(cells, "C", "B", 32, rps)
+	writeCellTable(&b, cells, []string{"A direct", "B baseproxy", "C dockerfaasd"})
+	cb32 := perRound(cells, "C", "B", 32, rpsRatio)
 	p32 := perRound(cells, "C", "B", 32, addedP99)
 	b.WriteString("\n| ratio | c=1 | c=32 | target |\n|---|---:|---:|---|\n")
 	for _, row := range []struct {
@@ -229,14 +230,51 @@ func renderWarm(cells []warmCell, d time.Duration, rounds int) string {
 		format     func(float64) string
 		target     string
 	}{
-		{"C/A requests/s (dockerfaasd vs direct)", "C", "A", rps, fmtRatio, "—"},
-		{"C/B requests/s (dockerfaasd vs one ideal hop)", "C", "B", rps, fmtRatio, "≥ 0.90 at c=32" + verdict(medianF(cb32) >= 0.9)},
-		{"B/A requests/s (one ideal hop vs direct)", "B", "A", rps, fmtRatio, "—"},
-		{"C/B CPU per request (dockerfaasd vs one ideal hop)", "C", "B", cpu, fmtRatio, "—"},
+		{"C/A requests/s (dockerfaasd vs direct)", "C", "A", rpsRatio, fmtRatio, "—"},
+		{"C/B requests/s (dockerfaasd vs one ideal hop)", "C", "B", rpsRatio, fmtRatio, "≥ 0.90 at c=32" + verdict(medianF(cb32) >= 0.9)},
+		{"B/A requests/s (one ideal hop vs direct)", "B", "A", rpsRatio, fmtRatio, "—"},
+		{"C/B CPU per request (dockerfaasd vs one ideal hop)", "C", "B", cpuRatio, fmtRatio, "—"},
 		{"p99 added by C over B", "C", "B", addedP99, fmtMs, "≤ 1 ms at c=32" + verdict(medianF(p32) <= 1)},
 	} {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", row.name, spread(perRound(cells, row.x, row.y, 1, row.f), row.format),
 			spread(perRound(cells, row.x, row.y, 32, row.f), row.format), row.target)
 	}
 	return b.String()
+}
+
+// The per-round comparisons of two cells.
+func rpsRatio(x, y warmCell) float64 { return ratio(x.res.rps(), y.res.rps()) }
+func cpuRatio(x, y warmCell) float64 { return ratio(x.cpu.Seconds(), y.cpu.Seconds()) }
+func addedP99(x, y warmCell) float64 {
+	return float64(x.res.p99()-y.res.p99()) / float64(time.Millisecond)
+}
+
+// writeCellTable writes the median of the rounds of each path (by full
+// name) at each concurrency. A CPU figure of zero means the serving
+// process was not found (no request is served in no CPU time).
+func writeCellTable(b *strings.Builder, cells []warmCell, paths []string) {
+	b.WriteString("| path | connections | requests/s | p50 | p99 | CPU/request | writes/request | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, conns := range []int{1, 32} {
+		for _, path := range paths {
+			var rps, p50, p99, cpu, writes []float64
+			var errs int64
+			for _, c := range cells {
+				if c.path != path || c.conns != conns {
+					continue
+				}
+				rps = append(rps, c.res.rps())
+				p50 = append(p50, float64(c.res.p50()))
+				p99 = append(p99, float64(c.res.p99()))
+				cpu = append(cpu, float64(c.cpu))
+				writes = append(writes, c.writes)
+				errs += c.res.errors()
+			}
+			cpuS, writesS := fmtDur(time.Duration(medianF(cpu))), fmt.Sprintf("%.2f", medianF(writes))
+			if medianF(cpu) == 0 {
+				cpuS, writesS = "—", "—"
+			}
+			fmt.Fprintf(b, "| %s | %d | %.0f | %s | %s | %s | %s | %d |\n", path, conns, medianF(rps),
+				fmtDur(time.Duration(medianF(p50))), fmtDur(time.Duration(medianF(p99))), cpuS, writesS, errs)
+		}
+	}
 }

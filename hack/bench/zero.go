@@ -208,7 +208,7 @@ func (r *runner) pausedOnce(ctx context.Context, fn string) (time.Duration, memS
 		return 0, running, paused, err
 	}
 	t0 := time.Now()
-	body, err := r.callOnce(ctx, fn)
+	body, err := r.d.callOnce(ctx, fn)
 	took := time.Since(t0)
 	if err != nil {
 		return 0, running, paused, err
@@ -243,7 +243,7 @@ func (r *runner) removedOnce(ctx context.Context, fn string) (time.Duration, boo
 		return 0, false, err
 	}
 	t0 := time.Now()
-	body, err := r.callOnce(ctx, fn)
+	body, err := r.d.callOnce(ctx, fn)
 	took := time.Since(t0)
 	if err != nil {
 		return 0, false, err
@@ -252,18 +252,6 @@ func (r *runner) removedOnce(ctx context.Context, fn string) (time.Duration, boo
 		return 0, false, fmt.Errorf("served by the removed replica %s", body)
 	}
 	return took, len(nws) > 0, nil
-}
-
-// callOnce invokes the function once through the daemon and wants a 200.
-func (r *runner) callOnce(ctx context.Context, fn string) (string, error) {
-	code, b, err := r.d.do(ctx, http.MethodGet, "/function/"+fn, nil)
-	if err != nil {
-		return "", err
-	}
-	if code != http.StatusOK {
-		return "", fmt.Errorf("GET /function/%s: %d %s", fn, code, strings.TrimSpace(string(b)))
-	}
-	return string(b), nil
 }
 
 // waitPaused polls the container every 10 ms until Docker reports it paused.

@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
@@ -108,6 +109,19 @@ type SwarmEngine interface {
 	// ListTasks lists the tasks of the given services (all tasks when
 	// none is given), old ones of the task history included.
 	ListTasks(ctx context.Context, serviceIDs ...string) ([]Task, error)
+	// ServiceLogs returns the stdout and stderr of every task of a service
+	// (old ones of the task history included), which the manager gathers
+	// from every node: each message prefixed by its RFC 3339 timestamp and
+	// Docker's details, which name its task and node (parse the stream
+	// with ReadLogs, Details set; it is multiplexed unless the service has
+	// a TTY). Since is inclusive and Tail applies to each task's log. The
+	// messages of one task come in its order, those of different tasks
+	// interleaved as the nodes deliver them. Without Follow the stream ends
+	// after the history (with an error in the stream, ErrLogsIncomplete,
+	// when a node could not be read or a task is not scheduled); with it,
+	// it stays open and includes tasks that start later, until ctx is done.
+	// A missing service is ErrNotFound.
+	ServiceLogs(ctx context.Context, id string, opts LogOptions) (io.ReadCloser, error)
 	// CreateOverlayNetwork creates an attachable overlay network,
 	// encrypted (IPsec) when asked; ErrConflict when the name exists.
 	CreateOverlayNetwork(ctx context.Context, name string, labels map[string]string, encrypted bool) (string, error)
@@ -128,4 +142,7 @@ type SwarmEngine interface {
 	// Events streams events of the given types (service, network, node,
 	// container); labels apply to containers only.
 	Events(ctx context.Context, types []string, labels map[string]string) (<-chan Event, <-chan error)
+
+	// Swarm configs (the state journal): see swarmconfig.go.
+	SwarmConfigs
 }

@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -125,6 +126,19 @@ func (d *Client) ListTasks(ctx context.Context, serviceIDs ...string) ([]Task, e
 		out = append(out, taskOf(t))
 	}
 	return out, nil
+}
+
+// ServiceLogs implements SwarmEngine. It always asks for the details:
+// without them the lines of different tasks cannot be told apart.
+func (d *Client) ServiceLogs(ctx context.Context, id string, opts LogOptions) (io.ReadCloser, error) {
+	if err := d.ready(ctx); err != nil {
+		return nil, err
+	}
+	rc, err := d.c.ServiceLogs(ctx, id, opts.api(true))
+	if err != nil {
+		return nil, wrapSwarm("logs of service "+ShortID(id), err)
+	}
+	return rc, nil
 }
 
 // taskOf reduces a swarm task.

@@ -14,8 +14,9 @@ type CommonConfig struct {
 	// Instance defaults to DefaultInstance, NetworkPrefix to the instance.
 	Instance, NetworkPrefix *string
 	// DrainTimeout defaults to faas.DefaultTimeout (the exec timeout),
-	// ProbeTimeout to 1s, ProbeInterval to 250ms, MaxRequeue to 30s.
-	DrainTimeout, ProbeTimeout, ProbeInterval, MaxRequeue *time.Duration
+	// ProbeTimeout to 1s, ProbeInterval to 250ms, MaxRequeue to 30s,
+	// LogPoll to 1s.
+	DrainTimeout, ProbeTimeout, ProbeInterval, MaxRequeue, LogPoll *time.Duration
 	// Prober defaults to an HTTPProber bounded by ProbeTimeout.
 	Prober *Prober
 	// Log defaults to logrus' standard logger.
@@ -38,6 +39,7 @@ func (c CommonConfig) SetDefaults() {
 		{c.ProbeTimeout, time.Second},
 		{c.ProbeInterval, 250 * time.Millisecond},
 		{c.MaxRequeue, 30 * time.Second},
+		{c.LogPoll, time.Second},
 	} {
 		if *d.v <= 0 {
 			*d.v = d.def

@@ -30,7 +30,8 @@ var (
 
 // Bolt is a Store kept in a bbolt file: the engine over bbolt. Each write
 // is one bbolt transaction, fsynced on commit, and watchers hear of it only
-// after that commit.
+// after that commit. Opened with OpenJournaled, each write is also appended
+// to a Journal before it commits.
 type Bolt struct {
 	engine
 	db *bolt.DB
@@ -51,6 +52,25 @@ func open(path string, timeout time.Duration) (*Bolt, error) {
 }
 
 func openWith(path, keyFile string, timeout time.Duration) (*Bolt, error) {
+	db, err := openFile(path, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Update(initSchema); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	s := newBolt(db, nil)
+	if err := useSecretsKey(&s.engine, keyFile); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// openFile opens (or creates) the bbolt file at path, waiting up to timeout
+// for its lock; an error wraps berrors.ErrTimeout when the lock was held.
+func openFile(path string, timeout time.Duration) (*bolt.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
@@ -62,16 +82,12 @@ func openWith(path, keyFile string, timeout time.Duration) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
-	s := &Bolt{engine: engine{kv: boltKV{db: db, group: &groupCommitter{db: db}}}, db: db}
-	if err := db.Update(initSchema); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open state file %s: %w", path, err)
-	}
-	if err := useSecretsKey(&s.engine, keyFile); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open state file %s: %w", path, err)
-	}
-	return s, nil
+	return db, nil
+}
+
+// newBolt is the store over db, appending every write to j unless j is nil.
+func newBolt(db *bolt.DB, j *journaler) *Bolt {
+	return &Bolt{engine: engine{kv: boltKV{db: db, group: &groupCommitter{db: db, journal: j}, journal: j}}, db: db}
 }
 
 // initSchema records, or checks, the schema version and creates the
@@ -102,6 +118,9 @@ func initSchema(tx *bolt.Tx) error {
 type boltKV struct {
 	db    *bolt.DB
 	group *groupCommitter
+	// journal, when set, keeps every write transaction's ops before it
+	// commits (OpenJournaled); nil costs the write path nothing.
+	journal *journaler
 }
 
 func (k boltKV) view(fn func(kvTx) error) error {
@@ -109,6 +128,9 @@ func (k boltKV) view(fn func(kvTx) error) error {
 }
 
 func (k boltKV) update(fn func(kvTx) error) error {
+	if k.journal != nil {
+		return k.journal.update(k.db, fn)
+	}
 	return k.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
 }
 

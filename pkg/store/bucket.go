@@ -24,7 +24,8 @@ type kv interface {
 	// view runs fn in a read-only transaction.
 	view(fn func(kvTx) error) error
 	// update runs fn in a read-write transaction, one writer at a time. It
-	// commits (durably, for bbolt) only when fn returns nil and otherwise
+	// commits (durably, for bbolt) only when fn returns nil (and, for a
+	// journaled bbolt store, the journal kept what fn wrote) and otherwise
 	// leaves no trace. Hooks fn registers with onCommit run once the commit
 	// is done and the writer lock released, in the writer's goroutine.
 	update(fn func(kvTx) error) error

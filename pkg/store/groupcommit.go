@@ -20,6 +20,9 @@ const maxGroup = 512
 // one fsync per c writes.
 type groupCommitter struct {
 	db *bolt.DB
+	// journal, when set, gets each group's ops once every member that
+	// stays in the group ran (see commit).
+	journal *journaler
 
 	mu      sync.Mutex
 	pending []*groupWrite
@@ -94,15 +97,23 @@ func (g *groupCommitter) loop() {
 
 // commit runs group in one transaction. A member that fails is answered
 // with its error and the transaction, which may hold its partial writes,
-// is rolled back and run again without it.
+// is rolled back and run again without it. With a journal, the ops of the
+// attempt that commits, and only those, are appended as one entry after
+// every member ran; if that fails, every member gets the error.
 func (g *groupCommitter) commit(group []*groupWrite) {
 	for len(group) > 0 {
 		results := make([]error, len(group))
 		failed := -1
+		var jt *journalTx // the attempt's recording transaction, with a journal
 		err := g.db.Update(func(tx *bolt.Tx) error {
+			var kt kvTx = boltTx{tx}
+			if g.journal != nil {
+				jt = &journalTx{tx: tx}
+				kt = jt
+			}
 			wrote := false
 			for i, w := range group {
-				err := w.run(boltTx{tx})
+				err := w.run(kt)
 				results[i] = err
 				switch {
 				case err == nil:
@@ -116,8 +127,14 @@ func (g *groupCommitter) commit(group []*groupWrite) {
 				// bbolt would still write a meta page and fsync.
 				return errUnchanged
 			}
+			if jt != nil {
+				return g.journal.commit(jt)
+			}
 			return nil
 		})
+		if g.journal != nil {
+			g.journal.settle(jt, err)
+		}
 		if errors.Is(err, errUnchanged) {
 			err = nil
 		}

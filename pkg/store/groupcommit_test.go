@@ -79,8 +79,14 @@ func lastTxID(tb testing.TB, b *Bolt) int {
 	return id
 }
 
-// txIDOf is the id of the bbolt transaction a group member runs in.
-func txIDOf(kt kvTx) int { return kt.(boltTx).tx.ID() }
+// txIDOf is the id of the bbolt transaction a group member runs in (a
+// recording one when the store is journaled).
+func txIDOf(kt kvTx) int {
+	if jt, ok := kt.(*journalTx); ok {
+		return jt.tx.ID()
+	}
+	return kt.(boltTx).tx.ID()
+}
 
 // pendingWrites is how many writes wait for the committer.
 func pendingWrites(g *groupCommitter) int {

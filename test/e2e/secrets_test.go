@@ -151,18 +151,31 @@ func (d *daemon) secretsOnDisk(id string) map[string]secretEntry {
 // certifier's Test_SecretCRUD do, and checks what functions get: each listed
 // secret as a read-only file in /var/openfaas/secrets, readable by a
 // non-root function on a read-only root filesystem, and nothing in clear in
-// the state file.
+// the state file or the daemon log. On a swarm the files are versions of
+// swarm secrets, which show no value in their names or labels either.
 func TestSecretsCRUDAndFiles(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
-	img := fnImage(t, fnEcho)
-	uidImg := userImage(t, img, "1000:1000")
+	eachRuntime(t, testSecretsCRUDAndFiles)
+}
+
+func testSecretsCRUDAndFiles(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt))
+	img := d.fnImage(fnEcho)
+	// Built from the local base image, then loaded into the nodes like it.
+	uidImg := d.onNodes(userImage(t, fnImage(t, fnEcho), "1000:1000"))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := d.client()
 
 	const literal = "literal-value-2c9f41"
+	const recreated = "recreated-value-5d17e0"
 	binary := []byte("line1\nline2 \n\x00\xffbinary-77ab\n") // untrimmed, not UTF-8
+	// What must never show outside a function's secret files.
+	values := [][]byte{
+		[]byte(literal), []byte("binary-77ab"), []byte(recreated),
+		[]byte(base64.StdEncoding.EncodeToString([]byte(literal))),
+		[]byte(base64.StdEncoding.EncodeToString(binary)),
+	}
 
 	if list, body := d.listSecretsRaw(""); len(list) != 0 {
 		t.Fatalf("secrets of a new daemon: %s", body)
@@ -236,6 +249,12 @@ func TestSecretsCRUDAndFiles(t *testing.T) {
 		if err != nil || len(fns) != 0 {
 			t.Errorf("functions after refused deploys: %+v %v", fns, err)
 		}
+		if rt == runtimeSwarm {
+			// A swarm secret is made when a function needs it, not before.
+			if all, err := d.swarmSecrets(); err != nil || len(all) != 0 {
+				t.Errorf("swarm secrets after refused deploys: %v %v", all, err)
+			}
+		}
 	})
 
 	// One function as root with a writable root, one as uid 1000 with a
@@ -267,6 +286,28 @@ func TestSecretsCRUDAndFiles(t *testing.T) {
 	})
 
 	t.Run("files are root-owned 0444", func(t *testing.T) {
+		if rt == runtimeSwarm {
+			// Swarm mounts each version as the references say, and
+			// Docker's archive API shows only the empty mount points
+			// of such mounts: the references are what to check. The
+			// functions of a namespace share one version per secret.
+			var first map[string]string
+			for name, spec := range fns {
+				mounted, err := d.swarmSecretMounts(name, spec.Secrets)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if first != nil && !maps.Equal(mounted, first) {
+					t.Errorf("%s mounts versions %v, another function of the namespace %v", name, mounted, first)
+				}
+				first = mounted
+			}
+			if all, err := d.swarmSecrets(); err != nil || len(all) != 2 {
+				t.Errorf("swarm secrets of the instance: %d (%v), want one version of each secret", len(all), err)
+			}
+			d.swarmSecretsHoldNo(t, values...)
+			return
+		}
 		for name := range fns {
 			ids, err := d.runningIDs(name, defaultNamespace)
 			if err != nil || len(ids) != 1 {
@@ -292,7 +333,7 @@ func TestSecretsCRUDAndFiles(t *testing.T) {
 	})
 
 	t.Run("state file holds no value", func(t *testing.T) {
-		data, err := os.ReadFile(filepath.Join(d.stateDir, "state.db"))
+		data, _, err := d.stateFile("state.db")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,16 +345,26 @@ func TestSecretsCRUDAndFiles(t *testing.T) {
 				t.Errorf("the state file contains %q", v)
 			}
 		}
-		st, err := os.Stat(filepath.Join(d.stateDir, "secrets.key"))
-		if err != nil || st.Mode() != 0o600 || st.Size() != 32 {
-			t.Errorf("secrets.key: %v %v, want mode 0600 and 32 bytes", st, err)
+		key, mode, err := d.stateFile("secrets.key")
+		if err != nil || mode != 0o600 || len(key) != 32 {
+			t.Errorf("secrets.key: mode %v, %d bytes, %v; want mode 0600 and 32 bytes", mode, len(key), err)
 		}
 	})
 
 	t.Run("deleting a used secret keeps replicas", func(t *testing.T) {
-		before, _ := d.runningIDs("secret-root", defaultNamespace)
-		if err := c.DeleteSecret(ctx, "api-key", defaultNamespace); err != nil {
-			t.Fatal(err)
+		before, _ := d.replicaIDs("secret-root", defaultNamespace)
+		var oldVersion string
+		if rt == runtimeSwarm {
+			mounted, err := d.swarmSecretMounts("secret-root", fns["secret-root"].Secrets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			oldVersion = mounted["api-key"]
+		}
+		// The same answer on both runtimes, though swarm keeps the
+		// version the functions mount: it is only removed once unused.
+		if res := d.invoke(http.MethodDelete, "/system/secrets", []byte(`{"name":"api-key","namespace":"openfaas-fn"}`), nil); res.Status != http.StatusAccepted {
+			t.Fatalf("delete a used secret: %s, want 202", res)
 		}
 		// A scale the controller cannot carry out without the secret.
 		if res := d.invoke(http.MethodPost, "/system/scale-function/secret-root", []byte(`{"serviceName":"secret-root","replicas":2}`), nil); res.Status != http.StatusAccepted {
@@ -325,59 +376,103 @@ func TestSecretsCRUDAndFiles(t *testing.T) {
 		if res := d.secretFile("secret-root", "api-key"); res.Status != http.StatusOK || string(res.Body) != literal {
 			t.Errorf("the running replica stopped serving: %s", res)
 		}
-		if after, _ := d.runningIDs("secret-root", defaultNamespace); !slices.Equal(after, before) {
+		if after, _ := d.replicaIDs("secret-root", defaultNamespace); !slices.Equal(after, before) {
 			t.Errorf("replicas changed without the secret: %v -> %v", before, after)
 		}
+		if rt == runtimeSwarm {
+			if mounted, err := d.swarmSecretMounts("secret-root", fns["secret-root"].Secrets); err != nil || mounted["api-key"] != oldVersion {
+				t.Errorf("the service without the secret mounts %v (%v), want the version it had, %s", mounted, err, oldVersion)
+			}
+		}
 		// Back again: the function converges, with the new value.
-		if code, err := c.CreateSecret(ctx, types.Secret{Name: "api-key", Value: "recreated"}); err != nil {
+		if code, err := c.CreateSecret(ctx, types.Secret{Name: "api-key", Value: recreated}); err != nil {
 			t.Fatalf("re-create: %d %v", code, err)
 		}
 		d.waitReady("secret-root", defaultNamespace, 2)
 		eventually(t, readyTimeout, pollInterval, func() error {
 			for i := 0; i < 4; i++ {
-				if res := d.secretFile("secret-root", "api-key"); string(res.Body) != "recreated" {
+				if res := d.secretFile("secret-root", "api-key"); string(res.Body) != recreated {
 					return fmt.Errorf("a replica still serves %s", res)
 				}
 			}
 			return nil
 		})
+		if rt != runtimeSwarm {
+			return
+		}
+		// Both functions roll to a new version, and the old one goes
+		// once no service mounts it.
+		eventually(t, readyTimeout, pollInterval, func() error {
+			var newVersion string
+			for name, spec := range fns {
+				mounted, err := d.swarmSecretMounts(name, spec.Secrets)
+				if err != nil {
+					return err
+				}
+				if mounted["api-key"] == oldVersion {
+					return fmt.Errorf("%s still mounts %s", name, oldVersion)
+				}
+				newVersion = mounted["api-key"]
+			}
+			if got, err := d.secretVersions("api-key"); err != nil || !slices.Equal(got, []string{newVersion}) {
+				return fmt.Errorf("versions of api-key %v (%v), want only %s", got, err, newVersion)
+			}
+			return nil
+		})
+		d.swarmSecretsHoldNo(t, values...)
 	})
 
 	t.Run("delete functions then secrets", func(t *testing.T) {
 		var volumes []string
-		for name := range fns {
-			ids, _ := d.runningIDs(name, defaultNamespace)
-			for _, id := range ids {
-				for _, m := range d.inspect(id).Mounts {
-					if m.Destination == secretsDir {
-						volumes = append(volumes, m.Name)
+		if rt == runtimeDocker {
+			for name := range fns {
+				ids, _ := d.runningIDs(name, defaultNamespace)
+				for _, id := range ids {
+					for _, m := range d.inspect(id).Mounts {
+						if m.Destination == secretsDir {
+							volumes = append(volumes, m.Name)
+						}
 					}
 				}
 			}
-		}
-		if len(volumes) < len(fns) {
-			t.Fatalf("secrets volumes found: %v, want one per replica", volumes)
+			if len(volumes) < len(fns) {
+				t.Fatalf("secrets volumes found: %v, want one per replica", volumes)
+			}
 		}
 		for name := range fns {
 			if err := c.DeleteFunction(ctx, name, defaultNamespace); err != nil {
 				t.Fatal(err)
 			}
 		}
-		// The replicas go too, secrets volume included (it is anonymous).
-		eventually(t, readyTimeout, pollInterval, func() error {
-			for name := range fns {
-				if cs, err := d.fnContainers(name, defaultNamespace, true); err != nil || len(cs) != 0 {
-					return fmt.Errorf("%s: %d containers left (%v)", name, len(cs), err)
+		if rt == runtimeSwarm {
+			// The services go, and with the last one that mounts them
+			// the swarm secret versions.
+			eventually(t, readyTimeout, pollInterval, func() error {
+				if svcs, err := d.swarmServices(); err != nil || len(svcs) != 0 {
+					return fmt.Errorf("services left: %v (%v)", svcs, err)
 				}
-			}
-			return nil
-		})
-		for _, v := range volumes {
-			vctx, vcancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := d.docker.VolumeInspect(vctx, v)
-			vcancel()
-			if !cerrdefs.IsNotFound(err) {
-				t.Errorf("secrets volume %s outlived its container: %v", v, err)
+				if all, err := d.swarmSecrets(); err != nil || len(all) != 0 {
+					return fmt.Errorf("%d swarm secrets left (%v)", len(all), err)
+				}
+				return nil
+			})
+		} else {
+			// The replicas go too, secrets volume included (it is anonymous).
+			eventually(t, readyTimeout, pollInterval, func() error {
+				for name := range fns {
+					if cs, err := d.fnContainers(name, defaultNamespace, true); err != nil || len(cs) != 0 {
+						return fmt.Errorf("%s: %d containers left (%v)", name, len(cs), err)
+					}
+				}
+				return nil
+			})
+			for _, v := range volumes {
+				vctx, vcancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := d.docker.VolumeInspect(vctx, v)
+				vcancel()
+				if !cerrdefs.IsNotFound(err) {
+					t.Errorf("secrets volume %s outlived its container: %v", v, err)
+				}
 			}
 		}
 		for _, s := range []string{"api-key", "bin-key"} {
@@ -389,6 +484,43 @@ func TestSecretsCRUDAndFiles(t *testing.T) {
 			t.Errorf("secrets after delete: %s", body)
 		}
 	})
+
+	t.Run("log holds no value", func(t *testing.T) {
+		d.logHoldsNo(t, values...)
+	})
+}
+
+// stateFile reads a file of the daemon's state dir: on this machine for a
+// daemon process, from its container's state volume on a swarm.
+func (d *daemon) stateFile(name string) ([]byte, fs.FileMode, error) {
+	if d.runtime == runtimeSwarm {
+		return d.swarmStateFile(name)
+	}
+	p := filepath.Join(d.stateDir, name)
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	data, err := os.ReadFile(p)
+	return data, st.Mode(), err
+}
+
+// logHoldsNo fails t when the daemon log shows one of values: a debug log
+// is shared and kept far more freely than the state file.
+func (d *daemon) logHoldsNo(t *testing.T, values ...[]byte) {
+	t.Helper()
+	data, err := os.ReadFile(d.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) == 0 {
+		t.Fatal("the daemon log is empty; wrong file?")
+	}
+	for _, v := range values {
+		if bytes.Contains(data, v) {
+			t.Errorf("the daemon log contains %q", v)
+		}
+	}
 }
 
 // reasonIs checks the controller's status reason for a function on
@@ -421,28 +553,48 @@ func (d *daemon) reasonIs(name, want string) error {
 
 // TestSecretUpdateRollsWithoutFailures: a PUT of a secret reaches every
 // replica of the functions using it through a readiness-gated roll, and no
-// invocation fails meanwhile.
+// invocation fails meanwhile. On a swarm the PUT makes a new swarm secret
+// version, the service rolls to it, and the old version is removed.
 func TestSecretUpdateRollsWithoutFailures(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
-	img := fnImage(t, fnEcho)
+	eachRuntime(t, testSecretUpdateRolls)
+}
+
+func testSecretUpdateRolls(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt))
+	img := d.fnImage(fnEcho)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := d.client()
+	// Values unique enough to look for in the daemon log.
+	const oldValue, newValue = "rolling-v1-e81c", "rolling-v2-3fa4"
+	okOld, okNew := fmt.Sprintf("200 %q", oldValue), fmt.Sprintf("200 %q", newValue)
 
-	if code, err := c.CreateSecret(ctx, types.Secret{Name: "rolling", Value: "v1"}); err != nil {
+	if code, err := c.CreateSecret(ctx, types.Secret{Name: "rolling", Value: oldValue}); err != nil {
 		t.Fatalf("create: %d %v", code, err)
 	}
-	spec := simpleSpec("rolling", img, nil, map[string]string{"com.openfaas.scale.min": "2"})
+	var env map[string]string
+	if rt == runtimeSwarm {
+		env = map[string]string{"SHUTDOWN_GRACE": "10s"} // see testRollingUpdateUnderLoad
+	}
+	spec := simpleSpec("rolling", img, env, map[string]string{"com.openfaas.scale.min": "2"})
 	spec.Secrets = []string{"rolling"}
 	d.deploy(spec)
 	d.waitReady("rolling", defaultNamespace, 2)
-	oldIDs, err := d.runningIDs("rolling", defaultNamespace)
+	oldIDs, err := d.replicaIDs("rolling", defaultNamespace)
 	if err != nil || len(oldIDs) != 2 {
 		t.Fatalf("replicas before the update: %v %v", oldIDs, err)
 	}
-	if res := d.secretFile("rolling", "rolling"); string(res.Body) != "v1" {
+	if res := d.secretFile("rolling", "rolling"); string(res.Body) != oldValue {
 		t.Fatalf("before the update: %s", res)
+	}
+	var oldVersion string
+	if rt == runtimeSwarm {
+		mounted, err := d.swarmSecretMounts("rolling", spec.Secrets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldVersion = mounted["rolling"]
 	}
 
 	// Invoke continuously through the roll; every answer must be a 200 with
@@ -455,11 +607,24 @@ func TestSecretUpdateRollsWithoutFailures(t *testing.T) {
 	})
 	time.Sleep(300 * time.Millisecond) // some traffic before the update
 	start := time.Now()
-	if code, err := c.UpdateSecret(ctx, types.Secret{Name: "rolling", Value: "v2"}); err != nil || code != http.StatusAccepted {
+	if code, err := c.UpdateSecret(ctx, types.Secret{Name: "rolling", Value: newValue}); err != nil || code != http.StatusAccepted {
 		t.Fatalf("PUT secret: %d %v, want 202", code, err)
 	}
 	eventually(t, readyTimeout, pollInterval, func() error {
-		ids, err := d.runningIDs("rolling", defaultNamespace)
+		if rt == runtimeSwarm {
+			// Swarm stops an old task some time after it marks it for
+			// shutdown (its node does), and the daemon sees the mark
+			// at its next look: until the task has ended it may still
+			// answer, with the old value. Gone means ended here, as
+			// an old container that no longer runs on one host.
+			return d.replicasAre("rolling", 2, func(id string) error {
+				if slices.Contains(oldIDs, id) {
+					return fmt.Errorf("old replica %s still runs", short(id))
+				}
+				return nil
+			})
+		}
+		ids, err := d.replicaIDs("rolling", defaultNamespace)
 		if err != nil {
 			return err
 		}
@@ -482,7 +647,7 @@ func TestSecretUpdateRollsWithoutFailures(t *testing.T) {
 		if s.err != nil {
 			key = "error: " + s.err.Error()
 		}
-		if key == `200 "v2"` && firstNewAt.IsZero() {
+		if key == okNew && firstNewAt.IsZero() {
 			firstNewAt = s.end
 		}
 		counts[key]++
@@ -493,16 +658,39 @@ func TestSecretUpdateRollsWithoutFailures(t *testing.T) {
 	total := 0
 	for k, n := range counts {
 		total += n
-		if k != `200 "v1"` && k != `200 "v2"` {
+		if k != okOld && k != okNew {
 			t.Errorf("%d invocation(s) during the roll got %s", n, k)
 		}
 	}
-	if counts[`200 "v1"`] == 0 || counts[`200 "v2"`] == 0 || total < 20 {
+	if counts[okOld] == 0 || counts[okNew] == 0 || total < 20 {
 		t.Errorf("the load did not span the roll (%v); the check above proves nothing", counts)
 	}
 	for i := 0; i < 10; i++ {
-		if res := d.secretFile("rolling", "rolling"); res.Status != http.StatusOK || string(res.Body) != "v2" {
+		if res := d.secretFile("rolling", "rolling"); res.Status != http.StatusOK || string(res.Body) != newValue {
 			t.Errorf("invoke %d after the roll: %s", i, res)
 		}
 	}
+
+	if rt == runtimeSwarm {
+		// The service and its tasks mount a new version, and the old one
+		// is removed once no service mounts it: one version is left.
+		var newVersion string
+		eventually(t, readyTimeout, pollInterval, func() error {
+			mounted, err := d.swarmSecretMounts("rolling", spec.Secrets)
+			if err != nil {
+				return err
+			}
+			if newVersion = mounted["rolling"]; newVersion == oldVersion {
+				return fmt.Errorf("the service still mounts %s", oldVersion)
+			}
+			if got, err := d.secretVersions("rolling"); err != nil || !slices.Equal(got, []string{newVersion}) {
+				return fmt.Errorf("versions %v (%v), want only the mounted %s (old %s)", got, err, newVersion, oldVersion)
+			}
+			return nil
+		})
+		t.Logf("swarm secret %s replaced by %s; the old version was gone %s after the PUT",
+			oldVersion, newVersion, time.Since(start).Round(time.Millisecond))
+		d.swarmSecretsHoldNo(t, []byte(oldValue), []byte(newValue))
+	}
+	d.logHoldsNo(t, []byte(oldValue), []byte(newValue))
 }

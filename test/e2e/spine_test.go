@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -61,11 +62,17 @@ functions:
 
 // TestDeployFromStackInvokeDescribeDelete walks one stack through the whole
 // life cycle: faas-cli style deploy, invocation semantics, list/describe
-// echoing the spec, what lands in Docker, and delete.
+// echoing the spec, what lands in Docker (containers on one host; services,
+// tasks and overlay networks on a swarm), and delete. It runs on both
+// runtimes.
 func TestDeployFromStackInvokeDescribeDelete(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
-	hostImg, echoImg := fnImage(t, fnHostname), fnImage(t, fnEcho)
+	eachRuntime(t, testDeployFromStack)
+}
+
+func testDeployFromStack(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt))
+	hostImg, echoImg := d.fnImage(fnHostname), d.fnImage(fnEcho)
 
 	stackPath := filepath.Join(t.TempDir(), "stack.yml")
 	writeFile(t, stackPath, fmt.Sprintf(stackTemplate, d.baseURL, hostImg, echoImg))
@@ -278,9 +285,13 @@ func TestDeployFromStackInvokeDescribeDelete(t *testing.T) {
 		}
 	})
 
-	t.Run("docker objects", func(t *testing.T) {
+	t.Run(rt+" objects", func(t *testing.T) {
 		for _, name := range names {
 			spec := specs[name]
+			if rt == runtimeSwarm {
+				d.checkSwarmObjects(t, name, spec)
+				continue
+			}
 			cs, err := d.fnContainers(name, defaultNamespace, true)
 			if err != nil {
 				t.Fatal(err)
@@ -362,16 +373,12 @@ func TestDeployFromStackInvokeDescribeDelete(t *testing.T) {
 		}
 		for _, name := range names {
 			eventually(t, 60*time.Second, pollInterval, func() error {
-				cs, err := d.fnContainers(name, defaultNamespace, true)
+				left, err := d.fnLeftovers(name, defaultNamespace)
 				if err != nil {
 					return err
 				}
-				nws, err := d.fnNetworks(name)
-				if err != nil {
-					return err
-				}
-				if len(cs) != 0 || len(nws) != 0 {
-					return fmt.Errorf("%s: %d containers and %d networks left", name, len(cs), len(nws))
+				if left != "" {
+					return errors.New(left)
 				}
 				return nil
 			})
@@ -422,10 +429,15 @@ func simpleSpec(name, image string, env map[string]string, labels map[string]str
 
 // TestScaleUpAndDown scales a function up, checks that traffic spreads over
 // all replicas, scales it down, and checks the com.openfaas.scale.max cap.
+// It runs on both runtimes.
 func TestScaleUpAndDown(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
-	img := fnImage(t, fnHostname)
+	eachRuntime(t, testScaleUpAndDown)
+}
+
+func testScaleUpAndDown(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt))
+	img := d.fnImage(fnHostname)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := d.client()
@@ -443,17 +455,14 @@ func TestScaleUpAndDown(t *testing.T) {
 
 	var hostnames map[string]bool
 	eventually(t, 30*time.Second, pollInterval, func() error {
-		ids, err := d.runningIDs("hostname", defaultNamespace)
+		hosts, n, err := d.replicaHostnames("hostname", defaultNamespace)
 		if err != nil {
 			return err
 		}
-		if len(ids) != 3 {
-			return fmt.Errorf("%d running containers, want 3", len(ids))
+		if n != 3 {
+			return fmt.Errorf("%d running replicas, want 3", n)
 		}
-		hostnames = map[string]bool{}
-		for _, id := range ids {
-			hostnames[d.inspect(id).Config.Hostname] = true
-		}
+		hostnames = hosts
 		return nil
 	})
 
@@ -478,7 +487,7 @@ func TestScaleUpAndDown(t *testing.T) {
 		t.Fatalf("scale to 1: %v", err)
 	}
 	eventually(t, 60*time.Second, pollInterval, func() error {
-		cs, err := d.fnContainers("hostname", defaultNamespace, true)
+		ids, err := d.liveReplicas("hostname", defaultNamespace)
 		if err != nil {
 			return err
 		}
@@ -486,8 +495,9 @@ func TestScaleUpAndDown(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if len(cs) != 1 || fs.Replicas != 1 || fs.AvailableReplicas != 1 {
-			return fmt.Errorf("%d containers, replicas=%d availableReplicas=%d; want 1, 1, 1", len(cs), fs.Replicas, fs.AvailableReplicas)
+		if len(ids) != 1 || fs.Replicas != 1 || fs.AvailableReplicas != 1 {
+			return fmt.Errorf("%d replicas left (%s), replicas=%d availableReplicas=%d; want 1, 1, 1",
+				len(ids), replicaKind(rt), fs.Replicas, fs.AvailableReplicas)
 		}
 		return nil
 	})
@@ -515,12 +525,12 @@ func TestScaleUpAndDown(t *testing.T) {
 		})
 		d.waitReady("capped", defaultNamespace, 2)
 		eventually(t, 30*time.Second, pollInterval, func() error {
-			cs, err := d.fnContainers("capped", defaultNamespace, true)
+			ids, err := d.liveReplicas("capped", defaultNamespace)
 			if err != nil {
 				return err
 			}
-			if len(cs) != 2 {
-				return fmt.Errorf("%d containers, want 2", len(cs))
+			if len(ids) != 2 {
+				return fmt.Errorf("%d %s, want 2", len(ids), replicaKind(rt))
 			}
 			return nil
 		})
@@ -528,11 +538,16 @@ func TestScaleUpAndDown(t *testing.T) {
 }
 
 // TestUpdateEnvIsServed updates a function's environment with PUT and checks
-// that the new spec is served and the old replicas go away.
+// that the new spec is served and the old replicas go away. It runs on both
+// runtimes.
 func TestUpdateEnvIsServed(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
-	img := fnImage(t, fnEcho)
+	eachRuntime(t, testUpdateEnvIsServed)
+}
+
+func testUpdateEnvIsServed(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt))
+	img := d.fnImage(fnEcho)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := d.client()
@@ -540,9 +555,9 @@ func TestUpdateEnvIsServed(t *testing.T) {
 	v1 := simpleSpec("echo", img, map[string]string{"A": "1"}, nil)
 	d.deploy(v1)
 	d.waitReady("echo", defaultNamespace, 1)
-	oldIDs, err := d.runningIDs("echo", defaultNamespace)
+	oldIDs, err := d.replicaIDs("echo", defaultNamespace)
 	if err != nil || len(oldIDs) != 1 {
-		t.Fatalf("running containers before the update: %v %v, want 1", oldIDs, err)
+		t.Fatalf("running replicas before the update: %v %v, want 1", oldIDs, err)
 	}
 
 	t.Run("unchanged PUT keeps replicas", func(t *testing.T) {
@@ -552,7 +567,7 @@ func TestUpdateEnvIsServed(t *testing.T) {
 		}
 		// Watch for a few reconcile rounds: nothing should be replaced.
 		for i := 0; i < 15; i++ {
-			ids, err := d.runningIDs("echo", defaultNamespace)
+			ids, err := d.replicaIDs("echo", defaultNamespace)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -589,18 +604,18 @@ func TestUpdateEnvIsServed(t *testing.T) {
 		return nil
 	})
 	eventually(t, readyTimeout, pollInterval, func() error {
-		cs, err := d.fnContainers("echo", defaultNamespace, true)
+		ids, err := d.liveReplicas("echo", defaultNamespace)
 		if err != nil {
 			return err
 		}
-		if len(cs) != 1 {
-			return fmt.Errorf("%d containers (all states), want 1", len(cs))
+		if len(ids) != 1 {
+			return fmt.Errorf("%d %s, want 1", len(ids), replicaKind(rt))
 		}
-		if slices.Contains(oldIDs, cs[0].ID) {
-			return fmt.Errorf("the old container %s is still the one there", short(cs[0].ID))
+		if slices.Contains(oldIDs, ids[0]) {
+			return fmt.Errorf("the old replica %s is still the one there", short(ids[0]))
 		}
-		if env := envList(d.inspect(cs[0].ID).Config.Env); env["A"] != "2" {
-			return fmt.Errorf("container %s has A=%q", short(cs[0].ID), env["A"])
+		if env := d.replicaEnv(ids[0]); env["A"] != "2" {
+			return fmt.Errorf("replica %s has A=%q", short(ids[0]), env["A"])
 		}
 		return nil
 	})
@@ -769,11 +784,16 @@ func TestDeployToFirstInvokeTiming(t *testing.T) {
 }
 
 // TestBadInputKeepsState sends invalid requests and checks that each gets a
-// 400 and leaves desired state and the running replica untouched.
+// 400 and leaves desired state and the running replica untouched. It runs on
+// both runtimes.
 func TestBadInputKeepsState(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
-	img := fnImage(t, fnHostname)
+	eachRuntime(t, testBadInputKeepsState)
+}
+
+func testBadInputKeepsState(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt))
+	img := d.fnImage(fnHostname)
 	spec := simpleSpec("keep", img, map[string]string{"K": "v"}, nil)
 	d.deploy(spec)
 	d.waitReady("keep", defaultNamespace, 1)
@@ -781,9 +801,9 @@ func TestBadInputKeepsState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := d.runningIDs("keep", defaultNamespace)
+	ids, err := d.replicaIDs("keep", defaultNamespace)
 	if err != nil || len(ids) != 1 {
-		t.Fatalf("running containers: %v %v", ids, err)
+		t.Fatalf("running replicas: %v %v", ids, err)
 	}
 
 	cases := []struct {
@@ -824,18 +844,14 @@ func TestBadInputKeepsState(t *testing.T) {
 		}
 	}
 
-	// Nothing was created or replaced in Docker either.
+	// Nothing was created or replaced in Docker (or the swarm) either.
 	time.Sleep(time.Second) // let a reconcile round pass
-	cs, err := d.docker.ContainerList(context.Background(), containerListAll(labelInstance+"="+d.instance))
+	refs, err := d.instanceReplicas()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cs) != 1 || cs[0].ID != ids[0] {
-		var got []string
-		for _, c := range cs {
-			got = append(got, short(c.ID)+"("+c.Labels[labelFunction]+")")
-		}
-		t.Errorf("containers of the instance after bad input: %v, want only %s", got, short(ids[0]))
+	if len(refs) != 1 || refs[0].ID != ids[0] {
+		t.Errorf("%s of the instance after bad input: %v, want only %s", replicaKind(rt), refs, short(ids[0]))
 	}
 	if fs, _, err := d.getFunction("keep", defaultNamespace); err != nil {
 		t.Error(err)
@@ -870,11 +886,16 @@ func jsonString(v any) string {
 // TestKillAndRestartKeepsDesiredState SIGKILLs the daemon right after a
 // deploy's 202 and checks that the restarted daemon still knows the function
 // and converges to exactly one ready replica; then a graceful restart adopts
-// the running replica instead of replacing it.
+// the running replica instead of replacing it. It runs on both runtimes (on
+// a swarm the daemon's container is killed and started again).
 func TestKillAndRestartKeepsDesiredState(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
-	img := fnImage(t, fnEcho)
+	eachRuntime(t, testKillAndRestartKeepsDesiredState)
+}
+
+func testKillAndRestartKeepsDesiredState(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt))
+	img := d.fnImage(fnEcho)
 	spec := simpleSpec("survivor", img, map[string]string{"KEPT": "yes"}, map[string]string{"team": "e2e"})
 
 	d.deploy(spec)
@@ -898,22 +919,25 @@ func TestKillAndRestartKeepsDesiredState(t *testing.T) {
 		t.Errorf("invoke after restart: %s (%v)", res, err)
 	}
 	eventually(t, 60*time.Second, pollInterval, func() error {
-		cs, err := d.fnContainers("survivor", defaultNamespace, true)
+		ids, err := d.liveReplicas("survivor", defaultNamespace)
 		if err != nil {
 			return err
 		}
-		if len(cs) != 1 {
-			return fmt.Errorf("%d containers (all states), want exactly 1", len(cs))
+		if len(ids) != 1 {
+			return fmt.Errorf("%d %s, want exactly 1", len(ids), replicaKind(rt))
 		}
 		return nil
 	})
 
 	t.Run("graceful restart adopts the running replica", func(t *testing.T) {
-		ids, err := d.runningIDs("survivor", defaultNamespace)
+		ids, err := d.replicaIDs("survivor", defaultNamespace)
 		if err != nil || len(ids) != 1 {
-			t.Fatalf("running containers: %v %v", ids, err)
+			t.Fatalf("running replicas: %v %v", ids, err)
 		}
-		startedAt := d.inspect(ids[0]).State.StartedAt
+		startedAt, err := d.replicaStartedAt(ids[0])
+		if err != nil {
+			t.Fatal(err)
+		}
 		d.Restart()
 		// The restarted daemon knows the function from its state before it
 		// has looked at Docker: an invoke right away may wait, never 404.
@@ -924,14 +948,16 @@ func TestKillAndRestartKeepsDesiredState(t *testing.T) {
 		if res := d.invoke(http.MethodGet, "/function/survivor.openfaas-fn", nil, nil); res.Status != http.StatusOK {
 			t.Errorf("invoke after graceful restart: %s", res)
 		}
-		after, err := d.runningIDs("survivor", defaultNamespace)
+		after, err := d.replicaIDs("survivor", defaultNamespace)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(after, ids) {
-			t.Errorf("running containers changed across a daemon restart: %v -> %v", ids, after)
-		} else if got := d.inspect(ids[0]).State.StartedAt; got != startedAt {
-			t.Errorf("container %s was restarted across a daemon restart (StartedAt %s -> %s)", short(ids[0]), startedAt, got)
+			t.Errorf("running replicas changed across a daemon restart: %v -> %v", ids, after)
+		} else if got, err := d.replicaStartedAt(ids[0]); err != nil {
+			t.Error(err)
+		} else if got != startedAt {
+			t.Errorf("replica %s was restarted across a daemon restart (StartedAt %s -> %s)", short(ids[0]), startedAt, got)
 		}
 	})
 }
@@ -941,11 +967,16 @@ func TestKillAndRestartKeepsDesiredState(t *testing.T) {
 // for its first replica (or get 503 after the daemon's bound), but must never
 // get 404, which faas-cli and the gateway's scale-from-zero read as "no such
 // function". One reconcile worker and a burst of deploys make sure some calls
-// arrive before the controller has looked at their function.
+// arrive before the controller has looked at their function. It runs on both
+// runtimes.
 func TestInvokeRightAfterDeployIsNotNotFound(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t, withEnv("WORKERS", "1"))
-	img := fnImage(t, fnHostname)
+	eachRuntime(t, testInvokeRightAfterDeploy)
+}
+
+func testInvokeRightAfterDeploy(t *testing.T, rt string) {
+	d := startDaemon(t, onRuntime(rt), withEnv("WORKERS", "1"))
+	img := d.fnImage(fnHostname)
 	names := []string{"burst-a", "burst-b", "burst-c", "burst-d"}
 	for _, name := range names {
 		d.deploy(simpleSpec(name, img, nil, nil))

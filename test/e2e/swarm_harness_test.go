@@ -403,6 +403,19 @@ func removeSwarmInstance(cli *client.Client, inst string) error {
 			errs = append(errs, fmt.Errorf("remove service %s: %w", s.Spec.Name, err))
 		}
 	}
+	// The journal of a daemon run as a service (swarm configs).
+	configs, err := cli.ConfigList(ctx, swarm.ConfigListOptions{Filters: f})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list configs: %w", err))
+	}
+	for _, c := range configs {
+		if c.Spec.Labels[labelInstance] != inst {
+			continue
+		}
+		if err := cli.ConfigRemove(ctx, c.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove config %s: %w", c.Spec.Name, err))
+		}
+	}
 	// Secrets and networks are freed once the tasks are gone.
 	for attempt := 0; ; attempt++ {
 		var left []error
@@ -570,4 +583,19 @@ func (d *daemon) tasksAre(name string, n int, check func(id string) error) error
 		}
 	}
 	return nil
+}
+
+// managers counts the swarm's managers.
+func (sw *testSwarm) managers(ctx context.Context) (int, error) {
+	nodes, err := sw.manager().NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, nd := range nodes {
+		if nd.Spec.Role == swarm.NodeRoleManager {
+			n++
+		}
+	}
+	return n, nil
 }

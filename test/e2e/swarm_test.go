@@ -360,7 +360,9 @@ func TestSwarmNodeDrainMovesReplicas(t *testing.T) {
 	defer cancel()
 	const name = "drained"
 	spec := simpleSpec(name, img, nil, nil)
-	spec.Constraints = []string{"node.role == worker"}
+	// Off node1, where the daemons run; the drained node is one of the
+	// others, so its replicas have somewhere to go.
+	spec.Constraints = []string{"node.labels.dockerfaasd.node != node1"}
 	d.deploy(spec)
 	if err := d.client().ScaleFunction(ctx, name, defaultNamespace, 4); err != nil {
 		t.Fatal(err)

@@ -25,10 +25,10 @@ type Engine struct {
 	subs       []chan docker.Event
 	stats      map[string]docker.Stats
 	files      map[string]map[string]File // container ID → path → file (copy.go)
-	// logs holds what each container wrote (see WriteLog); logWake is
-	// closed and replaced on every write to wake followers.
+	// logs holds what each container wrote (see WriteLog); logWake wakes
+	// the readers following them.
 	logs    map[string][]logLine
-	logWake chan struct{}
+	logWake logWaker
 	// Now is the clock used for Created times.
 	Now func() time.Time
 }

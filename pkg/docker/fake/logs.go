@@ -19,11 +19,36 @@ const dockerTimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 // state; new lines wake it at once.
 const followPoll = 10 * time.Millisecond
 
-// logLine is one message a fake container wrote.
+// logLine is one message a fake container (or task) wrote.
 type logLine struct {
 	stderr bool
 	ts     time.Time
 	text   string
+	// details are Docker's details of a service log message ("" for a
+	// container's log, which is read without them).
+	details string
+}
+
+// logWaker wakes the readers following a fake's logs; the fake's lock
+// guards it.
+type logWaker struct {
+	ch chan struct{}
+}
+
+// waitLocked returns a channel closed by the next notifyLocked.
+func (w *logWaker) waitLocked() <-chan struct{} {
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+// notifyLocked wakes every reader waiting.
+func (w *logWaker) notifyLocked() {
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
 }
 
 // WriteLog appends text to container id's log as if its process wrote it
@@ -41,19 +66,8 @@ func (e *Engine) WriteLog(id string, stderr bool, ts time.Time, text string) err
 		e.logs = map[string][]logLine{}
 	}
 	e.logs[id] = append(e.logs[id], logLine{stderr: stderr, ts: ts, text: text})
-	if e.logWake != nil {
-		close(e.logWake)
-		e.logWake = nil
-	}
+	e.logWake.notifyLocked()
 	return nil
-}
-
-// wakeLocked returns a channel closed by the next WriteLog; e.mu is held.
-func (e *Engine) wakeLocked() <-chan struct{} {
-	if e.logWake == nil {
-		e.logWake = make(chan struct{})
-	}
-	return e.logWake
 }
 
 // ContainerLogs implements the log reading of docker.Client: the
@@ -84,17 +98,17 @@ func (e *Engine) ContainerLogs(ctx context.Context, id string, opts docker.LogOp
 	go func() {
 		stop := context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
 		defer stop()
-		err := writeFrames(pw, history)
+		err := writeFrames(pw, history, false)
 		for follow && err == nil {
 			e.mu.Lock()
 			fresh := sinceFilter(e.logs[id][next:], opts.Since)
 			next = len(e.logs[id])
 			cur, ok := e.containers[id]
 			running := ok && cur.State == docker.StateRunning
-			wake := e.wakeLocked()
+			wake := e.logWake.waitLocked()
 			e.mu.Unlock()
 			if len(fresh) > 0 {
-				err = writeFrames(pw, fresh)
+				err = writeFrames(pw, fresh, false)
 				continue
 			}
 			if !running {
@@ -123,15 +137,23 @@ func sinceFilter(lines []logLine, since time.Time) []logLine {
 	return out
 }
 
-// writeFrames writes lines as Docker's multiplexed frames.
-func writeFrames(w io.Writer, lines []logLine) error {
+// writeFrames writes lines as Docker does: each a multiplexed frame, or
+// raw for a TTY.
+func writeFrames(w io.Writer, lines []logLine, tty bool) error {
 	stdout, stderr := stdcopy.NewStdWriter(w, stdcopy.Stdout), stdcopy.NewStdWriter(w, stdcopy.Stderr)
 	for _, l := range lines {
 		dst := stdout
-		if l.stderr {
+		switch {
+		case tty:
+			dst = w
+		case l.stderr:
 			dst = stderr
 		}
-		if _, err := io.WriteString(dst, l.ts.UTC().Format(dockerTimeFormat)+" "+l.text); err != nil {
+		msg := l.ts.UTC().Format(dockerTimeFormat) + " "
+		if l.details != "" {
+			msg += l.details + " "
+		}
+		if _, err := io.WriteString(dst, msg+l.text); err != nil {
 			return err
 		}
 	}

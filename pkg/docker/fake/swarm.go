@@ -33,8 +33,16 @@ type Swarm struct {
 	seq      int
 	place    int
 	subs     []chan docker.Event
+	// taskLogs holds what every task wrote, in the order written (see
+	// WriteTaskLog); logWake wakes the readers following them.
+	taskLogs []taskLogLine
+	logWake  logWaker
+	// logEpoch counts EndLogStreams calls.
+	logEpoch int
 	// Hold keeps new tasks "starting" until Start or StartAll.
 	Hold bool
+	// cfgs are the swarm configs (swarmconfig.go).
+	cfgs swarmConfigs
 }
 
 type swarmNet struct {
@@ -338,8 +346,10 @@ func (s *Swarm) shutdown(t *docker.Task) {
 func (s *Swarm) newTask(svc *swarm.Service, slot int) *docker.Task {
 	s.seq++
 	cs := svc.Spec.TaskTemplate.ContainerSpec
+	// 25 characters like swarm's task IDs, and like them unique in their
+	// first 12 (a short ID).
 	t := &docker.Task{
-		ID: fmt.Sprintf("task%021d", s.seq), ServiceID: svc.ID, Slot: slot,
+		ID: fmt.Sprintf("task%08d%013d", s.seq, 0), ServiceID: svc.ID, Slot: slot,
 		State: docker.TaskRunning, DesiredState: docker.TaskRunning,
 		Labels: copyMap(cs.Labels), Addrs: map[string]string{}, Created: time.Now(), Updated: time.Now(),
 	}

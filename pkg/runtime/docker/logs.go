@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/sirupsen/logrus"
 
@@ -37,10 +35,6 @@ func (r *Runtime) Stream(ctx context.Context, req logs.Request, emit func(logs.M
 	return r.logs.Stream(ctx, req, emit)
 }
 
-// maxPartial bounds how much of one over-long line (which Docker records in
-// 16 KiB pieces) is joined before it is sent as a message anyway.
-const maxPartial = 1 << 20
-
 // LogsConfig tunes the log service. Zero values get defaults.
 type LogsConfig struct {
 	// Instance is the daemon's INSTANCE: only containers carrying it are read.
@@ -62,10 +56,7 @@ type LogsConfig struct {
 type Logs struct {
 	engine LogEngine
 	cfg    LogsConfig
-	// stop ends every stream when the daemon shuts down, so that follow
-	// streams do not hold the HTTP server's graceful shutdown up.
-	stop   context.Context
-	cancel context.CancelFunc
+	stops  *runtime.LogStops
 }
 
 // NewLogs returns a log service reading through engine.
@@ -79,13 +70,12 @@ func NewLogs(engine LogEngine, cfg LogsConfig) *Logs {
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Logs{engine: engine, cfg: cfg, stop: ctx, cancel: cancel}
+	return &Logs{engine: engine, cfg: cfg, stops: runtime.NewLogStops()}
 }
 
 // Stop ends every stream, running or future. Register it with
 // http.Server.RegisterOnShutdown.
-func (l *Logs) Stop() { l.cancel() }
+func (l *Logs) Stop() { l.stops.Stop() }
 
 // Stream sends the logs of the function req.Name in req.Namespace
 // (faas.DefaultNamespace when empty) to emit, one message per line, and
@@ -109,9 +99,8 @@ func (l *Logs) Stop() { l.cancel() }
 // that prevents reading the history. emit is called from one goroutine at a
 // time.
 func (l *Logs) Stream(ctx context.Context, req logs.Request, emit func(logs.Message) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(l.stop, cancel)()
+	ctx, release := l.stops.Bind(ctx)
+	defer release()
 
 	s := &logStream{Logs: l, req: req, ns: req.Namespace, emit: emit}
 	if s.ns == "" {
@@ -124,22 +113,13 @@ func (l *Logs) Stream(ctx context.Context, req logs.Request, emit func(logs.Mess
 
 	list, err := s.replicas(ctx)
 	if err != nil {
-		return done(ctx, err)
+		return runtime.LogStreamEnd(ctx, err)
 	}
 	marks, err := s.history(ctx, list)
 	if err != nil || !req.Follow {
-		return done(ctx, err)
+		return runtime.LogStreamEnd(ctx, err)
 	}
-	return done(ctx, s.follow(ctx, list, marks))
-}
-
-// done turns the error of a stream that ended because its context did into
-// nil: the consumer went away or the daemon is stopping, nothing failed.
-func done(ctx context.Context, err error) error {
-	if err != nil && ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return runtime.LogStreamEnd(ctx, s.follow(ctx, list, marks))
 }
 
 // logStream is one request being served.
@@ -150,24 +130,6 @@ type logStream struct {
 	since time.Time
 	emit  func(logs.Message) error
 	log   logrus.FieldLogger
-}
-
-// mark is how far a replica's log has been read: the last timestamp seen
-// and how many lines carried exactly that timestamp. Docker's since filter
-// is inclusive, so those lines come again when following from ts and are
-// skipped by count.
-type mark struct {
-	ts time.Time
-	n  int
-}
-
-// advance records a line stamped ts.
-func (m *mark) advance(ts time.Time) {
-	if ts.Equal(m.ts) {
-		m.n++
-		return
-	}
-	m.ts, m.n = ts, 1
 }
 
 // replicas lists the function's containers (matching req.Instance), sorted
@@ -196,7 +158,7 @@ type source struct {
 
 // history sends the merged history of list and returns how far each
 // replica's log was read (lines dropped by the tail count as read).
-func (s *logStream) history(ctx context.Context, list []engine.Container) (map[string]mark, error) {
+func (s *logStream) history(ctx context.Context, list []engine.Container) (map[string]runtime.LogMark, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -252,9 +214,8 @@ func (s *logStream) history(ctx context.Context, list []engine.Container) (map[s
 			return nil, err
 		}
 	}
-	marks := map[string]mark{}
-	var ring tailRing
-	ring.max = s.req.Tail
+	marks := map[string]runtime.LogMark{}
+	ring := runtime.LogTail{Max: s.req.Tail}
 	for {
 		best := -1
 		for i, h := range heads {
@@ -267,10 +228,10 @@ func (s *logStream) history(ctx context.Context, list []engine.Container) (map[s
 		}
 		m := *heads[best]
 		mk := marks[srcs[best].id]
-		mk.advance(m.Timestamp)
+		mk.Advance(m.Timestamp)
 		marks[srcs[best].id] = mk
-		if ring.max > 0 {
-			ring.push(m)
+		if ring.Max > 0 {
+			ring.Push(m)
 		} else if err := s.emit(m); err != nil {
 			return nil, err
 		}
@@ -278,7 +239,7 @@ func (s *logStream) history(ctx context.Context, list []engine.Container) (map[s
 			return nil, err
 		}
 	}
-	for _, m := range ring.lines() {
+	for _, m := range ring.Lines() {
 		if err := s.emit(m); err != nil {
 			return nil, err
 		}
@@ -286,30 +247,9 @@ func (s *logStream) history(ctx context.Context, list []engine.Container) (map[s
 	return marks, nil
 }
 
-// tailRing keeps the last max messages pushed.
-type tailRing struct {
-	max   int
-	buf   []logs.Message
-	start int
-}
-
-func (r *tailRing) push(m logs.Message) {
-	if len(r.buf) < r.max {
-		r.buf = append(r.buf, m)
-		return
-	}
-	r.buf[r.start] = m
-	r.start = (r.start + 1) % r.max
-}
-
-// lines returns the kept messages, oldest first.
-func (r *tailRing) lines() []logs.Message {
-	return append(r.buf[r.start:len(r.buf):len(r.buf)], r.buf[:r.start]...)
-}
-
 // follow streams new lines of the known replicas (starting after their
 // marks) and of replicas that appear later, until ctx is done.
-func (s *logStream) follow(ctx context.Context, known []engine.Container, marks map[string]mark) error {
+func (s *logStream) follow(ctx context.Context, known []engine.Container, marks map[string]runtime.LogMark) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -326,7 +266,7 @@ func (s *logStream) follow(ctx context.Context, known []engine.Container, marks 
 		started[c.ID] = true
 		mk, ok := marks[c.ID]
 		if !ok {
-			mk = mark{ts: s.since}
+			mk = runtime.MarkAt(s.since)
 		}
 		wg.Add(1)
 		go func() {
@@ -375,23 +315,19 @@ func (s *logStream) follow(ctx context.Context, known []engine.Container, marks 
 // followOne streams one replica's log from mk on; it returns when the
 // replica stops or ctx is done. Errors are logged: the other replicas'
 // lines keep coming.
-func (s *logStream) followOne(ctx context.Context, c engine.Container, mk mark, out chan<- logs.Message) {
+func (s *logStream) followOne(ctx context.Context, c engine.Container, mk runtime.LogMark, out chan<- logs.Message) {
 	log := s.log.WithField("container", engine.ShortID(c.ID))
-	rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: mk.ts, Follow: true})
+	rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: mk.Time(), Follow: true})
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, engine.ErrNotFound) {
 			log.WithError(err).Warn("log stream: following replica failed")
 		}
 		return
 	}
-	skip := mk.n
+	mk.Replay()
 	err = s.read(ctx, c, rc, func(m logs.Message) error {
-		if m.Timestamp.Before(mk.ts) {
-			return nil
-		}
-		if skip > 0 && m.Timestamp.Equal(mk.ts) {
-			skip-- // sent with the history already
-			return nil
+		if mk.Seen(m.Timestamp) {
+			return nil // sent with the history already
 		}
 		select {
 		case out <- m:
@@ -405,79 +341,15 @@ func (s *logStream) followOne(ctx context.Context, c engine.Container, mk mark, 
 	}
 }
 
-// read demultiplexes the log stream rc of container c into messages for
-// send, which sees them in the order Docker recorded them. It closes rc.
+// read parses the log stream rc of container c into messages for send,
+// which sees them in the order Docker recorded them. It closes rc.
 func (s *logStream) read(ctx context.Context, c engine.Container, rc io.ReadCloser, send func(logs.Message) error) error {
 	defer rc.Close()
 	instance := engine.ShortID(c.ID)
-	toMsg := func(ts time.Time, text string) error {
-		if !s.since.IsZero() && ts.Before(s.since) {
+	return engine.ReadLogs(rc, engine.LogFormat{}, func(l engine.LogLine) error {
+		if !s.since.IsZero() && l.Time.Before(s.since) {
 			return nil
 		}
-		return send(logs.Message{Name: s.req.Name, Namespace: s.ns, Instance: instance, Timestamp: ts, Text: text})
-	}
-	stdout, stderr := &lineWriter{emit: toMsg}, &lineWriter{emit: toMsg}
-	if _, err := stdcopy.StdCopy(stdout, stderr, rc); err != nil {
-		return err
-	}
-	if err := stdout.flush(); err != nil {
-		return err
-	}
-	return stderr.flush()
-}
-
-// lineWriter turns the frames of one stream (stdout or stderr) into
-// messages. stdcopy writes each frame with one Write, and Docker sends
-// each log message as one frame: "TIMESTAMP text\n". A message without the
-// newline is a piece of a longer line; pieces are joined under the first
-// piece's timestamp.
-type lineWriter struct {
-	emit    func(ts time.Time, text string) error
-	pending []byte
-	ts      time.Time
-	partial bool
-}
-
-func (w *lineWriter) Write(frame []byte) (int, error) {
-	ts, text := splitTimestamp(frame)
-	if w.partial {
-		ts = w.ts
-	}
-	w.pending = append(w.pending, text...)
-	if !bytes.HasSuffix(text, []byte("\n")) && len(w.pending) < maxPartial {
-		w.ts, w.partial = ts, true
-		return len(frame), nil
-	}
-	if err := w.flushAt(ts); err != nil {
-		return 0, err
-	}
-	return len(frame), nil
-}
-
-// flush sends a piece left over at the end of the stream.
-func (w *lineWriter) flush() error {
-	if !w.partial {
-		return nil
-	}
-	return w.flushAt(w.ts)
-}
-
-func (w *lineWriter) flushAt(ts time.Time) error {
-	text := bytes.TrimSuffix(w.pending, []byte("\n"))
-	text = bytes.TrimSuffix(text, []byte("\r"))
-	msg := string(text)
-	w.pending, w.partial = w.pending[:0], false
-	return w.emit(ts, msg)
-}
-
-// splitTimestamp separates Docker's timestamp prefix from a frame. A frame
-// without one (which Docker does not send when asked for timestamps) is
-// all text, stamped now.
-func splitTimestamp(frame []byte) (time.Time, []byte) {
-	if i := bytes.IndexByte(frame, ' '); i > 0 {
-		if ts, err := time.Parse(time.RFC3339Nano, string(frame[:i])); err == nil {
-			return ts.UTC(), frame[i+1:]
-		}
-	}
-	return time.Now().UTC(), frame
+		return send(logs.Message{Name: s.req.Name, Namespace: s.ns, Instance: instance, Timestamp: l.Time, Text: l.Text})
+	})
 }

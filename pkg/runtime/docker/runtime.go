@@ -78,7 +78,7 @@ func (c Config) withDefaults() Config {
 	runtime.CommonConfig{
 		Instance: &c.Instance, NetworkPrefix: &c.NetworkPrefix,
 		DrainTimeout: &c.DrainTimeout, ProbeTimeout: &c.ProbeTimeout, ProbeInterval: &c.ProbeInterval,
-		MaxRequeue: &c.MaxRequeue, Prober: &c.Prober, Log: &c.Log,
+		MaxRequeue: &c.MaxRequeue, LogPoll: &c.LogPoll, Prober: &c.Prober, Log: &c.Log,
 	}.SetDefaults()
 	if c.DrainGrace <= 0 {
 		c.DrainGrace = 2 * time.Second
@@ -91,9 +91,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CrashBackoffMax <= 0 {
 		c.CrashBackoffMax = 5 * time.Minute
-	}
-	if c.LogPoll <= 0 {
-		c.LogPoll = time.Second
 	}
 	return c
 }

@@ -11,7 +11,7 @@ type metrics struct {
 var swarmOps = []string{
 	"connect", "create-network", "create-secret", "create-service", "disconnect", "inspect-service",
 	"list-networks", "list-nodes", "list-secrets", "list-services", "list-tasks", "remove-network",
-	"remove-secret", "remove-service", "update-service",
+	"remove-secret", "remove-service", "service-logs", "update-service",
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

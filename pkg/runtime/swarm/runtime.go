@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,13 +86,16 @@ type Config struct {
 	// Registerer receives the runtime's metrics (nil = not registered).
 	Registerer prometheus.Registerer
 	Log        logrus.FieldLogger
+	// LogPoll is how often a log follow stream looks whether the
+	// function's service was removed or created again.
+	LogPoll time.Duration
 }
 
 func (c Config) withDefaults() Config {
 	runtime.CommonConfig{
 		Instance: &c.Instance, NetworkPrefix: &c.NetworkPrefix,
 		DrainTimeout: &c.DrainTimeout, ProbeTimeout: &c.ProbeTimeout, ProbeInterval: &c.ProbeInterval,
-		MaxRequeue: &c.MaxRequeue, Prober: &c.Prober, Log: &c.Log,
+		MaxRequeue: &c.MaxRequeue, LogPoll: &c.LogPoll, Prober: &c.Prober, Log: &c.Log,
 	}.SetDefaults()
 	if c.StopGracePeriod <= 0 {
 		c.StopGracePeriod = c.DrainTimeout + 2*time.Second
@@ -111,6 +115,10 @@ type Runtime struct {
 	spec    specConfig
 	eng     engine.SwarmEngine
 	metrics *metrics
+	// logStops ends the log streams on shutdown (StopLogs).
+	logStops *runtime.LogStops
+	// now is the clock log streams start following by (a test's own).
+	now func() time.Time
 
 	mu sync.Mutex
 	// last holds, per key, how its last Sync ended (for drift and List).
@@ -125,6 +133,10 @@ type Runtime struct {
 	// placed maps a node ID to the keys with tasks on it and how many, for
 	// node events and /debug/reconcile.
 	placed map[string]map[string]int
+	// nnpWarned: the engine was seen dropping no-new-privileges from a
+	// service spec, and that was logged (once: it is the engine's
+	// version, not the function, so every service is the same).
+	nnpWarned atomic.Bool
 }
 
 // lastSync is how the last Sync of a key ended.
@@ -139,6 +151,9 @@ type lastSync struct {
 	network string
 	// endpoints are the addresses published, by task ID.
 	endpoints map[string]string
+	// unmounted are function secrets the service stopped mounting whose
+	// swarm versions are not pruned yet (see unmountedSecrets).
+	unmounted map[string]bool
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -153,12 +168,14 @@ func New(cfg Config, eng engine.SwarmEngine) *Runtime {
 			Instance: cfg.Instance, NetworkPrefix: cfg.NetworkPrefix, PidsLimit: cfg.PidsLimit,
 			StopGracePeriod: cfg.StopGracePeriod, RestartDelay: cfg.RestartDelay,
 		},
-		eng:     eng,
-		metrics: newMetrics(cfg.Registerer),
-		last:    map[string]lastSync{},
-		names:   map[string]string{},
-		nodes:   map[string]string{},
-		placed:  map[string]map[string]int{},
+		eng:      eng,
+		metrics:  newMetrics(cfg.Registerer),
+		logStops: runtime.NewLogStops(),
+		now:      time.Now,
+		last:     map[string]lastSync{},
+		names:    map[string]string{},
+		nodes:    map[string]string{},
+		placed:   map[string]map[string]int{},
 	}
 }
 

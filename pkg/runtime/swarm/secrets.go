@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/sirupsen/logrus"
 
 	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
@@ -108,4 +110,33 @@ func (r *Runtime) pruneSecrets(ctx context.Context, ns string, only map[string]b
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unmountedSecrets names the function secrets whose versions a converged
+// Sync of d must prune besides those d lists: the ones the service mounted
+// before its last update (swarm keeps that spec as PreviousSpec, across
+// daemon restarts) and no longer does, plus pending, those found so
+// earlier and not pruned yet (a later update, a scale, replaces
+// PreviousSpec). Without this the version of a secret a function stopped
+// listing would keep its value in the swarm, even once the secret is
+// deleted, until a function of the namespace is removed.
+func unmountedSecrets(pending map[string]bool, svc swarm.Service, d runtime.Desired) map[string]bool {
+	out := map[string]bool{}
+	for name := range pending {
+		out[name] = true
+	}
+	if prev := svc.PreviousSpec; prev != nil && prev.TaskTemplate.ContainerSpec != nil {
+		for _, ref := range prev.TaskTemplate.ContainerSpec.Secrets {
+			if ref.File != nil {
+				out[strings.TrimPrefix(ref.File.Name, strings.TrimSuffix(runtime.SecretsDir, "/")+"/")] = true
+			}
+		}
+	}
+	for _, s := range d.Secrets {
+		delete(out, s.Name)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -26,7 +27,7 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 	r.mu.Lock()
 	prev := r.last[d.Key]
 	r.mu.Unlock()
-	next := lastSync{generation: d.Generation, hash: d.Hash, service: prev.service, network: prev.network}
+	next := lastSync{generation: d.Generation, hash: d.Hash, service: prev.service, network: prev.network, unmounted: prev.unmounted}
 	defer func() {
 		if err == nil {
 			next.converged = obs.Converged
@@ -61,6 +62,8 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 		return obs, err
 	}
 	next.service, next.version = svc.ID, svc.Version.Index
+	r.checkKept(svc, log)
+	next.unmounted = unmountedSecrets(prev.unmounted, svc, d)
 
 	list, err := r.eng.ListTasks(ctx, svc.ID)
 	if err != nil {
@@ -83,15 +86,19 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 	obs.Restarts = ts.Failed
 	obs.Replicas = replicaStatuses(svc.Spec.Name, ts, r.nodeName)
 	obs.RequeueAfter = requeue(obs.Converged, obs.Reason, r.cfg.ProbeInterval, r.cfg.RestartDelay, r.cfg.MaxRequeue)
-	if obs.Converged && len(d.Secrets) > 0 {
+	if obs.Converged && (len(d.Secrets) > 0 || len(next.unmounted) > 0) {
 		// The roll to the current secret versions is over: older
-		// versions no service mounts can go.
+		// versions, and those of secrets the function no longer
+		// lists, can go where no service mounts them.
 		only := map[string]bool{}
+		maps.Copy(only, next.unmounted)
 		for _, s := range d.Secrets {
 			only[s.Name] = true
 		}
 		if err := r.pruneSecrets(ctx, d.Namespace, only, log); err != nil {
 			log.WithError(err).Warn("could not remove old swarm secret versions")
+		} else {
+			next.unmounted = nil
 		}
 	}
 	return obs, nil
@@ -157,6 +164,23 @@ func (r *Runtime) ensureService(ctx context.Context, obs *runtime.Observed, d ru
 	log.WithFields(logrus.Fields{"service": spec.Name, "replicas": d.Replicas, "why": why}).Info("service updated")
 	svc, err = r.eng.InspectService(ctx, found.ID)
 	return svc, have > uint64(max(d.Replicas, 0)), r.metrics.count("inspect-service", err)
+}
+
+// checkKept warns, once per process, when the service as swarm stored it
+// lacks no-new-privileges, which serviceSpec always asks for: an engine
+// older than API 1.46 (Docker Engine 27) does not know the field and drops
+// it without an error, so its tasks run without the flag, unlike the Docker
+// runtime's containers, and nothing else would tell. The service is not
+// updated for it: an update cannot make such an engine keep the field.
+func (r *Runtime) checkKept(svc swarm.Service, log logrus.FieldLogger) {
+	cs := svc.Spec.TaskTemplate.ContainerSpec
+	if cs == nil || (cs.Privileges != nil && cs.Privileges.NoNewPrivileges) {
+		return
+	}
+	if r.nnpWarned.CompareAndSwap(false, true) {
+		log.WithField("service", svc.Spec.Name).Warn("the Docker engine dropped no-new-privileges from the service spec " +
+			"(swarm keeps it from Docker Engine 27, API 1.46, on): function tasks run without no-new-privileges")
+	}
 }
 
 // differs names what of the service's spec have is not as want says ("" when
