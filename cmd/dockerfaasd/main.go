@@ -106,7 +106,7 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	defer engine.Close()
 
 	keyFile := secretsKeyFile(cfg.StateDir)
-	st, err := openState(ctx, cfg, keyFile, engine, log)
+	st, watchJournal, err := openState(ctx, cfg, keyFile, engine, log)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
@@ -248,8 +248,14 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	wg.Add(4)
+	errc := make(chan error, 5)
+	wg.Add(5)
+	go func() {
+		defer wg.Done()
+		// A daemon whose journal another daemon took over stops: its
+		// controller would otherwise undo what the new owner does.
+		errc <- watchJournal(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		errc <- ctrl.Run(ctx)
@@ -331,17 +337,31 @@ func newRuntime(ctx context.Context, cfg config, engine *docker.Client, self str
 
 // openState opens the state file; with STATE_JOURNAL=swarm the file is a
 // cache rebuilt from the journal in the swarm (pkg/runtime/swarm.Journal),
-// which then keeps every write before it is acknowledged.
-func openState(ctx context.Context, cfg config, keyFile string, engine *docker.Client, log *logrus.Logger) (*store.Bolt, error) {
+// which then keeps every write before it is acknowledged. watch returns
+// an error once the journal is lost to another daemon, nil when ctx ends.
+func openState(ctx context.Context, cfg config, keyFile string, engine *docker.Client, log *logrus.Logger) (st *store.Bolt, watch func(context.Context) error, err error) {
 	if cfg.StateJournal != runtimeSwarm {
-		return store.OpenWithKeyFile(cfg.DBPath, keyFile)
+		st, err = store.OpenWithKeyFile(cfg.DBPath, keyFile)
+		return st, func(ctx context.Context) error { <-ctx.Done(); return nil }, err
 	}
 	j, err := swarmrt.NewJournal(ctx, engine, cfg.Instance, log)
 	if err != nil {
-		return nil, fmt.Errorf("state journal in the swarm: %w", err)
+		return nil, nil, fmt.Errorf("state journal in the swarm: %w", err)
 	}
-	return store.OpenJournaled(ctx, cfg.DBPath, keyFile, j, store.JournalLogger(log))
+	st, err = store.OpenJournaled(ctx, cfg.DBPath, keyFile, j, store.JournalLogger(log))
+	watch = func(ctx context.Context) error {
+		if err := j.WatchOwner(ctx, journalOwnerCheck); ctx.Err() == nil {
+			return err
+		}
+		return nil
+	}
+	return st, watch, err
 }
+
+// journalOwnerCheck is how often a journaled daemon checks that it still
+// owns the journal: the bound on how long a replaced daemon that writes
+// nothing keeps reconciling.
+const journalOwnerCheck = 2 * time.Second
 
 // superviseIfServiceTask runs the supervisor (pkg/supervise) instead of
 // the daemon when this process is the task of a swarm service: the daemon

@@ -89,6 +89,9 @@ type Journal struct {
 	pendingIDs   []string // its configs
 	fenced       bool
 	fencedBy     string
+	// lost is closed when the journal is fenced (Lost).
+	lost     chan struct{}
+	lostOnce sync.Once
 	// pruning counts the snapshots' prunings under way.
 	pruning sync.WaitGroup
 }
@@ -139,7 +142,7 @@ func NewJournal(ctx context.Context, eng engine.SwarmEngine, instance string, lo
 	}
 	j := &Journal{
 		eng: eng, instance: instance, prefix: configPrefix(instance), owner: randomHex(journalOwnerBytes),
-		partSize: engine.MaxConfigSize,
+		partSize: engine.MaxConfigSize, lost: make(chan struct{}),
 	}
 	j.log = log.WithField("journal_owner", j.owner)
 	if err := j.takeOver(ctx); err != nil {
@@ -269,9 +272,55 @@ func (j *Journal) takeOver(ctx context.Context) error {
 // fence makes every later write fail: another daemon owns the journal.
 func (j *Journal) fence(by, why string) error {
 	j.fenced, j.fencedBy = true, by
+	j.lostOnce.Do(func() { close(j.lost) })
 	j.log.WithFields(logrus.Fields{"instance": j.instance, "new_owner": by, "seq": j.seq}).
 		Error("SWARM STATE JOURNAL FENCED: another dockerfaasd of this instance took the journal over; this daemon writes nothing more and must stop: " + why)
 	return fmt.Errorf("%w (new owner %s): %s", ErrFenced, by, why)
+}
+
+// Lost is closed once another daemon has taken the journal over: this
+// daemon's state is no longer the swarm's, and it must stop (its controller
+// would otherwise undo what the new owner does).
+func (j *Journal) Lost() <-chan struct{} { return j.lost }
+
+// WatchOwner reads the head every interval until ctx ends or another
+// daemon owns it, then fences this journal (Lost closes) and returns
+// ErrFenced. A write finds the takeover by itself; this finds it in a
+// daemon that writes nothing meanwhile. A head that cannot be read (no
+// quorum, say) is tried again at the next tick.
+func (j *Journal) WatchOwner(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-j.lost:
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			return fmt.Errorf("%w (new owner %s)", ErrFenced, j.fencedBy)
+		case <-t.C:
+		}
+		head, err := j.eng.InspectConfig(ctx, j.headName())
+		if errors.Is(err, engine.ErrNotFound) {
+			j.mu.Lock()
+			err := j.fence("none", "its head was removed")
+			j.mu.Unlock()
+			return err
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				j.log.WithError(err).Debug("swarm state journal: reading its head to check the owner failed; tried again")
+			}
+			continue
+		}
+		if owner := head.Labels[labelOwner]; owner != j.owner {
+			j.mu.Lock()
+			err := j.fence(owner, "the head names another owner")
+			j.mu.Unlock()
+			return err
+		}
+	}
 }
 
 // refresh reads the head again when the last swap's outcome or the head's

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker/fake"
@@ -499,5 +500,51 @@ func TestJournalTakeoverRetries(t *testing.T) {
 	}
 	if got := keys(replayed(t, openJournal(t, eng, "dfd", 0))); got != "a,b" {
 		t.Fatalf("replay = %s, want a,b", got)
+	}
+}
+
+// A daemon that writes nothing still learns that it was replaced (or that
+// its journal was removed): WatchOwner returns ErrFenced and Lost closes.
+func TestJournalWatchOwner(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		lose   func(t *testing.T, eng *fake.Swarm, j *Journal)
+		fenced bool
+	}{
+		{"still the owner", func(*testing.T, *fake.Swarm, *Journal) {}, false},
+		{"taken over", func(t *testing.T, eng *fake.Swarm, _ *Journal) { openJournal(t, eng, "dfd", 0) }, true},
+		{"head removed", func(t *testing.T, eng *fake.Swarm, j *Journal) {
+			if err := eng.RemoveConfig(context.Background(), j.head.ID); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng := fake.NewSwarm()
+			j := openJournal(t, eng, "dfd", 0)
+			mustAppend(t, j, put("a", 1))
+			tc.lose(t, eng, j)
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			err := j.WatchOwner(ctx, time.Millisecond)
+			if got := errors.Is(err, ErrFenced); got != tc.fenced {
+				t.Fatalf("WatchOwner = %v; fenced %v, want %v", err, got, tc.fenced)
+			}
+			select {
+			case <-j.Lost():
+				if !tc.fenced {
+					t.Fatal("Lost closed while still the owner")
+				}
+			default:
+				if tc.fenced {
+					t.Fatal("Lost not closed after the takeover")
+				}
+			}
+			if tc.fenced {
+				if err := j.Append(context.Background(), put("b", 1)); !errors.Is(err, ErrFenced) {
+					t.Fatalf("append after the watch: %v, want ErrFenced", err)
+				}
+			}
+		})
 	}
 }
