@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/async"
+	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
@@ -48,7 +49,11 @@ type config struct {
 	AutoscaleEvery   time.Duration
 	LegacyScaleRPS   float64
 	MaxBodyBytes     int64
+	ImageUploadMax   int64
 	Async            asyncConfig
+	ExecutionsMax    int
+	ExecutionsMaxAge time.Duration
+	JobConcurrency   int
 	PidsLimit        int64
 	SelfContainer    string
 	LogLevel         string
@@ -129,6 +134,13 @@ func settings(c *config) []setting {
 		{"AUTOSCALE_INTERVAL", "autoscale-interval", "1s", "how often the autoscaler looks at the load of every function", dur(&c.AutoscaleEvery)},
 		{"LEGACY_SCALE_RPS", "legacy-scale-rps", "5", "requests per second above which a function without scale.type or scale.target labels steps up (OpenFaaS CE's alert rule)", func(v string) (err error) { c.LegacyScaleRPS, err = strconv.ParseFloat(v, 64); return }},
 		{"MAX_BODY_BYTES", "max-body-bytes", "67108864", "largest invocation request body in bytes (413 beyond it; 0 = no limit)", func(v string) (err error) { c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64); return }},
+		{"IMAGE_UPLOAD_MAX", "image-upload-max", "2Gi", "largest image archive POST /system/images takes, in bytes or with a suffix such as Mi or Gi; bounds what is received and what it decompresses to (413 beyond it)", func(v string) (err error) {
+			c.ImageUploadMax, err = quantity.ParseBytes(v)
+			if err == nil && c.ImageUploadMax < 1 {
+				err = errors.New("must be at least 1 byte")
+			}
+			return
+		}},
 		{"ASYNC_MAX_BODY_BYTES", "async-max-body-bytes", "1048576", "largest async call body in bytes (413 beyond it)", posInt64(&c.Async.MaxBodyBytes)},
 		{"ASYNC_MAX_RESULT_BYTES", "async-max-result-bytes", "1048576", "longest function response kept for an async call's callback (cut beyond it, X-Result-Truncated: true)", posInt64(&c.Async.MaxResultBytes)},
 		{"ASYNC_MAX_INFLIGHT", "async-max-inflight", "10", "async calls of one function running at once, when its io.dockerfaas.async.max-inflight annotation is absent", posInt(&c.Async.Policy.MaxInflight)},
@@ -141,6 +153,9 @@ func settings(c *config) []setting {
 		{"ASYNC_CALLBACK_HOSTS", "async-callback-hosts", "", "hosts callbacks may go to: names, *.domain, IPs and CIDRs, comma-separated (default: any; see docs/async.md)", func(v string) (err error) { c.Async.Guard, err = async.ParseGuard(v); return }},
 		{"ASYNC_RECORDS_MAX", "async-records-max", "10000", "records of finished async calls kept (oldest pruned first)", posInt(&c.Async.RecordsMax)},
 		{"ASYNC_RECORDS_MAX_AGE", "async-records-max-age", "168h", "how long the record of a finished async call is kept", dur(&c.Async.RecordsMaxAge)},
+		{"EXECUTIONS_MAX", "executions-max", "10000", "execution records (job runs, async attempts) kept, oldest pruned first; running ones are never pruned", posInt(&c.ExecutionsMax)},
+		{"EXECUTIONS_MAX_AGE", "executions-max-age", "168h", "how long an execution record is kept after it ended", dur(&c.ExecutionsMaxAge)},
+		{"JOB_CONCURRENCY", "job-concurrency", "8", "calls of one job-mode function running at once, when its io.dockerfaas.job.concurrency annotation is absent (more wait up to READY_WAIT, then 429)", posInt(&c.JobConcurrency)},
 		{"PIDS_LIMIT", "pids-limit", "1024", "process limit per function container (0 = Docker's default)", func(v string) (err error) { c.PidsLimit, err = strconv.ParseInt(v, 10, 64); return }},
 		{"SELF_CONTAINER", "self-container", "auto", "this daemon's container (ID or name) when it runs in one, to join function networks; auto detects it, none disables", str(&c.SelfContainer)},
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},

@@ -29,6 +29,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		{"invoke auth", c.InvokeAuth, true},
 		{"exec timeout", c.ExecTimeout, 60 * time.Second},
 		{"resync", c.Resync, 30 * time.Second},
+		{"image upload max", c.ImageUploadMax, int64(2 << 30)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -87,10 +88,23 @@ func TestParseConfigRejects(t *testing.T) {
 		{"DEFAULT_TIMEOUTS": "9223372037"},
 		{"WORKERS": "0"},
 		{"MAX_REPLICAS": "0"},
+		{"IMAGE_UPLOAD_MAX": "0"},
+		{"IMAGE_UPLOAD_MAX": "-1Mi"},
+		{"IMAGE_UPLOAD_MAX": "lots"},
 	}
 	for _, e := range tests {
 		if _, err := parseConfig(nil, env(e)); err == nil {
 			t.Errorf("parseConfig(%v) accepted", e)
+		}
+	}
+}
+
+// IMAGE_UPLOAD_MAX takes bytes, or a size with a suffix.
+func TestParseConfigImageUploadMax(t *testing.T) {
+	for in, want := range map[string]int64{"1048576": 1 << 20, "512Mi": 512 << 20, "3Gi": 3 << 30, "10M": 10_000_000} {
+		c, err := parseConfig([]string{"--image-upload-max", in}, env(nil))
+		if err != nil || c.ImageUploadMax != want {
+			t.Errorf("--image-upload-max %s = %d %v, want %d", in, c.ImageUploadMax, err, want)
 		}
 	}
 }

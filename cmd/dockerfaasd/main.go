@@ -30,6 +30,8 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/autoscale"
 	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
+	"github.com/dockerfaasd/dockerfaasd/pkg/executions"
+	"github.com/dockerfaasd/dockerfaasd/pkg/job"
 	"github.com/dockerfaasd/dockerfaasd/pkg/load"
 	"github.com/dockerfaasd/dockerfaasd/pkg/metrics"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
@@ -49,6 +51,10 @@ var (
 )
 
 func main() {
+	// Subcommands come before the daemon's flags.
+	if len(os.Args) > 1 && os.Args[1] == "push" {
+		os.Exit(runPush(os.Args[2:]))
+	}
 	cfg, err := parseConfig(os.Args[1:], os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -112,6 +118,15 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	}
 	defer st.Close()
 	log.WithFields(logrus.Fields{"path": cfg.DBPath, "secretsKey": keyFile, "journal": cfg.StateJournal}).Info("state database open")
+	// Before anything writes execution records (the async queue, jobs):
+	// a record still running is from a daemon that died while it ran.
+	interrupted, err := executions.MarkInterrupted(ctx, st, time.Now())
+	if err != nil {
+		return fmt.Errorf("close the execution records left running: %w", err)
+	}
+	if interrupted > 0 {
+		log.WithField("records", interrupted).Warn("execution records left running by the previous daemon marked interrupted")
+	}
 
 	self, err := selfContainer(ctx, cfg.SelfContainer, engine)
 	if err != nil {
@@ -161,6 +176,17 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	}
 
 	gw := metrics.New(reg, desiredReplicas(st, log))
+	// Job-mode functions run through the runtime's run-once feature; the
+	// proxy hands their calls to the executor.
+	var jobs *job.Executor
+	if caps.Run != nil {
+		jobs = job.New(job.Config{
+			Concurrency:       cfg.JobConcurrency,
+			ReadyWait:         cfg.ReadyWait,
+			KeepAuthorization: !cfg.InvokeAuth,
+			Log:               log,
+		}, caps.Run, st)
+	}
 	invoke := proxy.New(cache, proxy.Options{
 		Timeout:      cfg.ExecTimeout,
 		ReadyWait:    cfg.ReadyWait,
@@ -169,6 +195,7 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		Observe:      gw.Observe,
 		Load:         signals,
 		Wake:         scaler,
+		Jobs:         jobRunner(jobs),
 		Log:          log,
 	})
 	queue, err := async.New(async.Config{
@@ -194,6 +221,7 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		Status:            board,
 		Invocations:       gw,
 		Invoke:            invoke,
+		JobMode:           jobs != nil,
 		Async:             queue,
 		AsyncMaxBodyBytes: cfg.Async.MaxBodyBytes,
 		Debug:             api.DebugHandler(ctrl),
@@ -213,6 +241,15 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	if caps.Usage != nil {
 		apiCfg.Usage = caps.Usage
 	}
+	if caps.Images != nil {
+		apiCfg.Images = caps.Images
+	}
+	if caps.Inspect != nil {
+		apiCfg.Inspect = caps.Inspect
+	}
+	// An upload is exempt from the server's timeouts (it may take longer
+	// than any), and is cut off only when it stalls for the read timeout.
+	apiCfg.ImageUploadMax, apiCfg.UploadIdleTimeout = cfg.ImageUploadMax, cfg.ReadTimeout
 	if nl, ok := rt.(api.NodeLister); ok {
 		apiCfg.Nodes = nl
 	}
@@ -268,6 +305,13 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		defer wg.Done()
 		errc <- scaler.Run(ctx)
 	}()
+	// Sends nothing on errc: it only stops with ctx.
+	pruner := executions.NewPruner(executions.PrunerConfig{Max: cfg.ExecutionsMax, MaxAge: cfg.ExecutionsMaxAge, Log: log}, st)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = pruner.Run(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		log.WithField("addr", ln.Addr().String()).Info("serving the OpenFaaS API")
@@ -289,7 +333,26 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	defer done()
 	_ = srv.Shutdown(shutdownCtx)
 	wg.Wait()
+	// No call is served any more: the records of the last job runs are
+	// written, and every job container this daemon started is removed.
+	jobsCtx, jobsDone := context.WithTimeout(context.Background(), 15*time.Second)
+	defer jobsDone()
+	if s, ok := rt.(interface{ StopJobs(context.Context) }); ok {
+		s.StopJobs(jobsCtx)
+	}
+	if jobs != nil {
+		jobs.Wait(jobsCtx)
+	}
 	return runErr
+}
+
+// jobRunner is the proxy's job runner: nil (job functions answer 501)
+// without an executor, never a typed nil.
+func jobRunner(e *job.Executor) proxy.JobRunner {
+	if e == nil {
+		return nil
+	}
+	return e
 }
 
 // newRuntime builds the runtime RUNTIME selects. The swarm runtime needs

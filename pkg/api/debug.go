@@ -13,6 +13,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
 // DebugSource is what /debug/reconcile shows: the controller's view.
@@ -37,7 +38,15 @@ type debugView struct {
 	// (nil on one host); NodesError says why they are missing.
 	Nodes      []status.Node `json:"nodes,omitempty"`
 	NodesError string        `json:"nodesError,omitempty"`
+	// Executions sums up each function's execution records (job runs,
+	// async attempts) with its newest debugRuns, when the page reads a
+	// store (nil otherwise); ExecutionsError says why they are missing.
+	Executions      []store.ExecutionSummary `json:"executions,omitempty"`
+	ExecutionsError string                   `json:"executionsError,omitempty"`
 }
+
+// debugRuns is how many of a function's newest runs the page shows.
+const debugRuns = 5
 
 // NodeLister lists the hosts of a multi-host runtime for the debug page;
 // the swarm runtime satisfies it.
@@ -69,6 +78,9 @@ type debugHandler struct {
 	scaling ScalingReader // nil: no autoscaler state on the page
 	async   AsyncDepths   // nil: no async queues on the page
 	nodes   NodeLister    // nil: one host, no nodes on the page
+	// executions reads the records' summary: the index and debugRuns
+	// records per function, not every record (store.ExecutionSummaries).
+	executions store.ExecutionSummaries // nil: no executions on the page
 }
 
 // DebugHandler serves /debug/reconcile: an HTML page a person can read at a
@@ -93,6 +105,15 @@ func (h *debugHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.async != nil {
 		v.Async = h.async.Depths()
 	}
+	if h.executions != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		sums, err := h.executions.SummarizeExecutions(ctx, debugRuns)
+		cancel()
+		v.Executions = sums
+		if err != nil {
+			v.ExecutionsError = err.Error()
+		}
+	}
 	if h.nodes != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		nodes, err := h.nodes.Nodes(ctx)
@@ -112,6 +133,18 @@ func (h *debugHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = debugPage.Execute(w, v)
+}
+
+// runCode is what a run ended with: a job's exit code or the HTTP status
+// of an async attempt; "" when it has neither.
+func runCode(e store.Execution) string {
+	switch {
+	case e.ExitCode != nil:
+		return "exit " + strconv.Itoa(*e.ExitCode)
+	case e.StatusCode != 0:
+		return "HTTP " + strconv.Itoa(e.StatusCode)
+	}
+	return ""
 }
 
 // loadUnit is the unit of a scaling mode's load, as the page prints it.
@@ -176,8 +209,12 @@ var debugPage = template.Must(template.New("debug").Funcs(template.FuncMap{
 		}
 		return "due"
 	},
-	"load": formatLoad,
-	"idle": idleText,
+	"load":    formatLoad,
+	"idle":    idleText,
+	"runCode": runCode,
+	"seconds": func(s float64) string {
+		return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
+	},
 	"state": func(f debugFunction) string {
 		switch {
 		case f.LastResult == "error" || f.LastResult == "terminal":
@@ -201,6 +238,7 @@ tr.ok td.state{background:#d9f2d9} tr.busy td.state{background:#fff3cd} tr.bad t
 code{font-size:12px} .err{color:#a00;max-width:40em;word-break:break-word}
 ul.replicas{margin:0;padding:0;list-style:none}
 .r-ready{color:#060} .r-starting{color:#8a6100} .r-draining{color:#666} .muted{color:#666}
+.x-succeeded{color:#060} .x-running{color:#8a6100} .x-failed,.x-timeout,.x-oom-killed,.x-interrupted{color:#a00}
 </style></head><body>
 <h1>dockerfaasd reconcile status</h1>
 <h2>Controller</h2>
@@ -243,6 +281,12 @@ ul.replicas{margin:0;padding:0;list-style:none}
 {{with .NodesError}}<p class="error">{{.}}</p>{{end}}<table id="nodes">
 <tr><th>Node</th><th>Role</th><th title="as swarm sees it: ready, down, ...">State</th><th title="active, pause or drain">Availability</th><th>Address</th><th title="this daemon's replicas on the node, and the functions they belong to">Replicas</th></tr>
 {{range .Nodes}}<tr data-node="{{.Hostname}}"><td class="key"><code>{{.Hostname}}</code></td><td>{{.Role}}</td><td class="state">{{.State}}</td><td class="availability">{{.Availability}}</td><td>{{.Addr}}</td><td class="replicas num">{{.Replicas}} ({{.Functions}} functions)</td></tr>
+{{end}}</table>
+{{end}}{{if or .Executions .ExecutionsError}}<h2>Executions</h2>
+{{with .ExecutionsError}}<p class="error">{{.}}</p>{{end}}<table id="executions">
+<tr><th>Function</th><th title="records kept (EXECUTIONS_MAX, EXECUTIONS_MAX_AGE)">Retained</th><th title="running now">Running</th><th title="retained records that ended other than succeeded">Failures</th><th title="newest first: id, kind, state, duration, exit or HTTP status, start">Last runs</th></tr>
+{{range .Executions}}<tr data-executions-key="{{.Function}}"><td class="key"><code>{{.Function}}</code></td><td class="retained num">{{.Retained}}</td><td class="running num">{{.Running}}</td><td class="failures num">{{.Failures}}</td>
+<td class="runs"><ul class="replicas">{{range .Last}}<li data-execution="{{.ID}}"><code>{{.ID}}</code> {{.Kind}} <span class="x-{{.State}}">{{.State}}</span>{{if .Final}} {{seconds .DurationSeconds}}{{end}}{{with runCode .}} {{.}}{{end}} <span class="muted">({{ago $now .StartedAt}})</span>{{with .Error}} <span class="err">{{.}}</span>{{end}}</li>{{end}}</ul></td></tr>
 {{end}}</table>
 {{end}}<p>Generated {{.Now.Format "2006-01-02 15:04:05 MST"}} · refreshes every 5 s · <a href="?format=json">JSON</a></p>
 </body></html>

@@ -10,6 +10,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
@@ -218,6 +219,11 @@ func (a *api) readDeployment(w http.ResponseWriter, r *http.Request) (types.Func
 	ns, p, err := validateDeployment(&spec, a.scaling)
 	if err != nil {
 		writeError(w, a.log, http.StatusBadRequest, err.Error(), nil)
+		return spec, "", scaling.Policy{}, false
+	}
+	if isJobMode(spec) && !a.jobMode {
+		writeError(w, a.log, http.StatusNotImplemented,
+			"annotation "+faas.AnnotationMode+": "+faas.ModeJob+" is not available on this runtime: job mode needs RUNTIME=docker", nil)
 		return spec, "", scaling.Policy{}, false
 	}
 	if _, ok := a.namespace(w, r, ns); !ok {

@@ -700,6 +700,8 @@ func FuzzRouter(f *testing.F) {
 		{4, "/async-function/some-call-id", ""},
 		{0, "/system/async?function=hello&state=queued", ""},
 		{0, "/system/async/some-call-id", ""},
+		{0, "/system/executions?function=hello&state=running&kind=job&limit=5", ""},
+		{0, "/system/executions/some-call-id.1", ""},
 	} {
 		f.Add(s.m, s.target, s.body)
 	}

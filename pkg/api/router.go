@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/openfaas/faas-provider/types"
@@ -62,8 +63,23 @@ type Config struct {
 	Usage UsageReader
 	// Logs streams function logs for GET /system/logs; nil answers 501.
 	Logs LogStreamer
+	// Images loads uploaded images for POST /system/images, Inspect
+	// tells which images the engine has for GET /system/images; nil
+	// answers 501.
+	Images  ImageLoader
+	Inspect ImageInspector
+	// ImageUploadMax bounds an image upload, received and decompressed
+	// (413 beyond it); 0 means DefaultImageUploadMax.
+	ImageUploadMax int64
+	// UploadIdleTimeout cuts off an image upload that sends nothing for
+	// that long (it is exempt from the server's read and write
+	// timeouts); 0 means a minute.
+	UploadIdleTimeout time.Duration
 	// Invoke is the invocation proxy, mounted on /function/.
 	Invoke http.Handler
+	// JobMode: the runtime can run job-mode functions (io.dockerfaas.mode:
+	// job); without it, deploying one answers 501.
+	JobMode bool
 	// Async is the queue of async calls, mounted on /async-function/ and
 	// /system/async; nil leaves them unmounted.
 	Async AsyncQueue
@@ -131,6 +147,15 @@ type api struct {
 	asyncMaxBody int64
 	info         Info
 	maxReplicas  uint64
+
+	// images and inspect serve /system/images, whose uploads
+	// imageUploadMax and uploadIdle bound.
+	images         ImageLoader
+	inspect        ImageInspector
+	imageUploadMax int64
+	uploadIdle     time.Duration
+	// jobMode: job-mode functions can be deployed (Config.JobMode).
+	jobMode bool
 	// scaling are the effective label defaults, Limit = maxReplicas.
 	scaling scaling.Defaults
 	log     logrus.FieldLogger
@@ -148,8 +173,11 @@ func NewRouter(cfg Config) http.Handler {
 		asyncMaxBody: cfg.AsyncMaxBodyBytes,
 		info:         cfg.Info,
 		maxReplicas:  cfg.MaxReplicas,
+		jobMode:      cfg.JobMode,
 		log:          cfg.Log,
 	}
+	a.images, a.inspect = cfg.Images, cfg.Inspect
+	a.imageUploadMax, a.uploadIdle = cfg.ImageUploadMax, cfg.UploadIdleTimeout
 	if a.maxReplicas == 0 {
 		a.maxReplicas = DefaultMaxReplicas
 	}
@@ -159,6 +187,12 @@ func NewRouter(cfg Config) http.Handler {
 	}
 	if a.asyncMaxBody <= 0 {
 		a.asyncMaxBody = DefaultAsyncMaxBody
+	}
+	if a.imageUploadMax <= 0 {
+		a.imageUploadMax = DefaultImageUploadMax
+	}
+	if a.uploadIdle <= 0 {
+		a.uploadIdle = defaultUploadIdle
 	}
 	auth := newBasicAuth(cfg.Auth, a.log)
 
@@ -197,6 +231,11 @@ func NewRouter(cfg Config) http.Handler {
 	}))
 	r.Handle("/system/info", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.systemInfo)}))
 	r.Handle("/system/logs", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.getLogs)}))
+	r.Handle("/system/images", auth.wrap(methods{
+		http.MethodGet:  http.HandlerFunc(a.listImages),
+		http.MethodPost: http.HandlerFunc(a.uploadImages),
+	}))
+	a.executionRoutes(r, auth)
 
 	if cfg.Invoke != nil {
 		inv := cfg.Invoke
@@ -225,6 +264,9 @@ func NewRouter(cfg Config) http.Handler {
 			}
 			if nd.nodes == nil && cfg.Nodes != nil {
 				nd.nodes = cfg.Nodes
+			}
+			if nd.executions == nil && cfg.Store != nil {
+				nd.executions = cfg.Store
 			}
 			dbg = &nd
 		}

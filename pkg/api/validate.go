@@ -117,6 +117,9 @@ func validateDeployment(spec *types.FunctionDeployment, d scaling.Defaults) (str
 	if err := validAsync(spec.Annotations); err != nil {
 		return "", b, err
 	}
+	if err := validMode(spec.Annotations); err != nil {
+		return "", b, err
+	}
 	// Every scale label is read here, with the meaning the autoscaler, the
 	// idler and scale-from-zero give it, so that a label they could not
 	// read is a 400 now rather than a function that silently never scales.
@@ -135,6 +138,24 @@ func validAsync(annotations *map[string]string) error {
 	}
 	_, err := async.ParsePolicy(*annotations, async.DefaultPolicy)
 	return err
+}
+
+// validMode reads the execution mode and the job annotations as the
+// runtime and the job executor will.
+func validMode(annotations *map[string]string) error {
+	if annotations == nil {
+		return nil
+	}
+	if _, err := faas.ModeOf(*annotations); err != nil {
+		return err
+	}
+	_, err := faas.JobConcurrencyOf(*annotations)
+	return err
+}
+
+// isJobMode reports whether a validated spec asks for job mode.
+func isJobMode(spec types.FunctionDeployment) bool {
+	return spec.Annotations != nil && faas.IsJob(*spec.Annotations)
 }
 
 // policyOf reads the scaling policy from the optional label map.

@@ -78,6 +78,10 @@ func TestBadInput(t *testing.T) {
 		{"reserved label", with(t, "labels", `{"io.dockerfaas.managed":"true"}`), 400, "labels: io.dockerfaas.managed is reserved"},
 		{"empty secret", with(t, "secrets", `[""]`), 400, "secrets: invalid name"},
 		{"oversize body", with(t, "envProcess", huge), 413, "request body larger than"},
+		{"bad mode", with(t, "annotations", `{"io.dockerfaas.mode":"batch"}`), 400, `annotations: io.dockerfaas.mode "batch": want replicas or job`},
+		{"job concurrency 0", with(t, "annotations", `{"io.dockerfaas.mode":"job","io.dockerfaas.job.concurrency":"0"}`), 400, `io.dockerfaas.job.concurrency "0": want an integer from 1 to 10000`},
+		{"job concurrency not a number", with(t, "annotations", `{"io.dockerfaas.job.concurrency":"many"}`), 400, `io.dockerfaas.job.concurrency "many"`},
+		{"job mode on a runtime without it", with(t, "annotations", `{"io.dockerfaas.mode":"job"}`), 501, "job mode needs RUNTIME=docker"},
 	}
 	type request struct {
 		name, method, target, body string

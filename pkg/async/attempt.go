@@ -30,6 +30,7 @@ type outcome struct {
 	res      *store.CallResult
 	err      string // why there is no function response
 	duration time.Duration
+	bytesOut int64 // the whole response body, also beyond what res keeps
 	retry    bool
 	wait     time.Duration
 }
@@ -44,12 +45,19 @@ func (s *Service) attempt(ctx context.Context, q *fnQueue, it *item) {
 	}
 	s.meters.inflight.WithLabelValues(functionName(c.Function)).Inc()
 	started := s.now().UTC()
-	out, err := s.invokeStored(ctx, c, q.policy)
+	rec := s.newAttemptRecord(ctx, c, started)
+	defer rec.settle() // its running write never outlives the attempt
+	out, err := s.invokeStored(ctx, c, q.policy, func(bytesIn int64) { s.sendRecord(rec, bytesIn) })
 	s.meters.inflight.WithLabelValues(functionName(c.Function)).Dec()
 	switch {
 	case ctx.Err() != nil:
 		// Cancelled (Cancel wrote the record and forgot the item), or
 		// abandoned at shutdown: left as stored, it runs after restart.
+		if s.stopping() {
+			s.finishRecord(rec, rec.ended(store.ExecutionInterrupted, "the daemon stopped while it ran; the call runs again after the next start", out.duration, s.now()))
+		} else {
+			s.finishRecord(rec, rec.ended(store.ExecutionFailed, "cancelled while it ran", out.duration, s.now()))
+		}
 		s.release(q, it, false, 0)
 		return
 	case errors.Is(err, store.ErrNotFound):
@@ -66,6 +74,7 @@ func (s *Service) attempt(ctx context.Context, q *fnQueue, it *item) {
 		// was accepted, or (if the store still has it) not yet known to
 		// the proxy, which then learns of it: try again later.
 		if _, err := s.st.Get(ctx, c.Function); errors.Is(err, store.ErrNotFound) {
+			s.finishRecord(rec, rec.ended(store.ExecutionFailed, "function deleted", out.duration, s.now()))
 			if _, err := s.cancel(ctx, c.ID, "function deleted"); err != nil && !errors.Is(err, ErrFinished) {
 				log().WithError(err).Warn("async: cannot cancel a call of a deleted function")
 			}
@@ -74,15 +83,23 @@ func (s *Service) attempt(ctx context.Context, q *fnQueue, it *item) {
 		}
 		out.retry, out.wait = true, q.policy.Wait(c.Attempts+1, 0, s.rnd())
 	}
+	// The outcome's record goes in the call's update (PayloadChange), once
+	// no running write can overwrite it.
+	rec.settle()
 	stored, err := s.st.UpdateCall(context.WithoutCancel(ctx), c.ID, func(sc *store.Call) (store.PayloadChange, error) {
-		return s.apply(sc, q.policy, out, started)
+		pc, err := s.apply(sc, q.policy, out, started)
+		final := rec.outcome(out, s.now())
+		pc.Execution = &final
+		return pc, err
 	})
 	switch {
 	case errors.Is(err, ErrFinished), errors.Is(err, store.ErrNotFound):
+		s.finishRecord(rec, rec.outcome(out, s.now()))
 		s.release(q, it, false, 0) // cancelled while it ran
 		return
 	case err != nil:
 		log().WithError(err).Error("async: cannot record an attempt; the call runs again")
+		s.finishRecord(rec, rec.outcome(out, s.now()))
 		s.release(q, it, true, storeRetry)
 		return
 	}
@@ -170,8 +187,9 @@ func outcomeCode(o outcome) string {
 }
 
 // invokeStored loads c's request and sends it through the invocation
-// handler, deciding from the answer whether to retry and when.
-func (s *Service) invokeStored(ctx context.Context, c store.Call, p Policy) (outcome, error) {
+// handler, deciding from the answer whether to retry and when. started is
+// called with the size of the body just before the request is sent.
+func (s *Service) invokeStored(ctx context.Context, c store.Call, p Policy, started func(bytesIn int64)) (outcome, error) {
 	payload, err := s.st.GetCallPayload(ctx, c.ID)
 	if err != nil {
 		return outcome{}, err
@@ -195,9 +213,10 @@ func (s *Service) invokeStored(ctx context.Context, c store.Call, p Policy) (out
 	req.Header.Set("X-Call-Id", c.ID)
 	req.ContentLength = int64(len(payload.Body))
 	rec := newRecorder(s.cfg.MaxResultBytes)
+	started(int64(len(payload.Body)))
 	start := time.Now()
 	serve(s.invoke, rec, req)
-	o := outcome{duration: time.Since(start), res: rec.result()}
+	o := outcome{duration: time.Since(start), res: rec.result(), bytesOut: rec.written}
 	internal := o.res.Header.Get(HeaderInternal) != ""
 	code := o.res.Code
 	o.retry = p.Retries(code) || internal && (code == http.StatusBadGateway || code == http.StatusServiceUnavailable)
@@ -229,6 +248,7 @@ type recorder struct {
 	code      int
 	body      bytes.Buffer
 	limit     int64
+	written   int64 // body bytes the function wrote, kept or not
 	truncated bool
 	aborted   bool
 }
@@ -245,6 +265,7 @@ func (r *recorder) WriteHeader(code int) {
 
 func (r *recorder) Write(b []byte) (int, error) {
 	r.WriteHeader(http.StatusOK)
+	r.written += int64(len(b))
 	room := r.limit - int64(r.body.Len())
 	if int64(len(b)) > room {
 		r.body.Write(b[:max(room, 0)])

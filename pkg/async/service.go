@@ -35,6 +35,8 @@ var (
 // Store is what the service needs of the store.
 type Store interface {
 	store.Calls
+	// Executions receives the record of every attempt (execution.go).
+	store.Executions
 	Get(ctx context.Context, key string) (store.Function, error)
 	Watch(ctx context.Context, opts ...store.WatchOption) *store.Watcher
 }

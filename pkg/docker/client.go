@@ -148,6 +148,7 @@ func (d *Client) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 		Env:    s.Env,
 		Labels: s.Labels,
 	}
+	applyJobConfig(cfg, s)
 	pids := s.PidsLimit
 	host := &container.HostConfig{
 		NetworkMode:    container.NetworkMode(s.Network),
@@ -164,6 +165,9 @@ func (d *Client) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 	}
 	if pids > 0 {
 		host.Resources.PidsLimit = &pids
+	}
+	if s.NoLogs {
+		host.LogConfig = container.LogConfig{Type: "none"}
 	}
 	if len(s.Volumes) > 0 {
 		// Config.Volumes, not a Mounts entry: Docker 20.10 removes only

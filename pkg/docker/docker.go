@@ -75,6 +75,15 @@ type ContainerSpec struct {
 	// container. Files can be copied into one before the container starts
 	// even when the root filesystem is read-only (see CopyToContainer).
 	Volumes []string
+	// Entrypoint, when not empty, replaces the image's entrypoint and its
+	// cmd (a job's fprocess).
+	Entrypoint []string
+	// Stdin opens the container's stdin for one attached client, closed
+	// when that client closes it (a job: see JobEngine.AttachContainer).
+	Stdin bool
+	// NoLogs turns Docker's log driver off: a job's output goes to the
+	// attached client only, not to disk too.
+	NoLogs bool
 }
 
 // Stats is one sample of a container's resource use.

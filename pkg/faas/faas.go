@@ -34,7 +34,20 @@ type Endpoint struct {
 	Replica string
 	// Addr is host:port reachable from the daemon, e.g. "172.18.0.2:8080".
 	Addr string
+	// Job marks the one pseudo endpoint of a job-mode function (no Addr):
+	// the proxy hands its calls to the job executor, which runs a fresh
+	// container per call, instead of forwarding them.
+	Job bool
 }
+
+// JobEndpoints is what a runtime publishes for a job-mode function that
+// is ready to run calls: one pseudo endpoint.
+func JobEndpoints(key string) []Endpoint {
+	return []Endpoint{{Replica: "job:" + key, Job: true}}
+}
+
+// IsJobRoute reports whether eps is a job function's pseudo endpoint.
+func IsJobRoute(eps []Endpoint) bool { return len(eps) == 1 && eps[0].Job }
 
 // Outcome is how the last reconcile of a function ended.
 type Outcome string

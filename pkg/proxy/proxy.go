@@ -111,6 +111,9 @@ type Options struct {
 	// replica at all, gets woken by its first call instead of answering
 	// 503. nil: such a call only waits, as for a replica still starting.
 	Wake Waker
+	// Jobs runs the calls of job-mode functions (those whose one endpoint
+	// is faas.JobEndpoints'): see job.go. nil answers them 501.
+	Jobs JobRunner
 }
 
 // Proxy is the invocation handler for /function/{name}[.{namespace}][/{path}].
@@ -130,6 +133,7 @@ type Proxy struct {
 	rp        *httputil.ReverseProxy
 	load      *load.Signals // nil counts nowhere
 	wake      Waker         // nil wakes nothing
+	jobs      JobRunner     // nil answers job functions 501
 
 	// rr holds one *atomic.Uint64 round-robin counter per function key.
 	// Per key, so that each function's replicas are hit evenly whatever the
@@ -154,6 +158,7 @@ func New(resolver Resolver, opts Options) *Proxy {
 		transport: opts.Transport,
 		load:      opts.Load,
 		wake:      opts.Wake,
+		jobs:      opts.Jobs,
 	}
 	p.waiter, _ = resolver.(waiter)
 	p.timeouts, _ = resolver.(timeouter)
@@ -291,6 +296,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.waitFailed(w, c, err)
 			return
 		}
+	}
+	if faas.IsJobRoute(eps) {
+		p.serveJob(w, r, c)
+		return
 	}
 	c.eps = eps
 	c.pick = int((p.counter(c.key).Add(1) - 1) % uint64(len(eps)))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
@@ -27,9 +28,42 @@ type UsageReader interface {
 }
 
 // ImageLoader loads images from a `docker save` archive, so functions can
-// be deployed without a registry. It returns the references loaded.
+// be deployed without a registry (POST /system/images).
 type ImageLoader interface {
-	LoadImages(ctx context.Context, archive io.Reader) ([]string, error)
+	// LoadImages streams archive, a plain (uncompressed) tar, into the
+	// engine and returns every reference it tagged, with the image's ID
+	// and size (Ref "" for an image the archive names by ID only). It is
+	// all or nothing: when it fails, or when ctx ends before it returns,
+	// no reference it tagged is left tagged (a reference it moved points
+	// at its old image again); an image that existed before is never
+	// removed. An archive the engine refuses is an error wrapping
+	// ErrBadArchive, with the engine's reason.
+	LoadImages(ctx context.Context, archive io.Reader) ([]LoadedImage, error)
+}
+
+// ErrBadArchive is wrapped by ImageLoader errors for an archive the engine
+// refused (corrupt, truncated, not a `docker save` archive); the API
+// answers it with 400.
+var ErrBadArchive = errors.New("the engine could not load the archive")
+
+// LoadedImage is one reference an image load tagged.
+type LoadedImage struct {
+	Ref  string
+	ID   string
+	Size int64
+}
+
+// ImageInspector tells whether the engine has an image (GET /system/images).
+type ImageInspector interface {
+	// InspectImage returns the image ref names; found is false (and err
+	// nil) when the engine has none.
+	InspectImage(ctx context.Context, ref string) (info ImageInfo, found bool, err error)
+}
+
+// ImageInfo is what the engine knows of one image.
+type ImageInfo struct {
+	ID   string
+	Size int64
 }
 
 // Builder builds an image from a build context tar.
@@ -44,21 +78,73 @@ type BuildRequest struct {
 	BuildArgs map[string]string
 }
 
-// RunOnce runs one fresh container to completion (job mode).
+// RunOnce runs job-mode functions: one fresh container per call, run to
+// completion (faas.ModeJob). Sync of a job function publishes one pseudo
+// endpoint (faas.JobEndpoints) once it can run, and remembers the resolved
+// Desired the runs are made from.
 type RunOnce interface {
+	// Job tells whether key is a job function the runtime can run now,
+	// and how it is bounded; ok is false otherwise (not synced as a job
+	// function, or removed).
+	Job(key string) (info JobInfo, ok bool)
+	// RunOnce runs one container of req.Key to completion: the function's
+	// command with req.Env added to its environment, req.Stdin copied to
+	// its stdin (closed at EOF), its stdout and stderr copied to req.Stdout
+	// and req.Stderr as they come. It returns once the process ended and
+	// its output was copied; the container is removed afterwards in any
+	// case (off the caller's path). A failure to run at all (the function
+	// is no job function, Docker refused, the stdin copy failed reading
+	// req.Stdin) is an error; how the process ended is in the result.
 	RunOnce(ctx context.Context, req RunRequest) (RunResult, error)
 }
 
+// JobInfo is what a job function's runs need to know before they start.
+type JobInfo struct {
+	// Concurrency is the function's io.dockerfaas.job.concurrency (0 when
+	// absent: the daemon's default applies).
+	Concurrency int
+	// Env is the function's own environment (envVars), for the exec
+	// timeout and the classic watchdog's content_type.
+	Env map[string]string
+}
+
+// ErrNotJob is returned by RunOnce for a key that is not a job function
+// the runtime can run.
+var ErrNotJob = errors.New("not a job function")
+
 // RunRequest is one run-to-completion execution.
 type RunRequest struct {
-	Key   string
-	Input io.Reader
+	// Key is the function, "namespace/name".
+	Key string
+	// CallID is the call's X-Call-Id, put on the container as a label.
+	CallID string
+	// Env is added to the function's environment (the request's Http_*).
+	Env []string
+	// Stdin is copied to the process's stdin, which is closed at its end
+	// (nil: closed at once).
+	Stdin io.Reader
+	// Stdout and Stderr receive the process's output as it comes; each is
+	// written from one goroutine at a time. nil discards.
+	Stdout, Stderr io.Writer
+	// Timeout kills the process when it runs longer (0: no limit).
+	Timeout time.Duration
 }
 
 // RunResult is how one execution ended.
 type RunResult struct {
+	// Container is the short ID of the container that ran.
+	Container string
+	// ExitCode is the process's exit status (137 when it was killed).
 	ExitCode int
-	Output   []byte
+	// OOMKilled: the kernel killed it for going over its memory limit.
+	OOMKilled bool
+	// TimedOut: it was killed at RunRequest.Timeout.
+	TimedOut bool
+	// Killed: it was killed because ctx ended (the caller went away).
+	Killed bool
+	// Created, Started and Exited are when the container was created,
+	// started and seen to exit (timings for logs and benchmarks).
+	Created, Started, Exited time.Time
 }
 
 // Capabilities are the optional features of one runtime, found once at
@@ -67,8 +153,10 @@ type Capabilities struct {
 	Logs   LogStreamer
 	Usage  UsageReader
 	Images ImageLoader
-	Build  Builder
-	Run    RunOnce
+	// Inspect tells which images the engine has.
+	Inspect ImageInspector
+	Build   Builder
+	Run     RunOnce
 }
 
 // Discover finds the optional features rt implements.
@@ -77,6 +165,7 @@ func Discover(rt Runtime) Capabilities {
 	c.Logs, _ = rt.(LogStreamer)
 	c.Usage, _ = rt.(UsageReader)
 	c.Images, _ = rt.(ImageLoader)
+	c.Inspect, _ = rt.(ImageInspector)
 	c.Build, _ = rt.(Builder)
 	c.Run, _ = rt.(RunOnce)
 	return c
@@ -90,7 +179,8 @@ func (c Capabilities) Missing() []string {
 		has  bool
 	}{
 		{"logs", c.Logs != nil}, {"usage", c.Usage != nil},
-		{"image load", c.Images != nil}, {"build", c.Build != nil}, {"run-once", c.Run != nil},
+		{"image load", c.Images != nil}, {"image inspect", c.Inspect != nil},
+		{"build", c.Build != nil}, {"run-once", c.Run != nil},
 	} {
 		if !f.has {
 			out = append(out, f.name)

@@ -163,3 +163,12 @@ func (b boltBucket) scan(prefix []byte, fn func(k, v []byte) bool) {
 		}
 	}
 }
+
+func (b boltBucket) scanReverse(fn func(k, v []byte) bool) {
+	c := b.Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		if v != nil && !fn(k, v) {
+			return
+		}
+	}
+}

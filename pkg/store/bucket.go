@@ -61,11 +61,14 @@ type kvBucket interface {
 	// records for a nil prefix) in byte order of the keys, until fn
 	// returns false.
 	scan(prefix []byte, fn func(k, v []byte) bool)
+	// scanReverse calls fn with every record in reverse byte order of the
+	// keys, until fn returns false.
+	scanReverse(fn func(k, v []byte) bool)
 }
 
 // bucketNames are the buckets every backend holds; a backend creates them
 // when it opens, so a file written before one existed simply gains it.
-var bucketNames = [][]byte{functionRecords.name, secretRecords.name, namespaceRecords.name, callRecords.name, callPayloads.name}
+var bucketNames = [][]byte{functionRecords.name, secretRecords.name, namespaceRecords.name, callRecords.name, callPayloads.name, executionRecords.name, executionIndex, imageRecords.name}
 
 // errUnchanged aborts a write transaction that would change nothing, so a
 // no-op neither consumes a revision nor wakes watchers (and bbolt skips the

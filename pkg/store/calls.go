@@ -100,11 +100,15 @@ type CallResult struct {
 	Body   []byte      `json:"body,omitempty"`
 }
 
-// PayloadChange says what an UpdateCall does to the call's payload: keep
-// it (zero value), Drop it, or replace it with Set.
+// PayloadChange says what an UpdateCall does besides updating the call:
+// to its payload, keep it (zero value), Drop it, or replace it with Set;
+// and, with Execution, put that execution record in the same write (the
+// record of the attempt whose outcome the update writes), so that a
+// call's attempts and their records never disagree, and cost one commit.
 type PayloadChange struct {
-	Set  *CallPayload
-	Drop bool
+	Set       *CallPayload
+	Drop      bool
+	Execution *Execution
 }
 
 // Calls keeps async calls: accepted durably before they are acknowledged,
@@ -210,6 +214,11 @@ func (e *engine) UpdateCall(ctx context.Context, id string, change func(c *Call)
 			}
 		case pc.Drop && callPayloads.exists(tx, id):
 			if err := callPayloads.delete(tx, id); err != nil {
+				return Call{}, err
+			}
+		}
+		if pc.Execution != nil {
+			if err := putExecution(tx, *pc.Execution); err != nil {
 				return Call{}, err
 			}
 		}

@@ -11,8 +11,9 @@ import (
 // consistency check of pages and free lists, then every record the daemon
 // reads on start. Each function must decode and sit under its own key, each
 // secret must decode and decrypt with the current key, each namespace must
-// decode. It returns every problem found, joined, or nil. Operators and the
-// fault tests run it on a file a killed daemon left behind; it never writes.
+// decode, and execution records must agree with their index. It returns
+// every problem found, joined, or nil. Operators and the fault tests run
+// it on a file a killed daemon left behind; it never writes.
 func (s *Bolt) Check() error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		var errs []error
@@ -34,6 +35,9 @@ func (s *Bolt) Check() error {
 			namespaceRecords.check(t, nil),
 			callRecords.check(t, nil),
 			callPayloads.check(t, nil),
+			executionRecords.check(t, nil),
+			checkExecutions(t),
+			imageRecords.check(t, nil),
 		)
 	})
 }

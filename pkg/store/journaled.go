@@ -149,6 +149,10 @@ func (b journalBucket) scan(prefix []byte, fn func(k, v []byte) bool) {
 	boltBucket{b.b}.scan(prefix, fn)
 }
 
+func (b journalBucket) scanReverse(fn func(k, v []byte) bool) {
+	boltBucket{b.b}.scanReverse(fn)
+}
+
 // update is boltKV.update for a journaled store: fn runs in a recording
 // transaction whose ops are appended before it commits.
 func (j *journaler) update(db *bolt.DB, fn func(kvTx) error) error {

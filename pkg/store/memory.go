@@ -168,3 +168,16 @@ func (t memTxBucket) scan(prefix []byte, fn func(k, v []byte) bool) {
 		}
 	}
 }
+
+func (t memTxBucket) scanReverse(fn func(k, v []byte) bool) {
+	keys := make([]string, 0, len(t.b.records))
+	for k := range t.b.records {
+		keys = append(keys, k)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(keys)))
+	for _, k := range keys {
+		if !fn([]byte(k), t.b.records[k]) {
+			return
+		}
+	}
+}

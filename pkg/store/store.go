@@ -82,6 +82,12 @@ type Store interface {
 	Secrets
 	// Calls keeps async calls and their records (calls.go).
 	Calls
+	// Executions keeps the records of job runs and async attempts, and
+	// ExecutionSummaries sums them up per function (executions.go).
+	Executions
+	ExecutionSummaries
+	// Images keeps the record of images uploaded (images.go).
+	Images
 
 	// Get returns the function under key or an error wrapping ErrNotFound.
 	Get(ctx context.Context, key string) (Function, error)

@@ -39,6 +39,9 @@ var authRoutes = []authRoute{
 	{"/system/namespace/{ns}", "PUT", "/system/namespace/x", `{"name":"x","labels":{"openfaas":"1"}}`},
 	{"/system/namespace/{ns}", "DELETE", "/system/namespace/x", `{"name":"x","labels":{"openfaas":"1"}}`},
 	{"/system/logs", "GET", "/system/logs?name=x", ""},
+	// Image upload: the authenticated upload is refused as no archive.
+	{"/system/images", "GET", "/system/images", ""},
+	{"/system/images", "POST", "/system/images", "not an archive"},
 	{"/system/metrics", "GET", "/system/metrics", ""},
 	{"/debug/reconcile", "GET", "/debug/reconcile", ""},
 	{"/debug/reconcile/", "GET", "/debug/reconcile/x", ""},
@@ -54,6 +57,9 @@ var authRoutes = []authRoute{
 	{"/async-function/{name}/{params:.*}", "DELETE", "/async-function/x/a", ""},
 	{"/system/async", "GET", "/system/async?function=x", ""},
 	{"/system/async/{id}", "GET", "/system/async/x", ""},
+	// Execution records (README "Execution records").
+	{"/system/executions", "GET", "/system/executions?function=x", ""},
+	{"/system/executions/{id}", "GET", "/system/executions/x", ""},
 }
 
 // invokeRoute reports whether INVOKE_AUTH=false opens r: the invocations,

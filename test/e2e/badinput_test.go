@@ -72,6 +72,8 @@ func badInputCases(img string) []badCase {
 		{"deploy: scale.max above MAX_REPLICAS", "POST", "/system/functions", deploy(`,"labels":{"com.openfaas.scale.max":"1000"}`), 400},
 		{"deploy: negative scale.min", "POST", "/system/functions", deploy(`,"labels":{"com.openfaas.scale.min":"-1"}`), 400},
 		{"deploy: unknown secret", "POST", "/system/functions", deploy(`,"secrets":["nope"]`), 400},
+		{"deploy: mode batch", "POST", "/system/functions", deploy(`,"annotations":{"io.dockerfaas.mode":"batch"}`), 400},
+		{"deploy: job concurrency 0", "POST", "/system/functions", deploy(`,"annotations":{"io.dockerfaas.mode":"job","io.dockerfaas.job.concurrency":"0"}`), 400},
 		{"deploy: secret ../sec", "POST", "/system/functions", deploy(`,"secrets":["../sec"]`), 400},
 		{"deploy: existing function", "POST", "/system/functions", named("keep"), 409},
 		// Update and delete.
@@ -254,7 +256,7 @@ func fileSHA256(t *testing.T, path string) string {
 // write is rolled back before it touches the file).
 func TestBadInputCatalogue(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t, withEnv("ASYNC_CALLBACK_HOSTS", "hooks.example.com"))
+	d := startDaemon(t, withEnv("ASYNC_CALLBACK_HOSTS", "hooks.example.com"), withEnv("IMAGE_UPLOAD_MAX", "1Mi"))
 	img := fnImage(t, fnHostname)
 	dbPath := filepath.Join(d.stateDir, "state.db")
 	d.deploy(simpleSpec("keep", img, map[string]string{"K": "v"}, nil))
@@ -290,6 +292,7 @@ func TestBadInputCatalogue(t *testing.T) {
 		cases = append(cases, badRequest{badCase: c})
 	}
 	cases = append(cases, asyncBadInputCases()...)
+	cases = append(cases, imageBadInputCases()...)
 	counts := map[int]int{}
 	for _, c := range cases {
 		var body []byte

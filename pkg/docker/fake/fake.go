@@ -29,6 +29,11 @@ type Engine struct {
 	// the readers following them.
 	logs    map[string][]logLine
 	logWake logWaker
+	// jobs holds the processes of job containers, program what they do
+	// (job.go).
+	jobs      map[string]*jobProc
+	program   JobProgram
+	holdWaits bool
 	// Now is the clock used for Created times.
 	Now func() time.Time
 }
@@ -169,6 +174,9 @@ func (e *Engine) StartContainer(ctx context.Context, id string) error {
 	c.Networks[e.specs[id].Network] = fmt.Sprintf("192.0.2.%d", e.seq%250+1)
 	e.record("start %s", c.Name)
 	e.emit(docker.Event{Type: "container", Action: "start", ID: id, Attributes: c.Labels})
+	if e.specs[id].Stdin {
+		e.startJobLocked(id, e.specs[id])
+	}
 	return nil
 }
 
@@ -199,6 +207,8 @@ func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
 	if !ok {
 		return fmt.Errorf("remove %s: %w", id, docker.ErrNotFound)
 	}
+	e.stopJobLocked(id)
+	delete(e.jobs, id)
 	delete(e.containers, id)
 	e.record("remove %s", c.Name)
 	e.emit(docker.Event{Type: "container", Action: "destroy", ID: id, Attributes: c.Labels})

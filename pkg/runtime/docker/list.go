@@ -80,6 +80,7 @@ func (r *Runtime) List(ctx context.Context) (map[string]runtime.Listing, error) 
 		}
 	}
 	r.checkNeighbors(cs)
+	r.sweepJobs(cs)
 
 	out := make(map[string]runtime.Listing, len(byKey))
 	var steady []string

@@ -57,6 +57,9 @@ type Logs struct {
 	engine LogEngine
 	cfg    LogsConfig
 	stops  *runtime.LogStops
+	// jobs holds the stderr lines of job runs, whose containers are gone
+	// (joblogs.go); nil when there are none.
+	jobs *jobLogs
 }
 
 // NewLogs returns a log service reading through engine.
@@ -111,15 +114,41 @@ func (l *Logs) Stream(ctx context.Context, req logs.Request, emit func(logs.Mess
 	}
 	s.log = l.cfg.Log.WithFields(logrus.Fields{"function": req.Name, "namespace": s.ns})
 
+	// Job runs' lines are taken with their subscription at once, so the
+	// history and the follow neither miss nor repeat one.
+	var jobLines []logs.Message
+	var jobFollow <-chan logs.Message
+	if l.jobs != nil {
+		var unsubscribe func()
+		jobLines, jobFollow, unsubscribe = l.jobs.history(faas.Key(s.ns, req.Name), req.Follow)
+		defer unsubscribe()
+		jobLines = s.matching(jobLines)
+	}
 	list, err := s.replicas(ctx)
 	if err != nil {
 		return runtime.LogStreamEnd(ctx, err)
 	}
-	marks, err := s.history(ctx, list)
+	marks, err := s.history(ctx, list, jobLines)
 	if err != nil || !req.Follow {
 		return runtime.LogStreamEnd(ctx, err)
 	}
-	return runtime.LogStreamEnd(ctx, s.follow(ctx, list, marks))
+	return runtime.LogStreamEnd(ctx, s.follow(ctx, list, marks, jobFollow))
+}
+
+// matching keeps the job lines the request asks for: at or after since,
+// of the instance asked for (a run's container short ID).
+func (s *logStream) matching(lines []logs.Message) []logs.Message {
+	out := lines[:0]
+	for _, m := range lines {
+		if s.wants(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (s *logStream) wants(m logs.Message) bool {
+	return (s.since.IsZero() || !m.Timestamp.Before(s.since)) && (s.req.Instance == "" || s.req.Instance == m.Instance)
 }
 
 // logStream is one request being served.
@@ -158,13 +187,23 @@ type source struct {
 
 // history sends the merged history of list and returns how far each
 // replica's log was read (lines dropped by the tail count as read).
-func (s *logStream) history(ctx context.Context, list []engine.Container) (map[string]runtime.LogMark, error) {
+func (s *logStream) history(ctx context.Context, list []engine.Container, jobLines []logs.Message) (map[string]runtime.LogMark, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 
 	var srcs []*source
+	if len(jobLines) > 0 {
+		// The job runs' lines are one more source of the merge, in time
+		// order already.
+		src := &source{id: "jobs", msgs: make(chan logs.Message, len(jobLines))}
+		for _, m := range jobLines {
+			src.msgs <- m
+		}
+		close(src.msgs)
+		srcs = append(srcs, src)
+	}
 	for _, c := range list {
 		rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: s.since, Tail: s.req.Tail})
 		if errors.Is(err, engine.ErrNotFound) {
@@ -249,7 +288,7 @@ func (s *logStream) history(ctx context.Context, list []engine.Container) (map[s
 
 // follow streams new lines of the known replicas (starting after their
 // marks) and of replicas that appear later, until ctx is done.
-func (s *logStream) follow(ctx context.Context, known []engine.Container, marks map[string]runtime.LogMark) error {
+func (s *logStream) follow(ctx context.Context, known []engine.Container, marks map[string]runtime.LogMark, jobLines <-chan logs.Message) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -285,6 +324,13 @@ func (s *logStream) follow(ctx context.Context, known []engine.Container, marks 
 		case <-ctx.Done():
 			return nil
 		case m := <-out:
+			if err := s.emit(m); err != nil {
+				return err
+			}
+		case m := <-jobLines: // nil without job lines: never ready
+			if !s.wants(m) {
+				continue
+			}
 			if err := s.emit(m); err != nil {
 				return err
 			}

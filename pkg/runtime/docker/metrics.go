@@ -11,7 +11,7 @@ type metrics struct {
 // so every series is visible on the first scrape. TestMetricOpsAreKnown
 // checks that every op used in this package is listed.
 var dockerOps = []string{
-	"connect", "copy", "create", "create-network", "disconnect", "image-inspect", "list",
+	"attach", "connect", "copy", "create", "create-network", "disconnect", "image-inspect", "kill", "list",
 	"list-networks", "pause", "pull", "remove", "remove-network", "start", "stop", "unpause",
 }
 

@@ -1,10 +1,10 @@
 // Package docker runs functions on one Docker Engine: each function gets its
 // own bridge network and N replica containers reached at their address on
-// it. It implements runtime.Runtime with the optional logs and usage
-// features, and keeps what it must remember between Syncs itself: replicas
-// draining, replicas parked (paused at zero, see runtime.Desired.ParkFor),
-// crash backoff, networks joined, the replicas and endpoints each Sync left,
-// and the listings of the last List.
+// it. It implements runtime.Runtime with the optional logs, usage and
+// image (load, inspect) features, and keeps what it must remember between
+// Syncs itself: replicas draining, replicas parked (paused at zero, see
+// runtime.Desired.ParkFor), crash backoff, networks joined, the replicas and
+// endpoints each Sync left, and the listings of the last List.
 //
 // The decisions of a Sync (which containers to remove, which slots to start,
 // which replicas to drain and stop, whether it converged) are pure functions
@@ -102,6 +102,10 @@ type Runtime struct {
 	metrics *metrics
 	logs    *Logs
 	usage   *Usage
+	// jobs runs job-mode functions (job.go).
+	jobs *jobState
+	// images loads and inspects images; nil when the engine cannot.
+	images *Images
 
 	mu       sync.Mutex
 	draining map[string]time.Time // container ID → when it left the endpoint set
@@ -184,8 +188,13 @@ func New(cfg Config, eng engine.Engine) *Runtime {
 		touched:  map[string]uint64{},
 		warming:  map[string]int{},
 	}
+	r.jobs = newJobState(eng)
 	r.logs = NewLogs(eng, LogsConfig{Instance: cfg.Instance, Poll: cfg.LogPoll, Log: cfg.Log})
+	r.logs.jobs = r.jobs.logs
 	r.usage = newUsage(r)
+	if ie, ok := eng.(engine.ImageEngine); ok {
+		r.images = NewImages(ie, cfg.Log)
+	}
 	return r
 }
 

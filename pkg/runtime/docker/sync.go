@@ -52,11 +52,22 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 		}
 		eps := make(map[string]string, len(obs.Endpoints))
 		for _, e := range obs.Endpoints {
-			eps[e.Replica] = e.Addr
+			if !e.Job { // a job function's pseudo endpoint is no replica
+				eps[e.Replica] = e.Addr
+			}
 		}
 		r.last[d.Key] = lastSync{generation: d.Generation, hash: d.Hash, converged: obs.Converged && settled, endpoints: eps, parked: parkedUntil}
 	}()
 
+	// A job function runs no replicas: those of an earlier spec go the
+	// way of a scale to zero (drained, then removed), and its calls run
+	// one container each (job.go).
+	job := isJob(d.Spec)
+	if job {
+		d.Replicas, d.ParkFor = 0, 0
+	} else {
+		r.forgetJob(d.Key)
+	}
 	r.forgetOldCrashes(d.Key, d.Hash, log)
 	if _, err := r.containerSpec(d, 0); err != nil {
 		return obs, runtime.Fail(runtime.ReasonInvalidSpec, fmt.Errorf("function %s: %w: %w", d.Key, runtime.ErrInvalidSpec, err))
@@ -107,6 +118,9 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 
 	obs.Seen = true
 	obs.Endpoints = endpoints(replicas)
+	if job {
+		obs.Endpoints = r.rememberJob(d)
+	}
 	converged, current, reason := convergence(replicas, d.Replicas, len(slots), r.crashCount(d.Key))
 	obs.Converged, obs.Current, obs.Reason = converged, current, reason
 	obs.Restarts = r.crashCount(d.Key)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	engine "github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime/function"
 )
 
@@ -36,6 +37,8 @@ func (r *Runtime) Watch(ctx context.Context, subscribed func(context.Context) er
 			if k := function.KeyOf(ev.Attributes); k != "" {
 				r.touch(k)
 				changed(k)
+			} else if ev.Action == "die" && ev.Attributes[engine.LabelRole] == engine.RoleJob {
+				r.jobDied(ev.ID, ev.Attributes["exitCode"])
 			}
 		case ev, ok := <-nevs:
 			if !ok {

@@ -66,6 +66,18 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, withNamespaces(open))
 		})
 	}
+	for _, tc := range executionTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, open)
+		})
+	}
+	for _, tc := range imageTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, open)
+		})
+	}
 }
 
 // waitBound bounds every wait for a notification the suite expects, so a

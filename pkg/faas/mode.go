@@ -1,0 +1,64 @@
+package faas
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Execution modes of a function, chosen by its AnnotationMode annotation.
+const (
+	// ModeReplicas: long-running replicas behind the proxy (the default).
+	ModeReplicas = "replicas"
+	// ModeJob: one fresh container per call, the request body on its
+	// stdin, its stdout the response, its exit code the status.
+	ModeJob = "job"
+)
+
+// Annotations of job mode. Ours, so prefixed io.dockerfaas. (DESIGN.md §12).
+const (
+	// AnnotationMode selects the execution mode: ModeReplicas or ModeJob.
+	AnnotationMode = "io.dockerfaas.mode"
+	// AnnotationJobConcurrency bounds how many calls of a job function run
+	// at once (a positive integer); absent, the daemon's JOB_CONCURRENCY.
+	AnnotationJobConcurrency = "io.dockerfaas.job.concurrency"
+)
+
+// MaxJobConcurrency bounds the concurrency annotation: every running job is
+// a container, and a typo of a few zeros should not ask for a million.
+const MaxJobConcurrency = 10000
+
+// ModeOf reads a function's execution mode from its annotations: absent or
+// empty is ModeReplicas; anything but the two modes is an error naming the
+// annotation.
+func ModeOf(annotations map[string]string) (string, error) {
+	switch v := annotations[AnnotationMode]; v {
+	case "", ModeReplicas:
+		return ModeReplicas, nil
+	case ModeJob:
+		return ModeJob, nil
+	default:
+		return "", fmt.Errorf("annotations: %s %q: want %s or %s", AnnotationMode, v, ModeReplicas, ModeJob)
+	}
+}
+
+// IsJob reports whether annotations select job mode; an invalid mode is
+// not job mode (the API refuses it before it is stored).
+func IsJob(annotations map[string]string) bool {
+	m, err := ModeOf(annotations)
+	return err == nil && m == ModeJob
+}
+
+// JobConcurrencyOf reads the concurrency annotation: 0 when absent (the
+// daemon's default applies), an error naming the annotation when it is not
+// an integer from 1 to MaxJobConcurrency.
+func JobConcurrencyOf(annotations map[string]string) (int, error) {
+	v, ok := annotations[AnnotationJobConcurrency]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxJobConcurrency {
+		return 0, fmt.Errorf("annotations: %s %q: want an integer from 1 to %d", AnnotationJobConcurrency, v, MaxJobConcurrency)
+	}
+	return n, nil
+}
