@@ -389,7 +389,21 @@ func removeInstance(cli *client.Client, inst string) error {
 			if n.Labels[labelInstance] != inst {
 				continue
 			}
-			if err := cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			err := cli.NetworkRemove(ctx, n.ID)
+			if err != nil && strings.Contains(err.Error(), "active endpoints") && attempt >= 3 {
+				// Engine 20.10 can keep a stale endpoint after heavy
+				// container churn (a job test's thousand runs): the
+				// containers are gone, so disconnect what is left by force.
+				if in, ierr := cli.NetworkInspect(ctx, n.ID, network.InspectOptions{}); ierr == nil {
+					for cid, ep := range in.Containers {
+						if derr := cli.NetworkDisconnect(ctx, n.ID, ep.Name, true); derr != nil {
+							_ = cli.NetworkDisconnect(ctx, n.ID, cid, true)
+						}
+					}
+				}
+				err = cli.NetworkRemove(ctx, n.ID)
+			}
+			if err != nil && !cerrdefs.IsNotFound(err) {
 				left = append(left, fmt.Errorf("remove network %s: %w", n.Name, err))
 			}
 		}

@@ -296,7 +296,16 @@ func (d *daemon) launchContainer() error {
 		starts, d.instance, short(id), time.Now().Format(time.RFC3339Nano))
 	// Wait is registered before the start, so a quick exit is not missed.
 	waitC, waitErrC := cli.ContainerWait(context.Background(), id, container.WaitConditionNextExit)
-	if err := cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+	err = cli.ContainerStart(ctx, id, container.StartOptions{})
+	if err != nil && strings.Contains(err.Error(), "network") && strings.Contains(err.Error(), "not found") {
+		// Engine 20.10 cannot re-attach a stopped container to an
+		// attachable overlay that has no task on this node any more (a
+		// service removed meanwhile): leave the function networks, which
+		// the daemon joins again itself at start, and start once more.
+		leaveFunctionNetworks(ctx, cli, id)
+		err = cli.ContainerStart(ctx, id, container.StartOptions{})
+	}
+	if err != nil {
 		logFile.Close()
 		return fmt.Errorf("start daemon container: %w", err)
 	}
@@ -598,4 +607,19 @@ func (sw *testSwarm) managers(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// leaveFunctionNetworks disconnects a stopped daemon container from every
+// network of its instance (those labelled with it), by force.
+func leaveFunctionNetworks(ctx context.Context, cli *client.Client, id string) {
+	ctr, err := cli.ContainerInspect(ctx, id)
+	if err != nil || ctr.NetworkSettings == nil {
+		return
+	}
+	for name, ep := range ctr.NetworkSettings.Networks {
+		if ep == nil || name == "bridge" || !strings.Contains(name, ctr.Config.Labels[labelInstance]) {
+			continue
+		}
+		_ = cli.NetworkDisconnect(ctx, name, id, true)
+	}
 }
