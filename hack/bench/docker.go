@@ -80,7 +80,13 @@ func (r *runner) goBuild(ctx context.Context, env []string, args ...string) erro
 // ensureImage builds the function image unless one built from the same
 // sources, Dockerfile, toolchain and flags is already there.
 func (r *runner) ensureImage(ctx context.Context) (string, error) {
-	src := filepath.Join(r.s.ModuleDir, fnSource)
+	return r.ensureFnImage(ctx, fnSource, imageRepo, "fn")
+}
+
+// ensureFnImage builds the Go program in source into a FROM scratch image
+// of repo, tagged by a hash of what went into it, unless that is there.
+func (r *runner) ensureFnImage(ctx context.Context, source, repo, bin string) (string, error) {
+	src := filepath.Join(r.s.ModuleDir, source)
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", fnDockerfile, runtime.Version(), runtime.GOARCH, strings.Join(fnBuildFlags, " "))
 	main, err := os.ReadFile(filepath.Join(src, "main.go"))
@@ -89,16 +95,16 @@ func (r *runner) ensureImage(ctx context.Context) (string, error) {
 	}
 	h.Write(main)
 	hash := hex.EncodeToString(h.Sum(nil))
-	tag := imageRepo + ":" + hash[:16]
+	tag := repo + ":" + hash[:16]
 	if img, err := r.docker.ImageInspect(ctx, tag); err == nil && img.Config != nil && img.Config.Labels[labelContent] == hash {
 		return tag, nil
 	}
-	bin := filepath.Join(r.tmp, "fn")
-	args := append(append([]string{}, fnBuildFlags...), "-o", bin, "./"+fnSource)
+	out := filepath.Join(r.tmp, bin)
+	args := append(append([]string{}, fnBuildFlags...), "-o", out, "./"+source)
 	if err := r.goBuild(ctx, []string{"CGO_ENABLED=0", "GOOS=linux"}, args...); err != nil {
 		return "", err
 	}
-	fn, err := imageFile("fn", bin)
+	fn, err := imageFile("fn", out)
 	if err != nil {
 		return "", err
 	}

@@ -2,14 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -304,30 +299,5 @@ func (r *runner) jobSteps(ctx context.Context, img, nw string, n int) ([]jobStep
 // ensureJobImage builds fn-job into a FROM scratch image unless one built
 // from the same sources, Dockerfile, toolchain and flags is there.
 func (r *runner) ensureJobImage(ctx context.Context) (string, error) {
-	src := filepath.Join(r.s.ModuleDir, jobSource)
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", fnDockerfile, runtime.Version(), runtime.GOARCH, strings.Join(fnBuildFlags, " "))
-	main, err := os.ReadFile(filepath.Join(src, "main.go"))
-	if err != nil {
-		return "", err
-	}
-	h.Write(main)
-	hash := hex.EncodeToString(h.Sum(nil))
-	tag := jobRepo + ":" + hash[:16]
-	if img, err := r.docker.ImageInspect(ctx, tag); err == nil && img.Config != nil && img.Config.Labels[labelContent] == hash {
-		return tag, nil
-	}
-	bin := filepath.Join(r.tmp, "fn-job")
-	args := append(append([]string{}, fnBuildFlags...), "-o", bin, "./"+jobSource)
-	if err := r.goBuild(ctx, []string{"CGO_ENABLED=0", "GOOS=linux"}, args...); err != nil {
-		return "", err
-	}
-	fn, err := imageFile("fn", bin)
-	if err != nil {
-		return "", err
-	}
-	if err := buildImage(ctx, r.docker, tag, fnDockerfile, map[string]string{labelContent: hash}, fn); err != nil {
-		return "", err
-	}
-	return tag, nil
+	return r.ensureFnImage(ctx, jobSource, jobRepo, "fn-job")
 }
