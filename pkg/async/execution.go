@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/executions"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
@@ -30,22 +30,17 @@ import (
 
 // runningRecordAfter is how long an attempt runs before its record is
 // written as running.
-const runningRecordAfter = 250 * time.Millisecond
+const runningRecordAfter = executions.DefaultRunningAfter
 
 // maxRecordProbe bounds how many attempt numbers newAttemptRecord tries.
 const maxRecordProbe = 100
 
-// attemptRecord is the execution record of one attempt.
+// attemptRecord is the execution record of one attempt. e is only changed
+// by the attempt's goroutine, before the request is sent; running writes
+// its copy of e as running, and keeps it from overwriting the outcome.
 type attemptRecord struct {
-	e store.Execution
-
-	mu      sync.Mutex
-	sent    bool        // the request was sent: the attempt has a record
-	timer   *time.Timer // writes the running record
-	settled bool        // the outcome is due: no running write starts
-	// written is closed once the running record's write returned; nil
-	// while none started.
-	written chan struct{}
+	e       store.Execution
+	running *executions.DelayedRunning
 }
 
 // newAttemptRecord numbers c's next attempt: n is c.Attempts + 1 unless a
@@ -61,10 +56,13 @@ func (s *Service) newAttemptRecord(ctx context.Context, c store.Call, started ti
 		}
 		n++ // taken, or unreadable (the store would not replace it)
 	}
-	return &attemptRecord{e: store.Execution{
-		ID: executionID(c.ID, n), Kind: store.ExecutionAsync, Attempt: n,
-		Function: c.Function, State: store.ExecutionRunning, StartedAt: started,
-	}}
+	return &attemptRecord{
+		e: store.Execution{
+			ID: executionID(c.ID, n), Kind: store.ExecutionAsync, Attempt: n,
+			Function: c.Function, State: store.ExecutionRunning, StartedAt: started,
+		},
+		running: executions.NewDelayedRunning(runningRecordAfter, s.putRecord),
+	}
 }
 
 // executionID is the record ID of attempt n of call id.
@@ -73,60 +71,36 @@ func executionID(id string, n int) string { return id + "." + strconv.Itoa(n) }
 // sendRecord notes that r's request, of bytesIn bytes, is being sent, and
 // has it written as running unless it ends within runningRecordAfter.
 func (s *Service) sendRecord(r *attemptRecord, bytesIn int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sent, r.e.BytesIn = true, bytesIn
-	r.timer = time.AfterFunc(runningRecordAfter, func() {
-		r.mu.Lock()
-		if r.settled {
-			r.mu.Unlock()
-			return
-		}
-		done := make(chan struct{})
-		r.written = done
-		e := r.e
-		r.mu.Unlock()
-		defer close(done)
-		if err := s.st.PutExecution(context.Background(), e); err != nil {
-			s.cfg.Log.WithError(err).WithField("execution", e.ID).Warn("async: cannot write the record of a running attempt")
-		}
-	})
+	r.e.BytesIn = bytesIn
+	r.running.Start(r.e)
 }
 
 // settle stops r's running write from starting and waits for one under
 // way, so that the outcome written next is never overwritten by it. It
 // reports whether the request was sent.
-func (r *attemptRecord) settle() bool {
-	r.mu.Lock()
-	r.settled = true
-	if r.timer != nil {
-		r.timer.Stop()
-	}
-	sent, written := r.sent, r.written
-	r.mu.Unlock()
-	if written != nil {
-		<-written
-	}
-	return sent
-}
+func (r *attemptRecord) settle() bool { return r.running.Settle() }
 
 // finishRecord writes e, the final record of r, in a write of its own:
 // for outcomes no update of the call carries. An attempt that never sent
 // its request has no record.
 func (s *Service) finishRecord(r *attemptRecord, e store.Execution) {
-	if !r.settle() {
-		return
-	}
+	r.running.Finish(e)
+}
+
+// putRecord writes e, the record of an attempt, running or final.
+func (s *Service) putRecord(e store.Execution) {
 	if err := s.st.PutExecution(context.Background(), e); err != nil {
-		s.cfg.Log.WithError(err).WithField("execution", e.ID).Warn("async: cannot write the record of an attempt")
+		msg := "async: cannot write the record of an attempt"
+		if !e.Final() {
+			msg = "async: cannot write the record of a running attempt"
+		}
+		s.cfg.Log.WithError(err).WithField("execution", e.ID).Warn(msg)
 	}
 }
 
 // ended is r as final in state, with reason, after d.
 func (r *attemptRecord) ended(state, reason string, d time.Duration, now time.Time) store.Execution {
-	r.mu.Lock()
 	e := r.e
-	r.mu.Unlock()
 	e.State, e.Error = state, reason
 	e.FinishedAt, e.DurationSeconds = now.UTC(), d.Seconds()
 	return e

@@ -1,7 +1,8 @@
 // Package executions looks after the execution records of job runs and
 // async attempts (store.Executions): at start it closes the records a
-// daemon that died left running, and while the daemon runs it keeps the
-// records within their bounds of count and age.
+// daemon that died left running, while a run lasts it writes its running
+// record (DelayedRunning), and while the daemon runs it keeps the records
+// within their bounds of count and age.
 package executions
 
 import (

@@ -33,6 +33,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/executions"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
@@ -54,7 +55,7 @@ const (
 	// runningRecordAfter: a run still running this long after it started
 	// is written as running (what a kill -9 leaves, marked interrupted at
 	// the next start); a shorter one costs no write but its final one.
-	runningRecordAfter = 250 * time.Millisecond
+	runningRecordAfter = executions.DefaultRunningAfter
 )
 
 // Headers of a job's answer.

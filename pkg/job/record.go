@@ -2,9 +2,9 @@ package job
 
 import (
 	"context"
-	"sync"
 	"time"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/executions"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
@@ -19,12 +19,8 @@ const maxRecordID = 256
 // so a short job costs one write, its final one, and that write happens
 // after the answer went out.
 type record struct {
-	e store.Execution
-
-	mu      sync.Mutex
-	timer   *time.Timer
-	settled bool
-	written chan struct{} // closed once the running write returned; nil while none started
+	e       store.Execution // never changes after start
+	running *executions.DelayedRunning
 }
 
 // startRecord begins the record of call c, which starts running now.
@@ -32,40 +28,16 @@ func (e *Executor) startRecord(c proxy.JobCall) *record {
 	if e.recs == nil || c.CallID == "" || len(c.CallID) > maxRecordID {
 		return nil
 	}
-	rec := &record{e: store.Execution{
-		ID: c.CallID, Kind: store.ExecutionJob, Function: c.Key,
-		State: store.ExecutionRunning, StartedAt: time.Now(),
-	}}
-	e.writes.Add(1) // done once the final record is written
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	rec.timer = time.AfterFunc(runningRecordAfter, func() {
-		rec.mu.Lock()
-		if rec.settled {
-			rec.mu.Unlock()
-			return
-		}
-		done := make(chan struct{})
-		rec.written = done
-		run := rec.e
-		rec.mu.Unlock()
-		defer close(done)
-		e.put(run)
-	})
-	return rec
-}
-
-// settle keeps the running write from starting and waits for one under
-// way, so the final record is never overwritten by it.
-func (r *record) settle() {
-	r.mu.Lock()
-	r.settled = true
-	r.timer.Stop()
-	written := r.written
-	r.mu.Unlock()
-	if written != nil {
-		<-written
+	rec := &record{
+		e: store.Execution{
+			ID: c.CallID, Kind: store.ExecutionJob, Function: c.Key,
+			State: store.ExecutionRunning, StartedAt: time.Now(),
+		},
+		running: executions.NewDelayedRunning(runningRecordAfter, e.put),
 	}
+	e.writes.Add(1) // done once the final record is written
+	rec.running.Start(rec.e)
+	return rec
 }
 
 // finishRecord writes the final record in the background.
@@ -88,8 +60,7 @@ func (e *Executor) finishRecord(rec *record, a answer, res runtime.RunResult, co
 	final.StderrHead, final.StderrTail = stderr.Head(), stderr.Tail()
 	go func() {
 		defer e.writes.Done()
-		rec.settle()
-		e.put(final)
+		rec.running.Finish(final)
 	}()
 }
 

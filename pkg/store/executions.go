@@ -332,29 +332,40 @@ func (e *engine) ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execu
 	out := make([]Execution, 0)
 	err := e.read(ctx, about, func(tx *txn) error {
 		recs := tx.kv.bucket(executionRecords.name)
-		var err error
-		tx.kv.bucket(executionIndex).scanReverse(func(k, v []byte) bool {
-			ent, ok := parseExecEntry(k, v)
-			if !ok {
-				err = about.wrap(errBadIndex)
-				return false
-			}
+		return scanNewest(tx, about, func(ent execEntry) (bool, error) {
 			if !f.matches(ent) {
-				return true
+				return true, nil
 			}
-			var rec Execution
-			if rec, err = decodeIndexed(recs, ent); err != nil {
-				return false
+			rec, err := decodeIndexed(recs, ent)
+			if err != nil {
+				return false, err
 			}
 			out = append(out, rec)
-			return f.Limit <= 0 || len(out) < f.Limit
+			return f.Limit <= 0 || len(out) < f.Limit, nil
 		})
-		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// scanNewest calls visit with every index entry, newest first, until it
+// returns false or an error. An entry that cannot be parsed ends the scan
+// with errBadIndex.
+func scanNewest(tx *txn, about subject, visit func(ent execEntry) (more bool, err error)) error {
+	var err error
+	tx.kv.bucket(executionIndex).scanReverse(func(k, v []byte) bool {
+		ent, ok := parseExecEntry(k, v)
+		if !ok {
+			err = about.wrap(errBadIndex)
+			return false
+		}
+		var more bool
+		more, err = visit(ent)
+		return more && err == nil
+	})
+	return err
 }
 
 // decodeIndexed returns the record an index entry points at.
@@ -464,13 +475,7 @@ func (e *engine) SummarizeExecutions(ctx context.Context, last int) ([]Execution
 	byFn := map[string]*ExecutionSummary{}
 	err := e.read(ctx, about, func(tx *txn) error {
 		recs := tx.kv.bucket(executionRecords.name)
-		var err error
-		tx.kv.bucket(executionIndex).scanReverse(func(k, v []byte) bool {
-			ent, ok := parseExecEntry(k, v)
-			if !ok {
-				err = about.wrap(errBadIndex)
-				return false
-			}
+		return scanNewest(tx, about, func(ent execEntry) (bool, error) {
 			s := byFn[string(ent.function)]
 			if s == nil {
 				s = &ExecutionSummary{Function: string(ent.function), Last: make([]Execution, 0, last)}
@@ -484,15 +489,14 @@ func (e *engine) SummarizeExecutions(ctx context.Context, last int) ([]Execution
 				s.Failures++
 			}
 			if len(s.Last) < last {
-				var rec Execution
-				if rec, err = decodeIndexed(recs, ent); err != nil {
-					return false
+				rec, err := decodeIndexed(recs, ent)
+				if err != nil {
+					return false, err
 				}
 				s.Last = append(s.Last, rec)
 			}
-			return true
+			return true, nil
 		})
-		return err
 	})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -184,72 +185,55 @@ func benchExecutionStore(b *testing.B, fns int) *Bolt {
 	return s
 }
 
-// BenchmarkExecutionsListNewest100: GET /system/executions (limit 100)
-// with 20,000 records kept.
-func BenchmarkExecutionsListNewest100(b *testing.B) {
+// BenchmarkExecutions: what the API, the debug page and the pruner pay on
+// 20,000 records of 20 functions (1,000 each). DecodeAll is the baseline
+// the index avoids: decoding every record, as a list without an index
+// would. The cases only read, so they share one store.
+func BenchmarkExecutions(b *testing.B) {
 	s := benchExecutionStore(b, 20)
-	b.ReportAllocs()
-	for b.Loop() {
-		list, err := s.ListExecutions(b.Context(), ExecutionFilter{Limit: 100})
-		if err != nil || len(list) != 100 {
-			b.Fatal(len(list), err)
-		}
-	}
-}
-
-// BenchmarkExecutionsListFunction100: the newest 100 of one function of
-// 20 (1,000 records each).
-func BenchmarkExecutionsListFunction100(b *testing.B) {
-	s := benchExecutionStore(b, 20)
-	b.ReportAllocs()
-	for b.Loop() {
-		list, err := s.ListExecutions(b.Context(), ExecutionFilter{Function: "openfaas-fn/fn-007", Limit: 100})
-		if err != nil || len(list) != 100 {
-			b.Fatal(len(list), err)
-		}
-	}
-}
-
-// BenchmarkExecutionsSummarize: what /debug/reconcile reads, 5 runs for
-// each of 20 functions.
-func BenchmarkExecutionsSummarize(b *testing.B) {
-	s := benchExecutionStore(b, 20)
-	b.ReportAllocs()
-	for b.Loop() {
-		sums, err := s.SummarizeExecutions(b.Context(), 5)
-		if err != nil || len(sums) != 20 {
-			b.Fatal(len(sums), err)
-		}
-	}
-}
-
-// BenchmarkExecutionsPruneNothingDue: the periodic prune pass when the
-// records are within bounds (the usual case): a read, no write.
-func BenchmarkExecutionsPruneNothingDue(b *testing.B) {
-	s := benchExecutionStore(b, 20)
-	b.ReportAllocs()
-	for b.Loop() {
-		if n, err := s.PruneExecutions(b.Context(), benchExecutions, 24*time.Hour); err != nil || n != 0 {
-			b.Fatal(n, err)
-		}
-	}
-}
-
-// BenchmarkExecutionsDecodeAll is the baseline the index avoids: decoding
-// every record, as a list without an index would.
-func BenchmarkExecutionsDecodeAll(b *testing.B) {
-	s := benchExecutionStore(b, 20)
-	b.ReportAllocs()
-	for b.Loop() {
-		n := 0
-		err := s.read(b.Context(), subject{what: "bench", bare: true}, func(tx *txn) error {
-			list, err := executionRecords.list(tx, nil)
-			n = len(list)
-			return err
+	for _, bm := range []struct {
+		name string
+		want int
+		run  func(ctx context.Context) (int, error)
+	}{
+		// GET /system/executions (limit 100).
+		{"ListNewest100", 100, func(ctx context.Context) (int, error) {
+			list, err := s.ListExecutions(ctx, ExecutionFilter{Limit: 100})
+			return len(list), err
+		}},
+		// The newest 100 of one function.
+		{"ListFunction100", 100, func(ctx context.Context) (int, error) {
+			list, err := s.ListExecutions(ctx, ExecutionFilter{Function: "openfaas-fn/fn-007", Limit: 100})
+			return len(list), err
+		}},
+		// What /debug/reconcile reads, 5 runs for each function.
+		{"Summarize", 20, func(ctx context.Context) (int, error) {
+			sums, err := s.SummarizeExecutions(ctx, 5)
+			return len(sums), err
+		}},
+		// The periodic pass when the records are within bounds (the
+		// usual case): a read, no write.
+		{"PruneNothingDue", 0, func(ctx context.Context) (int, error) {
+			return s.PruneExecutions(ctx, benchExecutions, 24*time.Hour)
+		}},
+		{"DecodeAll", benchExecutions, func(ctx context.Context) (int, error) {
+			n := 0
+			err := s.read(ctx, subject{what: "bench", bare: true}, func(tx *txn) error {
+				list, err := executionRecords.list(tx, nil)
+				n = len(list)
+				return err
+			})
+			return n, err
+		}},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if n, err := bm.run(b.Context()); err != nil || n != bm.want {
+					b.Fatal(n, err)
+				}
+			}
 		})
-		if err != nil || n != benchExecutions {
-			b.Fatal(n, err)
-		}
 	}
 }
 
