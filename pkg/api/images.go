@@ -77,6 +77,15 @@ var otherCompressions = []struct {
 
 var gzipMagic = []byte{0x1f, 0x8b}
 
+// The 501 answers of a runtime without image load or inspection (the
+// swarm, where each node has its own images), with what to do instead.
+const (
+	noImageLoad = "this runtime cannot load images (on a swarm the image must be on every node that may run the function): " +
+		"load it into each node yourself, e.g. docker save IMAGE | docker -H NODE load"
+	noImageList = "this runtime cannot tell which images it has (on a swarm each node has its own): " +
+		"list them on each node, e.g. docker -H NODE image ls"
+)
+
 // uploadImages answers POST /system/images: the body is a `docker save`
 // archive, plain tar or gzip (told by its first bytes, whatever the
 // Content-Type), streamed into the engine's image load as it arrives, never
@@ -88,9 +97,7 @@ var gzipMagic = []byte{0x1f, 0x8b}
 // engine's reason, and leaves nothing tagged.
 func (a *api) uploadImages(w http.ResponseWriter, r *http.Request) {
 	if a.images == nil {
-		writeError(w, a.log, http.StatusNotImplemented,
-			"this runtime cannot load images (on a swarm the image must be on every node that may run the function): "+
-				"load it into each node yourself, e.g. docker save IMAGE | docker -H NODE load", nil)
+		writeError(w, a.log, http.StatusNotImplemented, noImageLoad, nil)
 		return
 	}
 	limit := a.imageUploadMax
@@ -339,9 +346,7 @@ func (p *plainUpload) Read(b []byte) (int, error) {
 // function's "my-fn" is the upload "my-fn:latest".
 func (a *api) listImages(w http.ResponseWriter, r *http.Request) {
 	if a.inspect == nil {
-		writeError(w, a.log, http.StatusNotImplemented,
-			"this runtime cannot tell which images it has (on a swarm each node has its own): "+
-				"list them on each node, e.g. docker -H NODE image ls", nil)
+		writeError(w, a.log, http.StatusNotImplemented, noImageList, nil)
 		return
 	}
 	ctx := r.Context()

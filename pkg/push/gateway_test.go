@@ -60,11 +60,17 @@ func TestLoadImagesStreamsTheArchive(t *testing.T) {
 	}
 }
 
+// failure is the error answer the fake gateway gives instead of its
+// success one; the zero failure is none.
+type failure struct {
+	status int
+	body   string
+}
+
 func TestLoadImagesErrorsCarryTheServersMessage(t *testing.T) {
 	tests := []struct {
-		name       string
-		status     int
-		body       string
+		name string
+		failure
 		readFirst  int64
 		creds      Credentials
 		wantCode   int
@@ -72,18 +78,18 @@ func TestLoadImagesErrorsCarryTheServersMessage(t *testing.T) {
 		rounds     int
 		closeFirst bool
 	}{
-		{name: "corrupt archive", status: 400, body: "archive is not a docker save archive: unexpected EOF",
+		{name: "corrupt archive", failure: failure{400, "archive is not a docker save archive: unexpected EOF"},
 			readFirst: 1 << 20, wantCode: 400, wantInErr: []string{"400 Bad Request", "unexpected EOF"}},
-		{name: "over the size limit mid-stream", status: 413, body: "image archive larger than 1048576 bytes",
+		{name: "over the size limit mid-stream", failure: failure{413, "image archive larger than 1048576 bytes"},
 			readFirst: 1 << 20, wantCode: 413, wantInErr: []string{"413", "larger than 1048576 bytes"}, rounds: 5},
-		{name: "swarm runtime", status: 501, body: "loading images is not supported by the swarm runtime",
+		{name: "swarm runtime", failure: failure{501, "loading images is not supported by the swarm runtime"},
 			wantCode: 501, wantInErr: []string{"501", "swarm runtime", "load them into every node"}},
-		{name: "no credentials", status: 401, body: "invalid credentials",
+		{name: "no credentials", failure: failure{401, "invalid credentials"},
 			wantCode: 401, wantInErr: []string{"401", "invalid credentials", "faas-cli login"}},
-		{name: "refused credentials", status: 401, body: "invalid credentials",
+		{name: "refused credentials", failure: failure{401, "invalid credentials"},
 			creds:    Credentials{Username: "admin", Password: "wrong-pw", Source: "faas-cli login (/x/config.yml)"},
 			wantCode: 401, wantInErr: []string{"/x/config.yml", "refused"}},
-		{name: "old gateway", status: 404, body: "404 page not found",
+		{name: "old gateway", failure: failure{404, "404 page not found"},
 			wantCode: 404, wantInErr: []string{"cannot load images"}},
 	}
 	for _, tc := range tests {
@@ -134,18 +140,17 @@ func TestLoadImagesBadAnswers(t *testing.T) {
 
 func TestDeployPutsThenPosts(t *testing.T) {
 	tests := []struct {
-		name        string
-		exists      bool
-		status      int
-		body        string
+		name   string
+		exists bool
+		failure
 		wantMethods []string
 		wantErr     string
 	}{
 		{name: "new function: PUT 404 then POST", wantMethods: []string{"PUT", "POST"}},
 		{name: "existing function: PUT", exists: true, wantMethods: []string{"PUT"}},
-		{name: "bad spec", status: 400, body: "namespace dev is not valid", wantMethods: []string{"PUT"},
+		{name: "bad spec", failure: failure{400, "namespace dev is not valid"}, wantMethods: []string{"PUT"},
 			wantErr: "deploying fn: the gateway answered 400 Bad Request: namespace dev is not valid"},
-		{name: "unauthorized", status: 401, body: "invalid credentials", wantMethods: []string{"PUT"},
+		{name: "unauthorized", failure: failure{401, "invalid credentials"}, wantMethods: []string{"PUT"},
 			wantErr: "faas-cli login"},
 	}
 	for _, tc := range tests {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,10 +17,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
 )
 
 // Image upload (POST /system/images, GET /system/images) against the real
@@ -47,61 +43,8 @@ type uploadedImage struct {
 func uniqueUploadRef(t *testing.T, cli *client.Client, name string) string {
 	t.Helper()
 	ref := uploadRepoPrefix + name + ":t-" + randomSuffix(10)
-	t.Cleanup(func() { removeUploadRefs(t, cli, ref) })
+	t.Cleanup(func() { removeImages(t, cli, localEngine, ref) })
 	return ref
-}
-
-// removeUploadRefs removes refs (tags these tests made) from the engine,
-// with the untagged images of their build steps (the legacy builder keeps
-// one per instruction as a parent, and with it the layers); one already
-// gone is fine.
-func removeUploadRefs(t *testing.T, cli *client.Client, refs ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, ref := range refs {
-		if _, err := cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Logf("cleanup: removing image %s: %v", ref, err)
-		}
-	}
-}
-
-// buildImage builds, through the Docker API, an image tagged ref from
-// dockerfile and the files of the context, and returns its ID.
-func buildImage(t *testing.T, cli *client.Client, ref, dockerfile string, files map[string][]byte) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	files["Dockerfile"] = []byte(dockerfile)
-	for name, data := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
-		Tags: []string{ref}, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
-		Version: build.BuilderV1, Labels: map[string]string{labelE2E: "true"},
-	})
-	if err != nil {
-		t.Fatalf("building %s: %v", ref, err)
-	}
-	defer resp.Body.Close()
-	var out bytes.Buffer
-	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, &out, 0, false, nil); err != nil {
-		t.Fatalf("building %s: %v\n%s", ref, err, out.String())
-	}
-	img, err := cli.ImageInspect(ctx, ref)
-	if err != nil {
-		t.Fatalf("%s after its build: %v", ref, err)
-	}
-	return img.ID
 }
 
 // saveImages is `docker save refs...` through the Docker API.
@@ -128,9 +71,9 @@ func prepareUpload(t *testing.T, cli *client.Client, name string) uploadedImage 
 	t.Helper()
 	ref := uniqueUploadRef(t, cli, name)
 	base := fnImage(t, fnEcho)
-	id := buildImage(t, cli, ref, fmt.Sprintf("FROM %s\nENV UPLOAD_MARK=%s\n", base, ref), map[string][]byte{})
+	id := buildImage(t, cli, ref, fmt.Sprintf("FROM %s\nENV UPLOAD_MARK=%s\n", base, ref), nil)
 	archive := saveImages(t, cli, ref)
-	removeUploadRefs(t, cli, ref)
+	removeImages(t, cli, localEngine, ref)
 	requireAbsent(t, cli, ref, id)
 	return uploadedImage{ref: ref, id: id, archive: archive}
 }
@@ -364,16 +307,12 @@ func corruptMultiImage(t *testing.T, cli *client.Client) (archive, first []byte,
 	t.Helper()
 	for _, name := range []string{"first", "second"} {
 		ref := uniqueUploadRef(t, cli, name)
-		blob := make([]byte, 64<<10)
-		if _, err := rand.Read(blob); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, buildImage(t, cli, ref, "FROM scratch\nCOPY blob /blob\n", map[string][]byte{"blob": blob}))
+		ids = append(ids, buildImage(t, cli, ref, "FROM scratch\nCOPY blob /blob\n", map[string][]byte{"blob": randomBytes(64 << 10)}))
 		refs = append(refs, ref)
 	}
 	saved := saveImages(t, cli, refs...)
 	first = saveImages(t, cli, refs[0])
-	removeUploadRefs(t, cli, refs...)
+	removeImages(t, cli, localEngine, refs...)
 	for i := range refs {
 		requireAbsent(t, cli, refs[i], ids[i])
 	}
@@ -451,10 +390,7 @@ func TestImageUploadRefused(t *testing.T) {
 	d := startDaemon(t, withEnv("IMAGE_UPLOAD_MAX", fmt.Sprint(limit)))
 	t.Logf("archive %d bytes, gzipped %d, IMAGE_UPLOAD_MAX %d", len(img.archive), len(gz), limit)
 
-	random := make([]byte, 256<<10)
-	if _, err := rand.Read(random); err != nil {
-		t.Fatal(err)
-	}
+	random := randomBytes(256 << 10)
 	cases := []struct {
 		name    string
 		body    []byte

@@ -45,6 +45,14 @@ func jobSpec(name, img string, env map[string]string, annotations map[string]str
 	return types.FunctionDeployment{Service: name, Image: img, EnvVars: env, Labels: &labels, Annotations: &ann}
 }
 
+// deployJob deploys fn-job as the job function name, with annotations
+// added to the job mode's, and waits until it is ready to run.
+func (d *daemon) deployJob(name string, annotations map[string]string) {
+	d.t.Helper()
+	d.deploy(jobSpec(name, fnImage(d.t, fnJob), nil, annotations))
+	d.waitReady(name, defaultNamespace, 1)
+}
+
 // jobContainers lists this daemon's job containers, in any state.
 func (d *daemon) jobContainers() ([]container.Summary, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -366,9 +374,7 @@ func TestJobThousandExecutions(t *testing.T) {
 	runs := envInt(t, "JOB_RUNS", 1000)
 	const workers = 8
 	d := startDaemon(t)
-	img := fnImage(t, fnJob)
-	d.deploy(jobSpec("many", img, nil, map[string]string{"io.dockerfaas.job.concurrency": strconv.Itoa(workers)}))
-	d.waitReady("many", defaultNamespace, 1)
+	d.deployJob("many", map[string]string{"io.dockerfaas.job.concurrency": strconv.Itoa(workers)})
 
 	var next atomic.Int64
 	var failed atomic.Int64
@@ -429,9 +435,7 @@ func TestJobThousandExecutions(t *testing.T) {
 func TestJobConcurrencyLimit(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, withEnv("READY_WAIT", "1s"))
-	img := fnImage(t, fnJob)
-	d.deploy(jobSpec("limited", img, nil, map[string]string{"io.dockerfaas.job.concurrency": "2"}))
-	d.waitReady("limited", defaultNamespace, 1)
+	d.deployJob("limited", map[string]string{"io.dockerfaas.job.concurrency": "2"})
 
 	var wg sync.WaitGroup
 	slow := make([]jobCall, 2)
@@ -477,9 +481,7 @@ func TestJobConcurrencyLimit(t *testing.T) {
 func TestJobAsync(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t)
-	img := fnImage(t, fnJob)
-	d.deploy(jobSpec("ajob", img, nil, nil))
-	d.waitReady("ajob", defaultNamespace, 1)
+	d.deployJob("ajob", nil)
 	recv := newCallbackReceiver(t)
 	res := d.invoke("POST", "/async-function/ajob?mode=upper", []byte("async job"), map[string]string{
 		"X-Callback-Url": recv.url("/done"), "X-Call-Id": "ajob-1",
@@ -506,9 +508,7 @@ func TestJobAsync(t *testing.T) {
 func TestJobKillDuringRuns(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t)
-	img := fnImage(t, fnJob)
-	d.deploy(jobSpec("killed", img, nil, nil))
-	d.waitReady("killed", defaultNamespace, 1)
+	d.deployJob("killed", nil)
 	const n = 4
 	for i := range n {
 		go d.callJob("POST", "/function/killed?sleep=30s", nil, map[string]string{"X-Call-Id": "killed-" + strconv.Itoa(i)})

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -20,10 +19,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
 )
 
 // `dockerfaasd push` end to end: the real binary's push subcommand saves an
@@ -79,43 +75,7 @@ func runPush(t *testing.T, env map[string]string, stdin string, args ...string) 
 // no other engine has. It returns the image ID.
 func buildMarkedImage(t *testing.T, cli *client.Client, base, tag, mark string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dockerfile := fmt.Sprintf("FROM %s\nENV PUSH_MARK=%s\n", base, mark)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	_ = tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg})
-	_, _ = tw.Write([]byte(dockerfile))
-	_ = tw.Close()
-	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
-		Tags: []string{tag}, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
-		Version: build.BuilderV1, Labels: map[string]string{labelE2E: "true"},
-	})
-	if err != nil {
-		t.Fatalf("building %s: %v", tag, err)
-	}
-	defer resp.Body.Close()
-	var out bytes.Buffer
-	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, &out, 0, false, nil); err != nil {
-		t.Fatalf("building %s: %v\n%s", tag, err, out.String())
-	}
-	img, err := cli.ImageInspect(ctx, tag)
-	if err != nil {
-		t.Fatalf("%s after its build: %v", tag, err)
-	}
-	return img.ID
-}
-
-// removeImages removes the images refs (tags or IDs this test created)
-// from cli's engine; one already gone is fine.
-func removeImages(t *testing.T, cli *client.Client, where string, refs ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, ref := range refs {
-		if _, err := cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Logf("cleanup: removing %s from %s: %v", ref, where, err)
-		}
-	}
+	return buildImage(t, cli, tag, fmt.Sprintf("FROM %s\nENV PUSH_MARK=%s\n", base, mark), nil)
 }
 
 // faasCLIConfig writes the config.yml `faas-cli login` would write for
@@ -166,7 +126,7 @@ func TestPushDeployWithoutRegistry(t *testing.T) {
 	t.Cleanup(func() {
 		refs := append([]string{tag}, ids...)
 		removeImages(t, src, srcSock, refs...)
-		removeImages(t, local, "the local engine", refs...)
+		removeImages(t, local, localEngine, refs...)
 	})
 	id1 := buildMarkedImage(t, src, base, tag, mark1)
 	ids = append(ids, id1)

@@ -21,8 +21,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/openfaas/faas-provider/types"
 )
 
@@ -86,25 +84,7 @@ func userImage(t *testing.T, base, user string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := cli.ImageInspect(ctx, tag); err != nil {
-		dockerfile := "FROM " + base + "\nUSER " + user + "\n"
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		_ = tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg})
-		_, _ = tw.Write([]byte(dockerfile))
-		_ = tw.Close()
-		resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
-			Tags: []string{tag}, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
-			Version: build.BuilderV1, Labels: map[string]string{labelE2E: "true"},
-		})
-		if err != nil {
-			t.Fatalf("build %s: %v", tag, err)
-		}
-		var out bytes.Buffer
-		err = jsonmessage.DisplayJSONMessagesStream(resp.Body, &out, 0, false, nil)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatalf("build %s: %v\n%s", tag, err, out.String())
-		}
+		buildTagged(ctx, t, cli, tag, "FROM "+base+"\nUSER "+user+"\n", nil)
 	}
 	if userImages.tags == nil {
 		userImages.tags = map[string]string{}

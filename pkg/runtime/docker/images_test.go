@@ -154,14 +154,27 @@ func (f *fakeImages) snapshot() (map[string]string, []string) {
 	return maps.Clone(f.tags), slices.Clone(f.calls)
 }
 
+// quietImages is the runtime's Images over f, logging nowhere.
+func quietImages(f engine.ImageEngine) *Images {
+	log, _ := logtest.NewNullLogger()
+	return NewImages(f, log)
+}
+
+// checkRefs fails the test when f's references after a load are not want.
+func checkRefs(t *testing.T, f *fakeImages, want map[string]string) {
+	t.Helper()
+	if tags, calls := f.snapshot(); !maps.Equal(tags, want) {
+		t.Errorf("references after the load %v, want %v (calls %v)", tags, want, calls)
+	}
+}
+
 func TestImagesLoad(t *testing.T) {
 	tests := []struct {
-		name     string
-		tags     map[string]string // before the load
-		untagged []string          // images there before without a reference
-		archive  string
-		want     []runtime.LoadedImage
-		wantErr  string // ErrBadArchive with this reason when set
+		name    string
+		tags    map[string]string // before the load
+		archive string
+		want    []runtime.LoadedImage
+		wantErr string // ErrBadArchive with this reason when set
 		// wantTags are the references after the load.
 		wantTags map[string]string
 	}{
@@ -179,41 +192,6 @@ func TestImagesLoad(t *testing.T) {
 			wantTags: map[string]string{},
 		},
 		{
-			name:     "second image broken: the first is untagged again",
-			tags:     map[string]string{"keep:1": "sha256:k"},
-			archive:  "a:1 sha256:a\nb:1 !\n",
-			wantErr:  "layer.tar: no such file or directory",
-			wantTags: map[string]string{"keep:1": "sha256:k"},
-		},
-		{
-			name:     "a moved reference goes back to its image",
-			tags:     map[string]string{"a:1": "sha256:old"},
-			archive:  "a:1 sha256:new\nb:1 !\n",
-			wantErr:  "no such file",
-			wantTags: map[string]string{"a:1": "sha256:old"},
-		},
-		{
-			name:     "a reference that was there already is untouched",
-			tags:     map[string]string{"a:1": "sha256:a"},
-			archive:  "a:1 sha256:a\nb:1 !\n",
-			wantErr:  "no such file",
-			wantTags: map[string]string{"a:1": "sha256:a"},
-		},
-		{
-			name:     "a new reference to an image that was tagged otherwise is removed",
-			tags:     map[string]string{"other:1": "sha256:a"},
-			archive:  "a:1 sha256:a\nb:1 !\n",
-			wantErr:  "no such file",
-			wantTags: map[string]string{"other:1": "sha256:a"},
-		},
-		{
-			name:     "an image that existed untagged is never removed",
-			untagged: []string{"sha256:a"},
-			archive:  "a:1 sha256:a\nb:1 !\n",
-			wantErr:  "no such file",
-			wantTags: map[string]string{"a:1": "sha256:a"},
-		},
-		{
 			name:     "the first image broken: nothing to undo",
 			archive:  "a:1 !\n",
 			wantErr:  "no such file",
@@ -222,10 +200,8 @@ func TestImagesLoad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeImages(tt.tags, tt.untagged...)
-			log, _ := logtest.NewNullLogger()
-			im := NewImages(f, log)
-			got, err := im.Load(context.Background(), strings.NewReader(tt.archive))
+			f := newFakeImages(tt.tags)
+			got, err := quietImages(f).Load(context.Background(), strings.NewReader(tt.archive))
 			switch {
 			case tt.wantErr != "":
 				if !errors.Is(err, runtime.ErrBadArchive) || !strings.Contains(err.Error(), tt.wantErr) {
@@ -236,9 +212,36 @@ func TestImagesLoad(t *testing.T) {
 			case !slices.Equal(got, tt.want):
 				t.Errorf("loaded %+v, want %+v", got, tt.want)
 			}
-			if tags, calls := f.snapshot(); !maps.Equal(tags, tt.wantTags) {
-				t.Errorf("references after the load %v, want %v (calls %v)", tags, tt.wantTags, calls)
+			checkRefs(t, f, tt.wantTags)
+		})
+	}
+}
+
+// A load that stops at a broken image after tagging a good one undoes
+// the references it made, and only those: what was there before stays.
+func TestImagesLoadUndo(t *testing.T) {
+	type refs = map[string]string
+	tests := []struct {
+		name     string
+		tags     refs     // before the load
+		untagged []string // images there before without a reference
+		first    string   // the archive's good first image, "REF ID"; its second is broken
+		wantTags refs     // after the load
+	}{
+		{"second image broken: the first is untagged again", refs{"keep:1": "sha256:k"}, nil, "a:1 sha256:a", refs{"keep:1": "sha256:k"}},
+		{"a moved reference goes back to its image", refs{"a:1": "sha256:old"}, nil, "a:1 sha256:new", refs{"a:1": "sha256:old"}},
+		{"a reference that was there already is untouched", refs{"a:1": "sha256:a"}, nil, "a:1 sha256:a", refs{"a:1": "sha256:a"}},
+		{"a new reference to an image that was tagged otherwise is removed", refs{"other:1": "sha256:a"}, nil, "a:1 sha256:a", refs{"other:1": "sha256:a"}},
+		{"an image that existed untagged is never removed", nil, []string{"sha256:a"}, "a:1 sha256:a", refs{"a:1": "sha256:a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeImages(tt.tags, tt.untagged...)
+			_, err := quietImages(f).Load(context.Background(), strings.NewReader(tt.first+"\nb:1 !\n"))
+			if !errors.Is(err, runtime.ErrBadArchive) || !strings.Contains(err.Error(), "layer.tar: no such file or directory") {
+				t.Errorf("error %v, want ErrBadArchive with the engine's reason", err)
 			}
+			checkRefs(t, f, tt.wantTags)
 		})
 	}
 }
@@ -263,8 +266,7 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 // A client that goes away mid-upload aborts the load: nothing is tagged.
 func TestImagesLoadClientGoneMidUpload(t *testing.T) {
 	f := newFakeImages(nil)
-	log, _ := logtest.NewNullLogger()
-	im := NewImages(f, log)
+	im := quietImages(f)
 	ctx, cancel := context.WithCancel(context.Background())
 	body := &blockingReader{data: []byte("a:1 sha256:a\n"), release: make(chan struct{})}
 	defer close(body.release)
@@ -295,8 +297,7 @@ func TestImagesLoadClientGoneAfterUpload(t *testing.T) {
 	f := newFakeImages(map[string]string{"a:1": "sha256:old"})
 	ctx, cancel := context.WithCancel(context.Background())
 	f.afterRead = cancel
-	log, _ := logtest.NewNullLogger()
-	im := NewImages(f, log)
+	im := quietImages(f)
 	_, err := im.Load(ctx, strings.NewReader("a:1 sha256:new\nb:1 sha256:b\n"))
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want context.Canceled", err)
@@ -310,8 +311,7 @@ func TestImagesLoadClientGoneAfterUpload(t *testing.T) {
 // answers does not hold the request forever.
 func TestImagesLoadFinishBound(t *testing.T) {
 	f := &stuckEngine{fakeImages: newFakeImages(nil)}
-	log, _ := logtest.NewNullLogger()
-	im := NewImages(f, log)
+	im := quietImages(f)
 	im.finish = 50 * time.Millisecond
 	_, err := im.Load(context.Background(), strings.NewReader("a:1 sha256:a\n"))
 	if !errors.Is(err, context.Canceled) {

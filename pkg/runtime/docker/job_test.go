@@ -330,8 +330,9 @@ func TestListRemovesJobContainersOfADeadDaemon(t *testing.T) {
 	f.waitNoJobContainers()
 }
 
-func TestRemoveKillsRunningJobs(t *testing.T) {
-	f, key := jobFixture(t)
+// startEndlessRun starts a run of key whose process never ends by itself
+// and returns once its container runs, with where its result will arrive.
+func (f *fixture) startEndlessRun(key string) <-chan runtime.RunResult {
 	f.eng.SetJobProgram(program("", make(chan struct{}), engine.Exit{}))
 	done := make(chan runtime.RunResult)
 	go func() {
@@ -341,6 +342,12 @@ func TestRemoveKillsRunningJobs(t *testing.T) {
 	for len(f.running("t-fn")) == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
+	return done
+}
+
+func TestRemoveKillsRunningJobs(t *testing.T) {
+	f, key := jobFixture(t)
+	done := f.startEndlessRun(key)
 	if err := f.st.Delete(context.Background(), key); err != nil {
 		t.Fatal(err)
 	}
@@ -361,15 +368,7 @@ func TestRemoveKillsRunningJobs(t *testing.T) {
 
 func TestStopJobsKillsRunsAndRemovesTheirContainers(t *testing.T) {
 	f, key := jobFixture(t)
-	f.eng.SetJobProgram(program("", make(chan struct{}), engine.Exit{}))
-	done := make(chan runtime.RunResult)
-	go func() {
-		res, _ := f.rt.RunOnce(context.Background(), runtime.RunRequest{Key: key})
-		done <- res
-	}()
-	for len(f.running("t-fn")) == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	done := f.startEndlessRun(key)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	f.rt.StopJobs(ctx)
