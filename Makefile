@@ -11,7 +11,7 @@ build: ## static binary in bin/
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/dockerfaasd ./cmd/dockerfaasd
 
 run: ## the daemon with defaults (local Docker socket, state under STATE_DIR)
-	go run ./cmd/dockerfaasd
+	CGO_ENABLED=0 go run ./cmd/dockerfaasd
 
 test: ## everything, as CI runs it (needs a Docker Engine)
 	go test -race -count=1 -timeout 30m ./...

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/async"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
@@ -54,6 +55,8 @@ type config struct {
 	ExecutionsMax    int
 	ExecutionsMaxAge time.Duration
 	JobConcurrency   int
+	JobWarm          int
+	JobInitBinary    string
 	PidsLimit        int64
 	SelfContainer    string
 	LogLevel         string
@@ -156,6 +159,15 @@ func settings(c *config) []setting {
 		{"EXECUTIONS_MAX", "executions-max", "10000", "execution records (job runs, async attempts) kept, oldest pruned first; running ones are never pruned", posInt(&c.ExecutionsMax)},
 		{"EXECUTIONS_MAX_AGE", "executions-max-age", "168h", "how long an execution record is kept after it ended", dur(&c.ExecutionsMaxAge)},
 		{"JOB_CONCURRENCY", "job-concurrency", "8", "calls of one job-mode function running at once, when its io.dockerfaas.job.concurrency annotation is absent (more wait up to READY_WAIT, then 429)", posInt(&c.JobConcurrency)},
+		{"JOB_WARM", "job-warm", "1", "containers each job-mode function keeps started ahead of its calls, when its io.dockerfaas.job.warm annotation is absent (0 = none; see README, Job mode)", func(v string) error {
+			n, _, err := faas.JobWarmOf(map[string]string{faas.AnnotationJobWarm: v})
+			if err != nil {
+				return fmt.Errorf("want an integer from 0 to %d", faas.MaxJobWarm)
+			}
+			c.JobWarm = n
+			return nil
+		}},
+		{"JOB_INIT_BINARY", "job-init-binary", "", "a statically linked dockerfaasd binary for job containers started ahead of their calls to run first (default: this daemon's own binary, when it is statically linked)", str(&c.JobInitBinary)},
 		{"PIDS_LIMIT", "pids-limit", "1024", "process limit per function container (0 = Docker's default)", func(v string) (err error) { c.PidsLimit, err = strconv.ParseInt(v, 10, 64); return }},
 		{"SELF_CONTAINER", "self-container", "auto", "this daemon's container (ID or name) when it runs in one, to join function networks; auto detects it, none disables", str(&c.SelfContainer)},
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},

@@ -32,6 +32,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/executions"
 	"github.com/dockerfaasd/dockerfaasd/pkg/job"
+	"github.com/dockerfaasd/dockerfaasd/pkg/jobinit"
 	"github.com/dockerfaasd/dockerfaasd/pkg/load"
 	"github.com/dockerfaasd/dockerfaasd/pkg/metrics"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
@@ -52,8 +53,14 @@ var (
 
 func main() {
 	// Subcommands come before the daemon's flags.
-	if len(os.Args) > 1 && os.Args[1] == "push" {
-		os.Exit(runPush(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "push":
+			os.Exit(runPush(os.Args[2:]))
+		case "job-init":
+			// Inside a pre-started job container (pkg/jobinit): not for users.
+			os.Exit(jobinit.Main(os.Args[2:]))
+		}
 	}
 	cfg, err := parseConfig(os.Args[1:], os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
@@ -391,6 +398,8 @@ func newRuntime(ctx context.Context, cfg config, engine *docker.Client, self str
 		DrainTimeout:  cfg.ExecTimeout,
 		MaxRequeue:    cfg.Resync,
 		NeighborLimit: neighborLimit(),
+		JobWarm:       cfg.JobWarm,
+		JobInitBinary: jobInitBinary(cfg.JobInitBinary, log),
 		// Drained replicas are stopped once the proxy's calls on them ended.
 		Load:       signals,
 		Registerer: reg,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/openfaas/faas-provider/types"
 )
@@ -22,7 +23,8 @@ import (
 const (
 	jobSource = "test/e2e/testdata/fn-job"
 	jobRepo   = "dockerfaasd-bench/fn-job"
-	jobFn     = "benchjob"
+	jobFn     = "benchjob"     // JOB_WARM's default pool of one
+	jobColdFn = "benchjobcold" // io.dockerfaas.job.warm 0: a container made per call
 )
 
 // jobLevels are the concurrencies measured: one call at a time, and four
@@ -33,10 +35,14 @@ var jobLevels = []int{1, 4}
 // /function/ against the Docker floor of the same work: create + start +
 // wait + remove of the same image through the Docker API, on a network of
 // its own, with the same concurrency, in the same run. Floor and daemon
-// alternate in rounds, so background load hits both alike. It also times
-// each Docker step of a run as the daemon makes it (create, attach,
-// start, start → exit, remove), which is what pre-creating containers
-// could save.
+// alternate in rounds, so background load hits both alike. Three ways of
+// the daemon are measured: calls back to back to a function with the
+// default pool of one container started ahead of calls (saturated: bound
+// by Docker's start rate, like the floor), the same with each call made
+// once the pool holds a fresh container (a call as it meets an idle
+// function), and a function without a pool (a container made per call).
+// It also times each Docker step of a run made per call (create, attach,
+// start, start → exit, remove).
 func (r *runner) job(ctx context.Context) error {
 	runs, err := strconv.Atoi(envOr("BENCH_JOB_RUNS", "40"))
 	if err != nil || runs < 4 || runs > 2000 {
@@ -53,85 +59,104 @@ func (r *runner) job(ctx context.Context) error {
 	}
 	defer func() { _ = removeNetwork(context.WithoutCancel(ctx), r.docker, netID) }()
 
-	ann := map[string]string{"io.dockerfaas.mode": "job", "io.dockerfaas.job.concurrency": "8"}
-	labels := map[string]string{}
-	if err := r.d.deploySpec(ctx, types.FunctionDeployment{Service: jobFn, Image: img, Annotations: &ann, Labels: &labels}); err != nil {
-		return err
-	}
-	defer func() { _ = r.removeFunction(context.WithoutCancel(ctx), jobFn) }()
-	if err := r.waitAvailable(ctx, jobFn, 1, 60*time.Second); err != nil {
-		return err
-	}
-	call := func(ctx context.Context) error { return r.jobCall(ctx) }
-	floor := func(ctx context.Context) error { return r.jobFloor(ctx, img, netName) }
-	// Warm both paths up: the first runs pay for caches.
-	for range 3 {
-		if err := call(ctx); err != nil {
-			return fmt.Errorf("warm-up call: %w", err)
+	for fn, warm := range map[string]string{jobFn: "", jobColdFn: "0"} {
+		ann := map[string]string{"io.dockerfaas.mode": "job", "io.dockerfaas.job.concurrency": "8"}
+		if warm != "" {
+			ann["io.dockerfaas.job.warm"] = warm
 		}
-		if err := floor(ctx); err != nil {
-			return fmt.Errorf("warm-up floor: %w", err)
+		labels := map[string]string{}
+		if err := r.d.deploySpec(ctx, types.FunctionDeployment{Service: fn, Image: img, Annotations: &ann, Labels: &labels}); err != nil {
+			return err
+		}
+		defer func() { _ = r.removeFunction(context.WithoutCancel(ctx), fn) }()
+		if err := r.waitAvailable(ctx, fn, 1, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	if _, err := r.waitPooled(ctx, jobFn, nil); err != nil {
+		return err
+	}
+	call := func(ctx context.Context) error { return r.jobCall(ctx, jobFn) }
+	cold := func(ctx context.Context) error { return r.jobCall(ctx, jobColdFn) }
+	floor := func(ctx context.Context) error { return r.jobFloor(ctx, img, netName) }
+	// Warm all paths up: the first runs pay for caches.
+	for range 3 {
+		for _, f := range []func(context.Context) error{call, cold, floor} {
+			if err := f(ctx); err != nil {
+				return fmt.Errorf("warm-up: %w", err)
+			}
 		}
 	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d runs per side and concurrency, in 4 alternating rounds; fn-job with an empty body (it exits at once). "+
 		"Floor: `ContainerCreate` + `ContainerStart` + `ContainerWait` + `ContainerRemove` through the Docker API on a network of "+
-		"the driver's. dockerfaasd: `POST /function/%s` (basic auth, keep-alive) to a job-mode function: create, attach, start, "+
-		"stdin closed, output read, wait; the container's removal follows the answer.\n\n", runs, jobFn)
+		"the driver's. dockerfaasd: `POST /function/NAME` (basic auth, keep-alive) to a job-mode function, whose container is "+
+		"removed after the answer: `%s` keeps the default pool of one container started ahead of calls (calls back to back: "+
+		"bound by Docker's start rate; or each made once a fresh container is pooled, as a call meets an idle function); "+
+		"`%s` has no pool (`io.dockerfaas.job.warm: 0`: create, attach, start per call).\n\n", runs, jobFn, jobColdFn)
 	b.WriteString("| concurrency | what | p50 | p99 | runs/s |\n|---:|---|---:|---:|---:|\n")
 	type row struct {
-		c                  int
-		floor, via         []time.Duration
-		floorRate, viaRate float64
+		c     int
+		sides []*jobSide
 	}
 	var rows []row
 	for _, c := range jobLevels {
-		var rw row
-		rw.c = c
-		var floorTime, viaTime time.Duration
+		rw := row{c: c, sides: []*jobSide{
+			{name: "Docker floor: create+start+wait+remove", f: floor},
+			{name: "dockerfaasd, pool of one, calls back to back", f: call},
+			{name: "dockerfaasd, no pool (a container made per call)", f: cold},
+		}}
 		for round := range 4 {
 			n := runs / 4
 			if round == 3 {
 				n = runs - 3*(runs/4)
 			}
-			lat, el, err := runConcurrent(ctx, c, n, floor)
-			if err != nil {
-				return fmt.Errorf("floor at concurrency %d: %w", c, err)
+			for _, sd := range rw.sides {
+				if _, err := r.waitPooled(ctx, jobFn, nil); err != nil {
+					return err
+				}
+				lat, el, err := runConcurrent(ctx, c, n, sd.f)
+				if err != nil {
+					return fmt.Errorf("%s at concurrency %d: %w", sd.name, c, err)
+				}
+				sd.lat, sd.took = append(sd.lat, lat...), sd.took+el
 			}
-			rw.floor, floorTime = append(rw.floor, lat...), floorTime+el
-			lat, el, err = runConcurrent(ctx, c, n, call)
-			if err != nil {
-				return fmt.Errorf("dockerfaasd at concurrency %d: %w", c, err)
-			}
-			rw.via, viaTime = append(rw.via, lat...), viaTime+el
 		}
-		slices.Sort(rw.floor)
-		slices.Sort(rw.via)
-		rw.floorRate = ratio(float64(len(rw.floor)), floorTime.Seconds())
-		rw.viaRate = ratio(float64(len(rw.via)), viaTime.Seconds())
+		if c == 1 {
+			paced, err := r.jobPaced(ctx, runs)
+			if err != nil {
+				return err
+			}
+			rw.sides = append(rw.sides, paced)
+		}
 		rows = append(rows, rw)
-		logf("job c=%d: floor p50 %s p99 %s; dockerfaasd p50 %s p99 %s", c,
-			percentile(rw.floor, 50), percentile(rw.floor, 99), percentile(rw.via, 50), percentile(rw.via, 99))
-		fmt.Fprintf(&b, "| %d | Docker floor: create+start+wait+remove | %s | %s | %s |\n", c,
-			fmtDur(percentile(rw.floor, 50)), fmtDur(percentile(rw.floor, 99)), fmtNum(rw.floorRate))
-		fmt.Fprintf(&b, "| %d | dockerfaasd: job through /function/ | %s | %s | %s |\n", c,
-			fmtDur(percentile(rw.via, 50)), fmtDur(percentile(rw.via, 99)), fmtNum(rw.viaRate))
+		for _, sd := range rw.sides {
+			slices.Sort(sd.lat)
+			rate := ""
+			if sd.took > 0 {
+				rate = fmtNum(ratio(float64(len(sd.lat)), sd.took.Seconds()))
+			}
+			logf("job c=%d %s: p50 %s p99 %s", c, sd.name, percentile(sd.lat, 50), percentile(sd.lat, 99))
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |\n", c, sd.name, fmtDur(percentile(sd.lat, 50)), fmtDur(percentile(sd.lat, 99)), rate)
+		}
 	}
-	b.WriteString("\n| concurrency | dockerfaasd / floor, p50 | p99 | target |\n|---:|---:|---:|---|\n")
+	b.WriteString("\n| concurrency | dockerfaasd / floor | p50 | p99 | target (p50) |\n|---:|---|---:|---:|---|\n")
 	for _, rw := range rows {
-		p50 := ratio(percentile(rw.via, 50).Seconds(), percentile(rw.floor, 50).Seconds())
-		p99 := ratio(percentile(rw.via, 99).Seconds(), percentile(rw.floor, 99).Seconds())
-		fmt.Fprintf(&b, "| %d | %s | %s | ≤ 1.0%s |\n", rw.c, fmtRatio(p50), fmtRatio(p99), verdict(p50 <= 1.0))
+		fl := rw.sides[0].lat
+		for _, sd := range rw.sides[1:] {
+			p50 := ratio(percentile(sd.lat, 50).Seconds(), percentile(fl, 50).Seconds())
+			p99 := ratio(percentile(sd.lat, 99).Seconds(), percentile(fl, 99).Seconds())
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | ≤ 1.0%s |\n", rw.c, sd.name, fmtRatio(p50), fmtRatio(p99), verdict(p50 <= 1.0))
+		}
 	}
 
 	steps, err := r.jobSteps(ctx, img, netName, max(runs/2, 10))
 	if err != nil {
 		return err
 	}
-	b.WriteString("\nThe Docker steps of one run as the daemon makes them (driver, one at a time, medians of " +
-		strconv.Itoa(max(runs/2, 10)) + " runs): what pre-creating containers ahead of calls could take off a call's path is create " +
-		"(and attach), since start needs the call's `Http_*` environment, which is fixed at create.\n\n")
+	b.WriteString("\nThe Docker steps of one run made per call (driver, one at a time, medians of " +
+		strconv.Itoa(max(runs/2, 10)) + " runs): a container started ahead of its call takes all but start → exit off the call's path.\n\n")
 	b.WriteString("| step | median | share of the run |\n|---|---:|---:|\n")
 	var total time.Duration
 	for _, s := range steps {
@@ -143,6 +168,66 @@ func (r *runner) job(ctx context.Context) error {
 	fmt.Fprintf(&b, "| all | %s | |\n", fmtDur(total))
 	r.rep.add("job", b.String())
 	return nil
+}
+
+// jobSide is one way of running jobs the section measures: its latencies
+// and, for calls made back to back, the time they took together (0 when
+// the calls were paced).
+type jobSide struct {
+	name string
+	f    func(context.Context) error
+	lat  []time.Duration
+	took time.Duration
+}
+
+// jobPaced makes n calls of jobFn one at a time, each once the pool holds
+// a container that served no call (the wait is not timed).
+func (r *runner) jobPaced(ctx context.Context, n int) (*jobSide, error) {
+	out := &jobSide{name: "dockerfaasd, pool of one, each call once a container is pooled"}
+	var used []string
+	for range n {
+		ids, err := r.waitPooled(ctx, jobFn, used)
+		if err != nil {
+			return nil, err
+		}
+		t := time.Now()
+		if err := r.jobCall(ctx, jobFn); err != nil {
+			return nil, err
+		}
+		out.lat = append(out.lat, time.Since(t))
+		used = append(used, ids...)
+	}
+	return out, nil
+}
+
+// waitPooled waits (up to a minute) until fn's pool holds exactly one
+// running container that is none of used, and returns its ID.
+func (r *runner) waitPooled(ctx context.Context, fn string, used []string) ([]string, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		list, err := r.docker.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("label", "io.dockerfaas.job=openfaas-fn/"+fn), filters.Arg("status", "running"))})
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		for _, c := range list {
+			if !slices.Contains(used, c.ID) {
+				ids = append(ids, c.ID)
+			}
+		}
+		if len(ids) == 1 && len(list) == 1 {
+			return ids, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("job function %s: %d running containers, want its one pooled container", fn, len(list))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // runConcurrent runs n calls of f, c at a time, and returns their
@@ -182,9 +267,9 @@ func runConcurrent(ctx context.Context, c, n int, f func(context.Context) error)
 	return lat, time.Since(t0), ctx.Err()
 }
 
-// jobCall makes one call of the job function and checks its answer.
-func (r *runner) jobCall(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.d.base+"/function/"+jobFn, nil)
+// jobCall makes one call of job function fn and checks its answer.
+func (r *runner) jobCall(ctx context.Context, fn string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.d.base+"/function/"+fn, nil)
 	if err != nil {
 		return err
 	}
@@ -195,7 +280,7 @@ func (r *runner) jobCall(ctx context.Context) error {
 	}
 	drain(res.Body)
 	if res.StatusCode != http.StatusOK || res.Header.Get("X-Exit-Code") != "0" {
-		return fmt.Errorf("POST /function/%s: %d, exit code %q", jobFn, res.StatusCode, res.Header.Get("X-Exit-Code"))
+		return fmt.Errorf("POST /function/%s: %d, exit code %q", fn, res.StatusCode, res.Header.Get("X-Exit-Code"))
 	}
 	return nil
 }

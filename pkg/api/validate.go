@@ -149,7 +149,10 @@ func validMode(annotations *map[string]string) error {
 	if _, err := faas.ModeOf(*annotations); err != nil {
 		return err
 	}
-	_, err := faas.JobConcurrencyOf(*annotations)
+	if _, err := faas.JobConcurrencyOf(*annotations); err != nil {
+		return err
+	}
+	_, _, err := faas.JobWarmOf(*annotations)
 	return err
 }
 

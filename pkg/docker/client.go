@@ -180,6 +180,9 @@ func (d *Client) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 	for target, source := range s.Mounts {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: source, Target: target, ReadOnly: true})
 	}
+	for _, v := range s.VolumeMounts {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: v.Volume, Target: v.Target, ReadOnly: v.ReadOnly})
+	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{s.Network: {}}}
 	resp, err := d.c.ContainerCreate(ctx, cfg, host, netCfg, nil, s.Name)
 	if err != nil {

@@ -71,6 +71,8 @@ type ContainerSpec struct {
 	Tmpfs          map[string]string
 	// Mounts are read-only bind mounts, target → source.
 	Mounts map[string]string
+	// VolumeMounts mount named volumes (a pre-started job's binary).
+	VolumeMounts []VolumeMount
 	// Volumes are the targets of anonymous volumes, removed with the
 	// container. Files can be copied into one before the container starts
 	// even when the root filesystem is read-only (see CopyToContainer).

@@ -21,7 +21,14 @@ const (
 	// AnnotationJobConcurrency bounds how many calls of a job function run
 	// at once (a positive integer); absent, the daemon's JOB_CONCURRENCY.
 	AnnotationJobConcurrency = "io.dockerfaas.job.concurrency"
+	// AnnotationJobWarm is how many containers of a job function are kept
+	// started ahead of its calls (0 to MaxJobWarm); absent, the daemon's
+	// JOB_WARM.
+	AnnotationJobWarm = "io.dockerfaas.job.warm"
 )
+
+// MaxJobWarm bounds the warm annotation: every one is an idle container.
+const MaxJobWarm = 64
 
 // MaxJobConcurrency bounds the concurrency annotation: every running job is
 // a container, and a typo of a few zeros should not ask for a million.
@@ -61,4 +68,19 @@ func JobConcurrencyOf(annotations map[string]string) (int, error) {
 		return 0, fmt.Errorf("annotations: %s %q: want an integer from 1 to %d", AnnotationJobConcurrency, v, MaxJobConcurrency)
 	}
 	return n, nil
+}
+
+// JobWarmOf reads the warm annotation: ok false when absent (the daemon's
+// default applies), an error naming the annotation when it is not an
+// integer from 0 to MaxJobWarm.
+func JobWarmOf(annotations map[string]string) (n int, ok bool, err error) {
+	v, set := annotations[AnnotationJobWarm]
+	if !set {
+		return 0, false, nil
+	}
+	n, err = strconv.Atoi(v)
+	if err != nil || n < 0 || n > MaxJobWarm {
+		return 0, false, fmt.Errorf("annotations: %s %q: want an integer from 0 to %d", AnnotationJobWarm, v, MaxJobWarm)
+	}
+	return n, true, nil
 }

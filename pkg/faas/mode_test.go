@@ -53,3 +53,32 @@ func TestJobConcurrencyOf(t *testing.T) {
 		}
 	}
 }
+
+func TestJobWarmOf(t *testing.T) {
+	tests := []struct {
+		v      string
+		set    bool
+		want   int
+		wantOK bool
+		bad    bool
+	}{
+		{set: false},
+		{v: "0", set: true, want: 0, wantOK: true},
+		{v: "3", set: true, want: 3, wantOK: true},
+		{v: "64", set: true, want: 64, wantOK: true},
+		{v: "65", set: true, bad: true},
+		{v: "-1", set: true, bad: true},
+		{v: "one", set: true, bad: true},
+		{v: "", set: true, bad: true},
+	}
+	for _, tt := range tests {
+		ann := map[string]string{}
+		if tt.set {
+			ann[AnnotationJobWarm] = tt.v
+		}
+		got, ok, err := JobWarmOf(ann)
+		if got != tt.want || ok != tt.wantOK || (err != nil) != tt.bad {
+			t.Errorf("JobWarmOf(%q) = %d, %v, %v; want %d, %v, error %v", tt.v, got, ok, err, tt.want, tt.wantOK, tt.bad)
+		}
+	}
+}

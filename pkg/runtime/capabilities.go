@@ -140,6 +140,8 @@ type RunResult struct {
 	OOMKilled bool
 	// TimedOut: it was killed at RunRequest.Timeout.
 	TimedOut bool
+	// Warm: it ran in a container started ahead of the call.
+	Warm bool
 	// Killed: it was killed because ctx ended (the caller went away).
 	Killed bool
 	// Created, Started and Exited are when the container was created,

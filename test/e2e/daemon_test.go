@@ -159,6 +159,9 @@ func (d *daemon) environ() []string {
 		"LOG_LEVEL":         "debug",
 		"RESYNC_INTERVAL":   "5s",
 	}
+	if suite.jobInitBin != "" {
+		set["JOB_INIT_BINARY"] = suite.jobInitBin
+	}
 	for k, v := range d.env {
 		set[k] = v
 	}

@@ -10,8 +10,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -55,6 +59,10 @@ var suite struct {
 	daemonOnce sync.Once
 	daemonBin  string
 	daemonErr  error
+	// jobInitBin is a statically linked build of the daemon for job
+	// containers started ahead of calls to run (JOB_INIT_BINARY), made
+	// unless daemonBin is one itself ("" then).
+	jobInitBin string
 }
 
 func TestMain(m *testing.M) {
@@ -99,8 +107,37 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	suite.workDir = dir
+	defer removeJobInitVolume()
 
 	return m.Run()
+}
+
+// removeJobInitVolume removes the volume the run's daemons put their
+// binary in for pre-started job containers (named by the binary's hash,
+// so it is this run's own), once no container uses it.
+func removeJobInitVolume() {
+	bin := suite.jobInitBin
+	if bin == "" {
+		bin = suite.daemonBin
+	}
+	if bin == "" || suite.docker == nil {
+		return
+	}
+	f, err := os.Open(bin)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return
+	}
+	name := "dockerfaasd-job-init-" + hex.EncodeToString(h.Sum(nil))[:12]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := suite.docker.VolumeRemove(ctx, name, false); err != nil && !cerrdefs.IsNotFound(err) {
+		fmt.Fprintf(os.Stderr, "e2e: removing volume %s: %v\n", name, err)
+	}
 }
 
 // connectDocker returns a client for the Docker Engine from the environment
@@ -168,7 +205,8 @@ func daemonBinary(t *testing.T) string {
 		}
 		out := filepath.Join(suite.workDir, "dockerfaasd")
 		args := []string{"build", "-o", out}
-		if raceEnabled || os.Getenv("E2E_RACE") == "1" {
+		race := raceEnabled || os.Getenv("E2E_RACE") == "1"
+		if race {
 			args = append(args, "-race")
 		}
 		args = append(args, "./cmd/dockerfaasd")
@@ -178,6 +216,16 @@ func daemonBinary(t *testing.T) string {
 			return
 		}
 		suite.daemonBin = out
+		// The daemon links dynamically when built with -race or cgo on:
+		// job containers started ahead of calls run a static build.
+		if race || os.Getenv("CGO_ENABLED") != "0" {
+			static := filepath.Join(suite.workDir, "dockerfaasd-static")
+			if err := goCommand(suite.moduleRoot, []string{"CGO_ENABLED=0"}, "build", "-o", static, "./cmd/dockerfaasd"); err != nil {
+				suite.daemonErr = fmt.Errorf("building the static daemon for job-init: %w", err)
+				return
+			}
+			suite.jobInitBin = static
+		}
 		t.Logf("built daemon binary in %s", time.Since(start).Round(time.Millisecond))
 	})
 	if suite.daemonErr != nil {

@@ -82,6 +82,33 @@ func (d *daemon) waitNoJobContainers(timeout time.Duration) {
 	})
 }
 
+// waitJobsSettled waits until the daemon's job containers are only what
+// pools keep started ahead of calls: all running, at most pooled of them
+// (0: none at all).
+func (d *daemon) waitJobsSettled(pooled int, timeout time.Duration) {
+	d.t.Helper()
+	if pooled == 0 {
+		d.waitNoJobContainers(timeout)
+		return
+	}
+	eventually(d.t, timeout, pollInterval, func() error {
+		cs, err := d.jobContainers()
+		if err != nil {
+			return err
+		}
+		var other []string
+		for _, c := range cs {
+			if c.State != "running" {
+				other = append(other, strings.TrimPrefix(c.Names[0], "/")+" "+c.State)
+			}
+		}
+		if len(other) > 0 || len(cs) > pooled {
+			return fmt.Errorf("%d job containers, want at most %d pooled (running); not running: %v", len(cs), pooled, other)
+		}
+		return nil
+	})
+}
+
 // jobCall is one call's full answer, trailers included.
 type jobCall struct {
 	httpResult
@@ -134,19 +161,30 @@ type jobEnv struct {
 // limits and a read-only root filesystem as for replicas, the exec timeout
 // (504) and an OOM kill under 20Mi, stderr in the function's logs, records
 // of every run, and no container left afterwards.
-func TestJobMode(t *testing.T) {
+func TestJobMode(t *testing.T) { testJobMode(t, false) }
+
+// TestJobModeWarm is TestJobMode with the job function's calls handed to
+// containers started ahead of them (io.dockerfaas.job.warm 1), which must
+// behave exactly as containers made for the call.
+func TestJobModeWarm(t *testing.T) { testJobMode(t, true) }
+
+func testJobMode(t *testing.T, warm bool) {
 	t.Parallel()
+	pool := 0
+	if warm {
+		pool = 1
+	}
 	d := startDaemon(t)
 	img := fnImage(t, fnJob)
 	if res := d.invoke("POST", "/system/secrets", []byte(`{"name":"job-secret","value":"s3cr3t-job"}`), nil); res.Status != 201 {
 		t.Fatalf("create secret: %s", res)
 	}
-	spec := jobSpec("job", img, map[string]string{"MODE": "test", "exec_timeout": "4s"}, nil)
+	spec := jobSpec("job", img, map[string]string{"MODE": "test", "exec_timeout": "4s"}, map[string]string{"io.dockerfaas.job.warm": strconv.Itoa(pool)})
 	spec.Secrets = []string{"job-secret"}
 	spec.ReadOnlyRootFilesystem = true
 	spec.Limits = &types.FunctionResources{Memory: "20Mi"}
 	d.deploy(spec)
-	fp := jobSpec("job-fp", img, nil, nil)
+	fp := jobSpec("job-fp", img, nil, map[string]string{"io.dockerfaas.job.warm": strconv.Itoa(pool)})
 	fp.EnvProcess = "/fn --from-fprocess  x"
 	d.deploy(fp)
 	st := d.waitReady("job", defaultNamespace, 1) // the one pseudo endpoint: ready to run
@@ -174,11 +212,22 @@ func TestJobMode(t *testing.T) {
 	})
 
 	t.Run("Http environment, env and fprocess", func(t *testing.T) {
+		var pooled []string
+		if warm {
+			d.waitJobsSettled(2, 30*time.Second) // earlier calls' containers gone: job's and job-fp's pools
+			pooled = d.waitPooled("job", 1)
+		}
 		res := d.mustCallJob("PUT", "/function/job/some/path?mode=env&k=v", []byte("in"),
 			map[string]string{"X-Custom": "custom-value", "Content-Type": "text/x-test"})
 		var got jobEnv
 		if err := json.Unmarshal(res.Body, &got); res.Status != 200 || err != nil {
 			t.Fatalf("%s: %v", res, err)
+		}
+		if warm && !slices.ContainsFunc(pooled, func(id string) bool { return got.Env["HOSTNAME"] != "" && strings.HasPrefix(id, got.Env["HOSTNAME"]) }) {
+			t.Errorf("ran in container %q, want the one started ahead of the call (%v)", got.Env["HOSTNAME"], pooled)
+		}
+		if warm && !slices.Equal(got.Args, []string{"/fn"}) {
+			t.Errorf("args %q, want the image's entrypoint", got.Args)
 		}
 		for k, v := range map[string]string{
 			"Http_Method": "PUT", "Http_Path": "/some/path", "Http_Query": "mode=env&k=v", "Http_X_Custom": "custom-value",
@@ -231,8 +280,11 @@ func TestJobMode(t *testing.T) {
 				return err
 			}
 			// Containers of earlier runs may still be on their way out.
+			// Pooled containers carry no call ID (it is not known when they
+			// are made) and are all alike: any running one will do.
 			for _, x := range cs {
-				if x.Labels["io.dockerfaas.call-id"] == "job-inspected" && x.State == "running" {
+				if x.State == "running" && x.Labels[labelJob] == "openfaas-fn/job" &&
+					(warm || x.Labels["io.dockerfaas.call-id"] == "job-inspected") {
 					c = x
 					return nil
 				}
@@ -241,9 +293,20 @@ func TestJobMode(t *testing.T) {
 		})
 		in := d.inspect(c.ID)
 		l := in.Config.Labels
-		if l[labelJob] != "openfaas-fn/job" || l["io.dockerfaas.call-id"] != "job-inspected" || l[labelFunction] != "" ||
+		if l[labelJob] != "openfaas-fn/job" || (!warm && l["io.dockerfaas.call-id"] != "job-inspected") || l[labelFunction] != "" ||
 			l["com.openfaas.annotations.io.dockerfaas.mode"] != "job" {
 			t.Errorf("labels %v", l)
+		}
+		if warm {
+			// It runs the daemon's binary first, mounted read-only.
+			if ep := in.Config.Entrypoint; len(ep) < 4 || ep[0] != "/.dockerfaasd/dockerfaasd" || ep[1] != "job-init" || ep[3] != "/fn" {
+				t.Errorf("entrypoint %q, want job-init then the image's /fn", ep)
+			}
+			if !slices.ContainsFunc(in.Mounts, func(m container.MountPoint) bool {
+				return m.Destination == "/.dockerfaasd" && !m.RW && strings.HasPrefix(m.Name, "dockerfaasd-job-init-")
+			}) {
+				t.Errorf("mounts %+v, want the job-init volume read-only", in.Mounts)
+			}
 		}
 		hc := in.HostConfig
 		if !hc.ReadonlyRootfs || hc.Memory != 20<<20 || hc.PidsLimit == nil || *hc.PidsLimit <= 0 ||
@@ -280,7 +343,7 @@ func TestJobMode(t *testing.T) {
 			t.Errorf("answered after %s: the 4s exec timeout did not kill it", took)
 		}
 		t.Logf("504 after %s (exec_timeout 4s)", took.Round(time.Millisecond))
-		d.waitNoJobContainers(30 * time.Second)
+		d.waitJobsSettled(2*pool, 30*time.Second) // job and job-fp
 		if rec := d.waitExecution("job-timeout", store.ExecutionTimedOut); rec.StatusCode != 504 {
 			t.Errorf("record %+v", rec)
 		}
@@ -353,11 +416,15 @@ func TestJobMode(t *testing.T) {
 		}
 	})
 
-	d.waitNoJobContainers(30 * time.Second)
-	// Deleting the function removes its network; nothing of it is left.
-	if err := d.client().DeleteFunction(context.Background(), "job", defaultNamespace); err != nil {
-		t.Fatalf("delete: %v", err)
+	d.waitJobsSettled(2*pool, 30*time.Second) // job and job-fp
+	// Deleting the function removes its network and its pooled container;
+	// nothing of it is left.
+	for _, fn := range []string{"job", "job-fp"} {
+		if err := d.client().DeleteFunction(context.Background(), fn, defaultNamespace); err != nil {
+			t.Fatalf("delete %s: %v", fn, err)
+		}
 	}
+	d.waitNoJobContainers(30 * time.Second)
 	eventually(t, 30*time.Second, pollInterval, func() error {
 		if nws, err := d.fnNetworks("job"); err != nil || len(nws) != 0 {
 			return fmt.Errorf("networks of job: %d %v", len(nws), err)
@@ -416,7 +483,8 @@ func TestJobThousandExecutions(t *testing.T) {
 	if n := failed.Load(); n > 0 {
 		t.Fatalf("%d of %d runs failed; first: %s", n, runs, firstErr)
 	}
-	d.waitNoJobContainers(60 * time.Second)
+	d.waitJobsSettled(1, 60*time.Second) // the default pool of one
+
 	eventually(t, 60*time.Second, time.Second, func() error {
 		list, err := d.executionsOf("function=many&kind=job&state=succeeded&limit=1000")
 		if err != nil {
@@ -435,7 +503,8 @@ func TestJobThousandExecutions(t *testing.T) {
 func TestJobConcurrencyLimit(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, withEnv("READY_WAIT", "1s"))
-	d.deployJob("limited", map[string]string{"io.dockerfaas.job.concurrency": "2"})
+	// No pool: the test counts the containers of the two runs.
+	d.deployJob("limited", map[string]string{"io.dockerfaas.job.concurrency": "2", "io.dockerfaas.job.warm": "0"})
 
 	var wg sync.WaitGroup
 	slow := make([]jobCall, 2)
@@ -498,7 +567,7 @@ func TestJobAsync(t *testing.T) {
 		t.Errorf("job record %+v", rec)
 	}
 	d.waitExecution("ajob-1.1", store.ExecutionSucceeded)
-	d.waitNoJobContainers(30 * time.Second)
+	d.waitJobsSettled(1, 30*time.Second)
 }
 
 // TestJobKillDuringRuns: kill -9 while four jobs run; after the restart no
@@ -521,8 +590,9 @@ func TestJobKillDuringRuns(t *testing.T) {
 				running++
 			}
 		}
-		if err != nil || running != n {
-			return fmt.Errorf("%d of %d job containers running (%v)", running, len(cs), err)
+		// The n runs, and the pooled container started behind them.
+		if err != nil || running < n {
+			return fmt.Errorf("%d of %d job containers running (%v), want at least %d", running, len(cs), err, n)
 		}
 		return nil
 	})
@@ -535,7 +605,21 @@ func TestJobKillDuringRuns(t *testing.T) {
 	t.Logf("%d job containers left by the killed daemon", len(cs))
 	checkStateFile(t, "after kill -9", filepath.Join(d.stateDir, "state.db"))
 	d.Restart()
-	d.waitNoJobContainers(60 * time.Second)
+	// Every container the dead daemon left goes (runs and pool alike); the
+	// new daemon's pool starts its own.
+	eventually(t, 60*time.Second, pollInterval, func() error {
+		now, err := d.jobContainers()
+		if err != nil {
+			return err
+		}
+		for _, c := range now {
+			if slices.ContainsFunc(cs, func(old container.Summary) bool { return old.ID == c.ID }) {
+				return fmt.Errorf("container %s (%s) of the killed daemon is still there", c.Names[0], c.State)
+			}
+		}
+		return nil
+	})
+	d.waitJobsSettled(1, 60*time.Second)
 	for i := range n {
 		rec := d.waitExecution("killed-"+strconv.Itoa(i), store.ExecutionInterrupted)
 		if rec.FinishedAt.IsZero() || rec.Kind != store.ExecutionJob {
@@ -545,7 +629,7 @@ func TestJobKillDuringRuns(t *testing.T) {
 	if res := d.mustCallJob("POST", "/function/killed?mode=upper", []byte("after"), nil); res.Status != 200 || string(res.Body) != "AFTER" {
 		t.Errorf("call after the restart: %s", res)
 	}
-	d.waitNoJobContainers(30 * time.Second)
+	d.waitJobsSettled(1, 30*time.Second)
 }
 
 // TestJobModeSwarmNotSupported: on RUNTIME=swarm, deploying a job-mode

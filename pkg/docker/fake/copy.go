@@ -41,7 +41,7 @@ func (e *Engine) CopyToContainer(ctx context.Context, id, dir string, archive io
 		return fmt.Errorf("copy into %s: %w", id, docker.ErrNotFound)
 	}
 	spec := e.specs[id]
-	if spec.ReadOnlyRootfs && !inVolume(dir, spec.Volumes) {
+	if spec.ReadOnlyRootfs && !inVolume(dir, spec.Volumes) && !e.writableVolumeAtLocked(id, dir) {
 		return fmt.Errorf("copy into %s:%s: container rootfs is marked read-only", c.Name, dir)
 	}
 	files := map[string]File{}
@@ -78,6 +78,10 @@ func (e *Engine) CopyToContainer(ctx context.Context, id, dir string, archive io
 		e.files[id] = map[string]File{}
 	}
 	for p, f := range files {
+		if v, rel := e.volumeAtLocked(id, p); v != nil {
+			v.files[rel] = f // in the volume, seen by every container that mounts it
+			continue
+		}
 		e.files[id][p] = f
 	}
 	e.record("copy %s %s", c.Name, dir)

@@ -34,6 +34,9 @@ type Engine struct {
 	jobs      map[string]*jobProc
 	program   JobProgram
 	holdWaits bool
+	// volumes and imageConfigs serve pre-started jobs (warm.go).
+	volumes      map[string]*fakeVolume
+	imageConfigs map[string]docker.ImageConfig
 	// Now is the clock used for Created times.
 	Now func() time.Time
 }
@@ -139,8 +142,13 @@ func (e *Engine) CreateContainer(ctx context.Context, s docker.ContainerSpec) (s
 	if !e.images[s.Image] {
 		return "", fmt.Errorf("create %s: image %s: %w", s.Name, s.Image, docker.ErrNotFound)
 	}
-	if _, ok := e.networkByName(s.Network); !ok {
+	if _, ok := e.networkByName(s.Network); !ok && s.Network != "none" {
 		return "", fmt.Errorf("create %s: network %s: %w", s.Name, s.Network, docker.ErrNotFound)
+	}
+	for _, m := range s.VolumeMounts {
+		if _, ok := e.volumes[m.Volume]; !ok {
+			return "", fmt.Errorf("create %s: volume %s: %w", s.Name, m.Volume, docker.ErrNotFound)
+		}
 	}
 	for _, c := range e.containers {
 		if c.Name == s.Name {

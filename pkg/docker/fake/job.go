@@ -82,6 +82,9 @@ func (e *Engine) startJobLocked(id string, spec docker.ContainerSpec) {
 	if prog == nil {
 		prog = echoProgram
 	}
+	if isJobInit(spec) {
+		prog = e.jobInitProgram()
+	}
 	go func() {
 		exit := prog(ctx, spec, p.stdinR, p.outW, p.errW)
 		_ = p.outW.Close()

@@ -18,6 +18,13 @@ type recorder struct {
 	Fail func(op, arg string) error
 }
 
+// SetFail sets Fail while the fake is in use.
+func (r *recorder) SetFail(f func(op, arg string) error) {
+	r.mu.Lock()
+	r.Fail = f
+	r.mu.Unlock()
+}
+
 func (r *recorder) record(format string, args ...any) {
 	r.actions = append(r.actions, fmt.Sprintf(format, args...))
 }

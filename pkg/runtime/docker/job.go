@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +74,10 @@ type jobState struct {
 	// byContainer holds the runs by container ID, for die events.
 	byContainer map[string]*jobRun
 	stopping    bool
+	// pools are the job functions' containers started ahead of calls
+	// (jobwarm.go); init provisions what they run first (jobinit.go).
+	pools map[string]*jobPool
+	init  jobInitVolume
 
 	removeSem chan struct{}
 }
@@ -86,6 +92,8 @@ type jobRun struct {
 	done      chan struct{}      // closed once its container is removed (or given up)
 	// died gets the exit code from Docker's die event (see jobDied).
 	died chan int
+	// warm is set (under jobState.mu) on a run started ahead of its call.
+	warm *warmJob
 }
 
 func newJobState(eng engine.Engine) *jobState {
@@ -94,6 +102,7 @@ func newJobState(eng engine.Engine) *jobState {
 		specs:       map[string]runtime.Desired{},
 		runs:        map[string]*jobRun{},
 		byContainer: map[string]*jobRun{},
+		pools:       map[string]*jobPool{},
 		removeSem:   make(chan struct{}, jobRemovers),
 	}
 	j.eng, _ = eng.(engine.JobEngine)
@@ -113,15 +122,17 @@ func (r *Runtime) rememberJob(d runtime.Desired) []faas.Endpoint {
 	r.jobs.mu.Lock()
 	r.jobs.specs[d.Key] = d
 	r.jobs.mu.Unlock()
+	r.syncPool(d)
 	return faas.JobEndpoints(d.Key)
 }
 
 // forgetJob stops running new jobs of key (its spec is no job any more);
-// runs under way finish.
+// runs under way finish, its pooled containers are removed.
 func (r *Runtime) forgetJob(key string) {
 	r.jobs.mu.Lock()
 	delete(r.jobs.specs, key)
 	r.jobs.mu.Unlock()
+	r.dropPool(key)
 }
 
 // Job implements runtime.RunOnce.
@@ -180,8 +191,16 @@ func (r *Runtime) jobDied(id, exitCode string) {
 	}
 	r.jobs.mu.Lock()
 	run := r.jobs.byContainer[id]
+	var idle *warmJob
+	if run != nil && run.warm != nil && !run.warm.taken {
+		idle = run.warm
+	}
 	r.jobs.mu.Unlock()
 	if run == nil {
+		return
+	}
+	if idle != nil {
+		r.warmDied(idle, code)
 		return
 	}
 	select {
@@ -190,14 +209,14 @@ func (r *Runtime) jobDied(id, exitCode string) {
 	}
 }
 
-// RunOnce implements runtime.RunOnce: create (with the secrets copied
-// in), attach, start, copy stdin in and the output out, wait for the exit
-// (killing the process at req.Timeout or when ctx ends), read whether it
-// was OOM-killed (only for exit 137), and have the container removed
-// after it returns.
+// RunOnce implements runtime.RunOnce: the call goes to a container of the
+// function's pool (jobwarm.go) when there is one, else to one made for it
+// (runCold). Either way its input is copied in and its output out, the
+// process is killed at req.Timeout or when ctx ends, whether it was
+// OOM-killed is read (only for exit 137), and the container is removed
+// after RunOnce returns.
 func (r *Runtime) RunOnce(ctx context.Context, req runtime.RunRequest) (res runtime.RunResult, err error) {
-	je := r.jobs.eng
-	if je == nil {
+	if r.jobs.eng == nil {
 		return res, runtime.NotSupported("run-once (the Docker client cannot attach)")
 	}
 	r.jobs.mu.Lock()
@@ -206,18 +225,52 @@ func (r *Runtime) RunOnce(ctx context.Context, req runtime.RunRequest) (res runt
 	if !ok {
 		return res, fmt.Errorf("function %s: %w", req.Key, runtime.ErrNotJob)
 	}
+	if w := r.takeWarm(ctx, req.Key); w != nil {
+		took, err := r.handOff(ctx, w, req)
+		if err != nil {
+			return res, err
+		}
+		if took {
+			return r.runWarm(ctx, d, w, req)
+		}
+	}
+	return r.runCold(ctx, d, req)
+}
+
+// runWarm runs the call w took.
+func (r *Runtime) runWarm(ctx context.Context, d runtime.Desired, w *warmJob, req runtime.RunRequest) (runtime.RunResult, error) {
+	defer r.finishRun(w.run)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(w.runCtx, cancel)()
+	res := runtime.RunResult{Container: w.short, Created: w.created, Started: time.Now(), Warm: true}
+	x := jobExec{run: w.run, runCtx: runCtx, id: w.id, att: w.att, outDone: w.outDone, lines: w.lines}
+	return r.drive(ctx, d, x, req, res)
+}
+
+// jobExec is a started run, as drive needs it.
+type jobExec struct {
+	run     *jobRun
+	runCtx  context.Context // ends when the run is to be killed
+	id      string
+	att     engine.Attachment
+	outDone <-chan error
+	lines   *lineWriter
+}
+
+// runCold runs a call in a container made for it: create (with the
+// secrets copied in), attach, start.
+func (r *Runtime) runCold(ctx context.Context, d runtime.Desired, req runtime.RunRequest) (res runtime.RunResult, err error) {
 	run, runCtx, err := r.jobs.begin(ctx, req.Key)
 	if err != nil {
 		return res, err
 	}
 	defer r.finishRun(run)
-	log := r.cfg.Log.WithFields(logrus.Fields{"function": d.Name, "namespace": d.Namespace, "call_id": req.CallID})
 
 	spec, err := r.jobContainerSpec(d, run.id, req)
 	if err != nil {
 		return res, fmt.Errorf("function %s: %w: %w", d.Key, runtime.ErrInvalidSpec, err)
 	}
-	begun := time.Now()
 	id, err := r.eng.CreateContainer(runCtx, spec)
 	if err != nil {
 		r.metrics.dockerError("create")
@@ -228,7 +281,7 @@ func (r *Runtime) RunOnce(ctx context.Context, req runtime.RunRequest) (res runt
 	if err := r.copySecrets(runCtx, id, d.Secrets); err != nil {
 		return res, fmt.Errorf("copy secrets into the job's container: %w", err)
 	}
-	att, err := je.AttachContainer(runCtx, id)
+	att, err := r.jobs.eng.AttachContainer(runCtx, id)
 	if err != nil {
 		r.metrics.dockerError("attach")
 		return res, fmt.Errorf("attach to the job's container: %w", err)
@@ -244,6 +297,15 @@ func (r *Runtime) RunOnce(ctx context.Context, req runtime.RunRequest) (res runt
 		return res, fmt.Errorf("start the job's container: %w", err)
 	}
 	res.Started = time.Now()
+	x := jobExec{run: run, runCtx: runCtx, id: id, att: att, outDone: outDone, lines: lines}
+	return r.drive(ctx, d, x, req, res)
+}
+
+// drive feeds a started run its input, waits for its exit (killing it at
+// req.Timeout or when x.runCtx ends) and gathers its output and result.
+func (r *Runtime) drive(ctx context.Context, d runtime.Desired, x jobExec, req runtime.RunRequest, res runtime.RunResult) (runtime.RunResult, error) {
+	je, id, att, outDone, lines, run := r.jobs.eng, x.id, x.att, x.outDone, x.lines, x.run
+	log := r.cfg.Log.WithFields(logrus.Fields{"function": d.Name, "namespace": d.Namespace, "call_id": req.CallID})
 	// Input first: the process may wait for its stdin's end, and the wait
 	// below costs a round trip to Docker before it returns.
 	stdinDone := make(chan error, 1)
@@ -272,7 +334,7 @@ func (r *Runtime) RunOnce(ctx context.Context, req runtime.RunRequest) (res runt
 		exit              engine.Exit
 		runErr            error
 		outEnded, inEnded bool
-		cancelled         = runCtx.Done()
+		cancelled         = x.runCtx.Done()
 	)
 wait:
 	for {
@@ -331,7 +393,7 @@ wait:
 	res.ExitCode = exit.Code
 	log.WithFields(logrus.Fields{
 		"container": res.Container, "exit_code": exit.Code,
-		"create": res.Created.Sub(begun).Round(time.Microsecond), "start": res.Started.Sub(res.Created).Round(time.Microsecond),
+		"warm": res.Warm, "start": res.Started.Sub(res.Created).Round(time.Microsecond),
 		"run": res.Exited.Sub(res.Started).Round(time.Microsecond),
 	}).Debug("job ran")
 	if exit.Code == 137 { // SIGKILL: by us, or by the kernel for memory
@@ -518,8 +580,8 @@ func (r *Runtime) sweepJobs(cs []engine.Container) {
 // way killed, every job container of key removed (also those a dead
 // daemon left), and its log lines forgotten.
 func (r *Runtime) removeJobs(ctx context.Context, key string) error {
+	r.forgetJob(key)
 	r.jobs.mu.Lock()
-	delete(r.jobs.specs, key)
 	var runs []*jobRun
 	for _, run := range r.jobs.runs {
 		if run.key == key {
@@ -569,6 +631,12 @@ func (r *Runtime) jobLabels(key string) map[string]string {
 func (r *Runtime) StopJobs(ctx context.Context) {
 	r.jobs.mu.Lock()
 	r.jobs.stopping = true
+	keys := slices.Collect(maps.Keys(r.jobs.pools))
+	r.jobs.mu.Unlock()
+	for _, k := range keys {
+		r.dropPool(k)
+	}
+	r.jobs.mu.Lock()
 	runs := make([]*jobRun, 0, len(r.jobs.runs))
 	for _, run := range r.jobs.runs {
 		runs = append(runs, run)

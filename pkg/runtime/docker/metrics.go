@@ -12,7 +12,7 @@ type metrics struct {
 // checks that every op used in this package is listed.
 var dockerOps = []string{
 	"attach", "connect", "copy", "create", "create-network", "disconnect", "image-inspect", "kill", "list",
-	"list-networks", "pause", "pull", "remove", "remove-network", "start", "stop", "unpause",
+	"list-networks", "pause", "pull", "remove", "remove-network", "start", "stop", "unpause", "volume",
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

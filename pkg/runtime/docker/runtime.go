@@ -67,6 +67,14 @@ type Config struct {
 	// Load tells how many calls a replica is serving, so drained replicas
 	// are kept until their calls end; nil means DrainGrace alone.
 	Load runtime.LoadReader
+	// JobWarm is how many containers each job function keeps started
+	// ahead of its calls, unless its io.dockerfaas.job.warm annotation
+	// says otherwise (0: none).
+	JobWarm int
+	// JobInitBinary is the path of the daemon's own (statically linked)
+	// binary, which pre-started job containers run first (pkg/jobinit);
+	// "" turns pre-starting off.
+	JobInitBinary string
 	// Registerer receives the runtime's metrics (nil = not registered).
 	Registerer prometheus.Registerer
 	Log        logrus.FieldLogger
