@@ -23,13 +23,17 @@ import (
 const (
 	jobSource = "test/e2e/testdata/fn-job"
 	jobRepo   = "dockerfaasd-bench/fn-job"
-	jobFn     = "benchjob"     // JOB_WARM's default pool of one
 	jobColdFn = "benchjobcold" // io.dockerfaas.job.warm 0: a container made per call
 )
 
-// jobLevels are the concurrencies measured: one call at a time, and four
-// at once (two cores).
-var jobLevels = []int{1, 4}
+// jobLevels are the concurrencies measured (one call at a time, and four
+// at once on two cores), each with a function keeping as many containers
+// started ahead of calls (one is JOB_WARM's default).
+var jobLevels = []struct {
+	c    int
+	fn   string
+	warm string // "" for the default
+}{{1, "benchjob", ""}, {4, "benchjob4", "4"}}
 
 // job measures job mode (one fresh container per call) through
 // /function/ against the Docker floor of the same work: create + start +
@@ -59,7 +63,11 @@ func (r *runner) job(ctx context.Context) error {
 	}
 	defer func() { _ = removeNetwork(context.WithoutCancel(ctx), r.docker, netID) }()
 
-	for fn, warm := range map[string]string{jobFn: "", jobColdFn: "0"} {
+	fns := map[string]string{jobColdFn: "0"}
+	for _, l := range jobLevels {
+		fns[l.fn] = l.warm
+	}
+	for fn, warm := range fns {
 		ann := map[string]string{"io.dockerfaas.mode": "job", "io.dockerfaas.job.concurrency": "8"}
 		if warm != "" {
 			ann["io.dockerfaas.job.warm"] = warm
@@ -73,15 +81,11 @@ func (r *runner) job(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := r.waitPooled(ctx, jobFn, nil); err != nil {
-		return err
-	}
-	call := func(ctx context.Context) error { return r.jobCall(ctx, jobFn) }
 	cold := func(ctx context.Context) error { return r.jobCall(ctx, jobColdFn) }
 	floor := func(ctx context.Context) error { return r.jobFloor(ctx, img, netName) }
 	// Warm all paths up: the first runs pay for caches.
 	for range 3 {
-		for _, f := range []func(context.Context) error{call, cold, floor} {
+		for _, f := range []func(context.Context) error{cold, floor, func(ctx context.Context) error { return r.jobCall(ctx, jobLevels[0].fn) }} {
 			if err := f(ctx); err != nil {
 				return fmt.Errorf("warm-up: %w", err)
 			}
@@ -92,19 +96,22 @@ func (r *runner) job(ctx context.Context) error {
 	fmt.Fprintf(&b, "%d runs per side and concurrency, in 4 alternating rounds; fn-job with an empty body (it exits at once). "+
 		"Floor: `ContainerCreate` + `ContainerStart` + `ContainerWait` + `ContainerRemove` through the Docker API on a network of "+
 		"the driver's. dockerfaasd: `POST /function/NAME` (basic auth, keep-alive) to a job-mode function, whose container is "+
-		"removed after the answer: `%s` keeps the default pool of one container started ahead of calls (calls back to back: "+
-		"bound by Docker's start rate; or each made once a fresh container is pooled, as a call meets an idle function); "+
-		"`%s` has no pool (`io.dockerfaas.job.warm: 0`: create, attach, start per call).\n\n", runs, jobFn, jobColdFn)
+		"removed after the answer. Pooled: a function keeping as many containers started ahead of calls as calls run at once "+
+		"(the default pool of one at concurrency 1, `io.dockerfaas.job.warm: 4` at 4), its calls made back to back (bound by "+
+		"Docker's start rate, like the floor) or each batch once the pool is full of fresh containers (as calls meet an idle "+
+		"function; the wait is not timed). `%s` has no pool (`io.dockerfaas.job.warm: 0`: create, attach, start per call).\n\n", runs, jobColdFn)
 	b.WriteString("| concurrency | what | p50 | p99 | runs/s |\n|---:|---|---:|---:|---:|\n")
 	type row struct {
 		c     int
 		sides []*jobSide
 	}
 	var rows []row
-	for _, c := range jobLevels {
+	for _, l := range jobLevels {
+		c, fn := l.c, l.fn
+		call := func(ctx context.Context) error { return r.jobCall(ctx, fn) }
 		rw := row{c: c, sides: []*jobSide{
 			{name: "Docker floor: create+start+wait+remove", f: floor},
-			{name: "dockerfaasd, pool of one, calls back to back", f: call},
+			{name: fmt.Sprintf("dockerfaasd, pool of %d, calls back to back", c), f: call},
 			{name: "dockerfaasd, no pool (a container made per call)", f: cold},
 		}}
 		for round := range 4 {
@@ -113,7 +120,7 @@ func (r *runner) job(ctx context.Context) error {
 				n = runs - 3*(runs/4)
 			}
 			for _, sd := range rw.sides {
-				if _, err := r.waitPooled(ctx, jobFn, nil); err != nil {
+				if _, err := r.waitPooled(ctx, fn, c, nil); err != nil {
 					return err
 				}
 				lat, el, err := runConcurrent(ctx, c, n, sd.f)
@@ -123,13 +130,11 @@ func (r *runner) job(ctx context.Context) error {
 				sd.lat, sd.took = append(sd.lat, lat...), sd.took+el
 			}
 		}
-		if c == 1 {
-			paced, err := r.jobPaced(ctx, runs)
-			if err != nil {
-				return err
-			}
-			rw.sides = append(rw.sides, paced)
+		paced, err := r.jobPaced(ctx, fn, c, runs)
+		if err != nil {
+			return err
 		}
+		rw.sides = append(rw.sides, paced)
 		rows = append(rows, rw)
 		for _, sd := range rw.sides {
 			slices.Sort(sd.lat)
@@ -180,29 +185,30 @@ type jobSide struct {
 	took time.Duration
 }
 
-// jobPaced makes n calls of jobFn one at a time, each once the pool holds
-// a container that served no call (the wait is not timed).
-func (r *runner) jobPaced(ctx context.Context, n int) (*jobSide, error) {
-	out := &jobSide{name: "dockerfaasd, pool of one, each call once a container is pooled"}
+// jobPaced makes n calls of fn, c at once, each batch once fn's pool
+// holds c containers that served no call (the wait is not timed).
+func (r *runner) jobPaced(ctx context.Context, fn string, c, n int) (*jobSide, error) {
+	out := &jobSide{name: fmt.Sprintf("dockerfaasd, pool of %d, each batch of %d once the pool is full", c, c)}
 	var used []string
-	for range n {
-		ids, err := r.waitPooled(ctx, jobFn, used)
+	for len(out.lat) < n {
+		ids, err := r.waitPooled(ctx, fn, c, used)
 		if err != nil {
 			return nil, err
 		}
-		t := time.Now()
-		if err := r.jobCall(ctx, jobFn); err != nil {
+		lat, _, err := runConcurrent(ctx, c, c, func(ctx context.Context) error { return r.jobCall(ctx, fn) })
+		if err != nil {
 			return nil, err
 		}
-		out.lat = append(out.lat, time.Since(t))
+		out.lat = append(out.lat, lat...)
 		used = append(used, ids...)
 	}
 	return out, nil
 }
 
-// waitPooled waits (up to a minute) until fn's pool holds exactly one
-// running container that is none of used, and returns its ID.
-func (r *runner) waitPooled(ctx context.Context, fn string, used []string) ([]string, error) {
+// waitPooled waits (up to a minute) until fn has exactly n running job
+// containers, none of them one of used (no call is running then: they
+// are its pool), and returns their IDs.
+func (r *runner) waitPooled(ctx context.Context, fn string, n int, used []string) ([]string, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		list, err := r.docker.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
@@ -216,11 +222,11 @@ func (r *runner) waitPooled(ctx context.Context, fn string, used []string) ([]st
 				ids = append(ids, c.ID)
 			}
 		}
-		if len(ids) == 1 && len(list) == 1 {
+		if len(ids) == n && len(list) == n {
 			return ids, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("job function %s: %d running containers, want its one pooled container", fn, len(list))
+			return nil, fmt.Errorf("job function %s: %d running containers, want its %d pooled ones", fn, len(list), n)
 		}
 		select {
 		case <-ctx.Done():

@@ -161,8 +161,10 @@ func (r *Runtime) retireWarm(ws ...*warmJob) {
 	}
 }
 
-// kickFills starts the fills key's pool is missing: its size plus one per
-// waiting call, less what is ready or being filled.
+// kickFills starts the fills key's pool is missing: its size, or as many
+// as calls wait when more do, less what is ready or being filled. (A fill
+// for each waiting call on top of the size would double the starts Docker
+// runs at once when calls come back to back, slowing every one of them.)
 func (r *Runtime) kickFills(key string) {
 	r.jobs.mu.Lock()
 	p, d := r.jobs.pools[key], r.jobs.specs[key]
@@ -182,7 +184,7 @@ func (r *Runtime) kickFills(key string) {
 		r.jobs.mu.Unlock()
 		return
 	}
-	need := p.size + len(p.waiters) - len(p.ready) - p.filling
+	need := max(p.size, len(p.waiters)) - len(p.ready) - p.filling
 	if need <= 0 {
 		r.jobs.mu.Unlock()
 		return
