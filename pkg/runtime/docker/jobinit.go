@@ -29,17 +29,13 @@ import (
 // jobInitVolumePrefix starts the name of every job-init volume.
 const jobInitVolumePrefix = "dockerfaasd-job-init-"
 
-// jobInitRetry is how long a failed provisioning is remembered before the
-// next fill tries again.
-const jobInitRetry = time.Minute
-
-// jobInitVolume provisions, once, the volume holding the binary.
+// jobInitVolume provisions, once, the volume holding the binary. A
+// failure is not remembered: the fill that asked fails, and its pool's
+// backoff spaces out the next attempts.
 type jobInitVolume struct {
 	mu     sync.Mutex
-	name   string    // set once the volume holds the whole binary
-	err    error     // the last failure, until retryAt
-	retry  time.Time // when a failed provisioning may be tried again
-	hashed string    // the binary's hash, once read
+	name   string // set once the volume holds the whole binary
+	hashed string // the binary's hash, once read
 }
 
 // volume returns the name of the volume holding the daemon's binary,
@@ -51,15 +47,11 @@ func (r *Runtime) jobInitVolume(ctx context.Context, we engine.WarmEngine, image
 	if v.name != "" {
 		return v.name, nil
 	}
-	if v.err != nil && time.Now().Before(v.retry) {
-		return "", v.err
-	}
 	name, err := r.provisionJobInit(ctx, we, image)
 	if err != nil {
-		v.err, v.retry = err, time.Now().Add(jobInitRetry)
 		return "", err
 	}
-	v.name, v.err = name, nil
+	v.name = name
 	return name, nil
 }
 

@@ -47,6 +47,7 @@ const (
 // jobPool is one job function's pool, under jobState.mu.
 type jobPool struct {
 	hash    string // the spec hash the containers are made from
+	gen     int    // counts hash changes: a fill of an older one is discarded
 	size    int
 	ready   []*warmJob
 	filling int
@@ -112,6 +113,7 @@ func (r *Runtime) syncPool(d rt.Desired) {
 		stale, p.ready = p.ready, nil
 		woken, p.waiters = p.waiters, nil
 		p.hash, p.filling, p.fails, p.pausedUntil, p.off = d.Hash, 0, 0, time.Time{}, ""
+		p.gen++
 	}
 	if len(p.ready) > size {
 		stale = append(stale, p.ready[size:]...)
@@ -148,23 +150,33 @@ func (r *Runtime) dropPool(key string) {
 	r.retireWarm(stale...)
 }
 
-// retireWarm removes pooled containers the daemon no longer wants.
+// retireWarm removes pooled containers the daemon no longer wants (once
+// each, however often it is called for one).
 func (r *Runtime) retireWarm(ws ...*warmJob) {
+	var now []*warmJob
 	r.jobs.mu.Lock()
 	for _, w := range ws {
-		w.retired = true
+		if !w.retired {
+			w.retired = true
+			now = append(now, w)
+		}
 	}
 	r.jobs.mu.Unlock()
-	for _, w := range ws {
-		_ = w.att.Close()
+	for _, w := range now {
+		if w.att != nil {
+			_ = w.att.Close()
+		}
 		r.finishRun(w.run)
 	}
 }
 
 // kickFills starts the fills key's pool is missing: its size, or as many
-// as calls wait when more do, less what is ready or being filled. (A fill
-// for each waiting call on top of the size would double the starts Docker
-// runs at once when calls come back to back, slowing every one of them.)
+// as calls wait when more do, plus one while calls wait (the next call
+// then finds one sooner), less what is ready or being filled. A fill for
+// each waiting call on top of the size would double the starts Docker
+// runs at once when calls come back to back, slowing every one of them;
+// one more than the calls need keeps two starts going for one call at a
+// time, which two cores run nearly as fast as one.
 func (r *Runtime) kickFills(key string) {
 	r.jobs.mu.Lock()
 	p, d := r.jobs.pools[key], r.jobs.specs[key]
@@ -184,24 +196,29 @@ func (r *Runtime) kickFills(key string) {
 		r.jobs.mu.Unlock()
 		return
 	}
-	need := max(p.size, len(p.waiters)) - len(p.ready) - p.filling
+	target := max(p.size, len(p.waiters))
+	if len(p.waiters) > 0 {
+		target++
+	}
+	need := target - len(p.ready) - p.filling
 	if need <= 0 {
 		r.jobs.mu.Unlock()
 		return
 	}
 	p.filling += need
+	gen := p.gen
 	r.jobs.mu.Unlock()
 	for range need {
-		go r.fill(p, d)
+		go r.fill(p, d, gen)
 	}
 }
 
 // fill starts one container for d's pool and hands it to the oldest
 // waiting call, or keeps it.
-func (r *Runtime) fill(p *jobPool, d rt.Desired) {
+func (r *Runtime) fill(p *jobPool, d rt.Desired, gen int) {
 	w, err := r.startWarm(d)
 	r.jobs.mu.Lock()
-	current := r.jobs.pools[d.Key] == p && p.hash == d.Hash
+	current := r.jobs.pools[d.Key] == p && p.gen == gen
 	if current {
 		p.filling--
 	}
@@ -220,6 +237,9 @@ func (r *Runtime) fill(p *jobPool, d rt.Desired) {
 	}
 	p.fails = 0
 	switch {
+	case w.retired: // it died as it started (warmDied)
+		releaseWaitersLocked(p)
+		r.jobs.mu.Unlock()
 	case len(p.waiters) > 0:
 		ch := p.waiters[0]
 		p.waiters = p.waiters[1:]
@@ -250,6 +270,12 @@ func (r *Runtime) warmFailedLocked(p *jobPool, d rt.Desired, err error) {
 		log.WithField("retry_in", wait).Warn("job: starting a container ahead of calls failed; calls start their own meanwhile")
 		r.forgetJobInitVolume()
 	}
+	releaseWaitersLocked(p)
+}
+
+// releaseWaitersLocked lets the calls waiting beyond the fills under way
+// run the classic way.
+func releaseWaitersLocked(p *jobPool) {
 	for len(p.waiters) > p.filling {
 		ch := p.waiters[len(p.waiters)-1]
 		p.waiters = p.waiters[:len(p.waiters)-1]

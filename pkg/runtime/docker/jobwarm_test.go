@@ -3,6 +3,7 @@ package docker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -271,4 +272,38 @@ func TestCallsWaitForAFillUnderWay(t *testing.T) {
 		}
 	}
 	f.eng.SetFail(nil)
+}
+
+func TestWarmFillFailuresFallBackAndRetry(t *testing.T) {
+	f := newFixture(t)
+	f.eng.SetFail(func(op, arg string) error {
+		if op == "create" && strings.Contains(arg, "-job-") {
+			return errors.New("injected: no room")
+		}
+		return nil
+	})
+	bin := filepath.Join(t.TempDir(), "dockerfaasd")
+	if err := os.WriteFile(bin, []byte("binary"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(f.prober)
+	cfg.JobWarm, cfg.JobInitBinary = 1, bin
+	f.wire(cfg, f.eng, nil)
+	key := f.deploy(deployment("fn", asJob("")), 1)
+	if !f.work(key, 10) {
+		t.Fatal("no convergence")
+	}
+	// Every create of a job container fails: the call fails as a classic
+	// run would, and nothing is left.
+	if _, err := f.rt.RunOnce(context.Background(), runtime.RunRequest{Key: key, Stdin: strings.NewReader("x")}); err == nil {
+		t.Fatal("RunOnce succeeded although every create fails")
+	}
+	f.waitNoJobContainers()
+	// Docker recovers: after the backoff (1 s) the pool is filled again.
+	f.eng.SetFail(nil)
+	f.waitPooledWithin(1, 5*time.Second)
+	res, err := f.rt.RunOnce(context.Background(), runtime.RunRequest{Key: key, Stdin: strings.NewReader("x")})
+	if err != nil || !res.Warm {
+		t.Fatalf("RunOnce after recovery: %+v, %v; want a warm run", res, err)
+	}
 }
