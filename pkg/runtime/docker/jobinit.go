@@ -31,7 +31,8 @@ const jobInitVolumePrefix = "dockerfaasd-job-init-"
 
 // jobInitVolume provisions, once, the volume holding the binary. A
 // failure is not remembered: the fill that asked fails, and its pool's
-// backoff spaces out the next attempts.
+// backoff spaces out the next attempts. Lock order: mu before jobState.mu
+// (provisioning registers a run), so mu is never taken under jobState.mu.
 type jobInitVolume struct {
 	mu     sync.Mutex
 	name   string // set once the volume holds the whole binary

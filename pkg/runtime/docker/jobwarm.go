@@ -232,6 +232,10 @@ func (r *Runtime) fill(p *jobPool, d rt.Desired, gen int) {
 	if err != nil {
 		r.warmFailedLocked(p, d, err)
 		r.jobs.mu.Unlock()
+		// The volume may have been removed behind the daemon's back: the
+		// next fill checks it again. (Not under jobs.mu: provisioning holds
+		// its own lock while it registers a run.)
+		r.forgetJobInitVolume()
 		r.kickFills(d.Key)
 		return
 	}
@@ -268,7 +272,6 @@ func (r *Runtime) warmFailedLocked(p *jobPool, d rt.Desired, err error) {
 		wait := min(jobWarmBackoff<<min(p.fails-1, 16), jobWarmBackoffMax)
 		p.pausedUntil = time.Now().Add(wait)
 		log.WithField("retry_in", wait).Warn("job: starting a container ahead of calls failed; calls start their own meanwhile")
-		r.forgetJobInitVolume()
 	}
 	releaseWaitersLocked(p)
 }
