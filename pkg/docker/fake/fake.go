@@ -34,6 +34,7 @@ type Engine struct {
 	jobs      map[string]*jobProc
 	program   JobProgram
 	holdWaits bool
+	released  chan struct{} // closed when holdWaits is lifted
 	// volumes and imageConfigs serve pre-started jobs (warm.go).
 	volumes      map[string]*fakeVolume
 	imageConfigs map[string]docker.ImageConfig

@@ -45,11 +45,18 @@ func newJobProc() *jobProc {
 	return p
 }
 
-// HoldWaits makes WaitContainer report nothing (until its context ends)
-// while hold is true: the exit is then known from the die event alone.
+// HoldWaits makes WaitContainer report nothing while hold is true (a
+// wait made then answers once hold is lifted, or its context ends): the
+// exit is then known from the die event alone.
 func (e *Engine) HoldWaits(hold bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if hold && !e.holdWaits {
+		e.released = make(chan struct{})
+	}
+	if !hold && e.holdWaits {
+		close(e.released)
+	}
 	e.holdWaits = hold
 }
 
@@ -184,19 +191,28 @@ func (e *Engine) WaitContainer(ctx context.Context, id string) <-chan docker.Exi
 		out <- docker.Exit{Err: fmt.Errorf("wait %s: %w", id, docker.ErrNotFound)}
 		return out
 	}
-	if e.holdWaits {
-		go func() {
-			<-ctx.Done()
-			out <- docker.Exit{Err: ctx.Err()}
-		}()
-		return out
-	}
 	p := e.jobs[id]
-	if p == nil || !p.started {
+	held := e.released
+	if !e.holdWaits {
+		held = nil
+	}
+	if held == nil && (p == nil || !p.started) {
 		out <- docker.Exit{} // not running: Docker answers at once
 		return out
 	}
 	go func() {
+		if held != nil {
+			select {
+			case <-held:
+			case <-ctx.Done():
+				out <- docker.Exit{Err: ctx.Err()}
+				return
+			}
+			if p == nil || !p.started {
+				out <- docker.Exit{}
+				return
+			}
+		}
 		select {
 		case <-p.done:
 			e.mu.Lock()

@@ -94,6 +94,8 @@ type jobRun struct {
 	died chan int
 	// warm is set (under jobState.mu) on a run started ahead of its call.
 	warm *warmJob
+	// finished: finishRun ran (under jobState.mu); it acts once.
+	finished bool
 }
 
 func newJobState(eng engine.Engine) *jobState {
@@ -500,8 +502,12 @@ func JobCommand(spec types.FunctionDeployment) []string {
 func (r *Runtime) finishRun(run *jobRun) {
 	run.cancel()
 	r.jobs.mu.Lock()
-	id := run.container
+	id, again := run.container, run.finished
+	run.finished = true
 	r.jobs.mu.Unlock()
+	if again { // a pooled container retired as its fill failed, say
+		return
+	}
 	if id == "" {
 		r.jobs.forget(run)
 		return
@@ -510,8 +516,27 @@ func (r *Runtime) finishRun(run *jobRun) {
 		defer r.jobs.forget(run)
 		r.jobs.removeSem <- struct{}{}
 		defer func() { <-r.jobs.removeSem }()
+		r.awaitTeardown(id)
 		r.removeJobContainer(id, run.key)
 	}()
+}
+
+// jobTeardownWait bounds the wait for Docker to finish a job container's
+// exit before it is removed.
+const jobTeardownWait = 10 * time.Second
+
+// awaitTeardown waits (bounded) until Docker has finished the exit of
+// container id: a call is answered at the die event, before Docker tore
+// the container's network down, and a removal racing that teardown can
+// leave Engine 20.10 with a stale endpoint that blocks the network's
+// removal for good.
+func (r *Runtime) awaitTeardown(id string) {
+	if r.jobs.eng == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), jobTeardownWait)
+	defer cancel()
+	<-r.jobs.eng.WaitContainer(ctx, id)
 }
 
 // removeJobContainer force-removes a job's container, retrying with

@@ -394,6 +394,11 @@ func (r *Runtime) startWarm(d rt.Desired) (*warmJob, error) {
 		return nil, err
 	}
 	fail := func(err error) (*warmJob, error) {
+		r.jobs.mu.Lock()
+		if run.warm != nil {
+			run.warm.retired = true // its die event is no pool failure
+		}
+		r.jobs.mu.Unlock()
 		r.finishRun(run)
 		return nil, err
 	}
