@@ -39,6 +39,9 @@ const (
 	// does not take the call by then is removed and the call runs the
 	// classic way (its body is untouched until the ack).
 	jobAckTimeout = 5 * time.Second
+	// jobWarmPrepare bounds what a fill asks Docker before its container
+	// exists (the image's config, the job-init volume).
+	jobWarmPrepare = 2 * time.Minute
 	// jobWarmBackoff and jobWarmBackoffMax space out fills after failures.
 	jobWarmBackoff    = time.Second
 	jobWarmBackoffMax = 5 * time.Minute
@@ -370,8 +373,9 @@ func (r *Runtime) warmDied(w *warmJob, code int) {
 // its stdio attached.
 func (r *Runtime) startWarm(d rt.Desired) (*warmJob, error) {
 	we, _ := r.eng.(engine.WarmEngine)
-	ctx := context.Background()
-	ic, err := we.ImageConfig(ctx, d.Spec.Image)
+	prep, cancel := context.WithTimeout(context.Background(), jobWarmPrepare)
+	defer cancel()
+	ic, err := we.ImageConfig(prep, d.Spec.Image)
 	if err != nil {
 		return nil, err
 	}
@@ -385,11 +389,11 @@ func (r *Runtime) startWarm(d rt.Desired) (*warmJob, error) {
 	if len(argv) == 0 {
 		return nil, &warmOff{fmt.Sprintf("image %s has no command and the function no fprocess", d.Spec.Image)}
 	}
-	vol, err := r.jobInitVolume(ctx, we, d.Spec.Image)
+	vol, err := r.jobInitVolume(prep, we, d.Spec.Image)
 	if err != nil {
 		return nil, err
 	}
-	run, runCtx, err := r.jobs.begin(ctx, d.Key)
+	run, runCtx, err := r.jobs.begin(context.Background(), d.Key)
 	if err != nil {
 		return nil, err
 	}
