@@ -614,15 +614,8 @@ func (r *Runtime) removeJobs(ctx context.Context, key string) error {
 		}
 	}
 	r.jobs.mu.Unlock()
-	for _, run := range runs {
-		run.cancel()
-	}
-	for _, run := range runs {
-		select {
-		case <-run.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := killAndAwait(ctx, runs); err != nil {
+		return err
 	}
 	list, err := r.eng.ListContainers(ctx, r.jobLabels(key))
 	if err != nil {
@@ -637,6 +630,22 @@ func (r *Runtime) removeJobs(ctx context.Context, key string) error {
 	}
 	r.jobs.logs.drop(key)
 	return errors.Join(errs...)
+}
+
+// killAndAwait kills runs and waits until their containers are removed,
+// or ctx ends (its error).
+func killAndAwait(ctx context.Context, runs []*jobRun) error {
+	for _, run := range runs {
+		run.cancel()
+	}
+	for _, run := range runs {
+		select {
+		case <-run.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // jobLabels select the job containers of key (all of them with key "").
@@ -667,15 +676,7 @@ func (r *Runtime) StopJobs(ctx context.Context) {
 		runs = append(runs, run)
 	}
 	r.jobs.mu.Unlock()
-	for _, run := range runs {
-		run.cancel()
-	}
-	for _, run := range runs {
-		select {
-		case <-run.done:
-		case <-ctx.Done():
-			r.cfg.Log.Warn("job containers still being removed at shutdown; the next start removes what is left")
-			return
-		}
+	if killAndAwait(ctx, runs) != nil {
+		r.cfg.Log.Warn("job containers still being removed at shutdown; the next start removes what is left")
 	}
 }
