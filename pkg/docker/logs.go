@@ -28,7 +28,28 @@ type LogOptions struct {
 	// container runs. On a container that is not running the stream ends
 	// after the history, as with `docker logs -f`.
 	Follow bool
+	// Streams selects stdout, stderr or (the zero value) both. Like
+	// Docker, the tail is taken before this filter: Tail N of one stream
+	// is that stream's lines among the last N of both.
+	Streams LogStreams
 }
+
+// LogStreams selects which of a container's output streams a log read
+// returns.
+type LogStreams int
+
+const (
+	// BothStreams is stdout and stderr, in the order Docker recorded them.
+	// That order is not always time order: Docker stamps each stream's
+	// lines in a goroutine of its own, so a stdout line can be recorded
+	// after a stderr line stamped a few microseconds later. Each stream on
+	// its own is in time order.
+	BothStreams LogStreams = iota
+	// StdoutOnly is the container's stdout.
+	StdoutOnly
+	// StderrOnly is the container's stderr.
+	StderrOnly
+)
 
 // ContainerLogs returns a container's stdout and stderr as Docker sends
 // them: the multiplexed stream (demultiplex it with pkg/stdcopy; one frame
@@ -49,10 +70,9 @@ func (d *Client) ContainerLogs(ctx context.Context, id string, opts LogOptions) 
 	return rc, nil
 }
 
-// api is opts as the Docker API takes them: both streams, always
-// timestamped (ReadLogs needs the timestamps; the runtimes merge by them).
+// api is opts as the Docker API takes them, always timestamped (ReadLogs needs the timestamps; the runtimes merge by them).
 func (opts LogOptions) api(details bool) container.LogsOptions {
-	o := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true, Details: details, Follow: opts.Follow, Tail: "all"}
+	o := container.LogsOptions{ShowStdout: opts.Streams != StderrOnly, ShowStderr: opts.Streams != StdoutOnly, Timestamps: true, Details: details, Follow: opts.Follow, Tail: "all"}
 	if !opts.Since.IsZero() {
 		// The client turns RFC 3339 into Docker's "seconds.nanoseconds",
 		// keeping nanosecond precision.

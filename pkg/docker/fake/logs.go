@@ -91,6 +91,7 @@ func (e *Engine) ContainerLogs(ctx context.Context, id string, opts docker.LogOp
 	if opts.Tail > 0 && len(history) > opts.Tail {
 		history = history[len(history)-opts.Tail:]
 	}
+	history = streamFilter(history, opts.Streams) // after the tail, as Docker does
 	follow := opts.Follow && c.State == docker.StateRunning
 	e.mu.Unlock()
 
@@ -101,7 +102,7 @@ func (e *Engine) ContainerLogs(ctx context.Context, id string, opts docker.LogOp
 		err := writeFrames(pw, history, false)
 		for follow && err == nil {
 			e.mu.Lock()
-			fresh := sinceFilter(e.logs[id][next:], opts.Since)
+			fresh := streamFilter(sinceFilter(e.logs[id][next:], opts.Since), opts.Streams)
 			next = len(e.logs[id])
 			cur, ok := e.containers[id]
 			running := ok && cur.State == docker.StateRunning
@@ -131,6 +132,20 @@ func sinceFilter(lines []logLine, since time.Time) []logLine {
 	out := make([]logLine, 0, len(lines))
 	for _, l := range lines {
 		if since.IsZero() || !l.ts.Before(since) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// streamFilter returns the lines of the streams selected.
+func streamFilter(lines []logLine, streams docker.LogStreams) []logLine {
+	if streams == docker.BothStreams {
+		return lines
+	}
+	out := make([]logLine, 0, len(lines))
+	for _, l := range lines {
+		if l.stderr == (streams == docker.StderrOnly) {
 			out = append(out, l)
 		}
 	}

@@ -178,15 +178,16 @@ func (s *logStream) replicas(ctx context.Context) ([]engine.Container, error) {
 	return out, nil
 }
 
-// source is one replica's log being read by its own goroutine.
+// source is one stream of a replica's log (or the job runs' lines) being
+// read by its own goroutine.
 type source struct {
-	id   string
+	id   string // the container's; a replica has a source per stream
 	msgs chan logs.Message
 	err  error // set before msgs is closed
 }
 
 // history sends the merged history of list and returns how far each
-// replica's log was read (lines dropped by the tail count as read).
+// replica's log was read (both streams together) (lines dropped by the tail count as read).
 func (s *logStream) history(ctx context.Context, list []engine.Container, jobLines []logs.Message) (map[string]runtime.LogMark, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -204,33 +205,38 @@ func (s *logStream) history(ctx context.Context, list []engine.Container, jobLin
 		close(src.msgs)
 		srcs = append(srcs, src)
 	}
+	// Each replica's stdout and stderr are read apart: each is in time
+	// order, while the two together, as Docker recorded them, need not be
+	// (see engine.BothStreams).
 	for _, c := range list {
-		rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: s.since, Tail: s.req.Tail})
-		if errors.Is(err, engine.ErrNotFound) {
-			continue // removed since it was listed: nothing to read
+		for _, streams := range []engine.LogStreams{engine.StdoutOnly, engine.StderrOnly} {
+			rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: s.since, Tail: s.req.Tail, Streams: streams})
+			if errors.Is(err, engine.ErrNotFound) {
+				break // removed since it was listed: nothing to read
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read logs of %s: %w", engine.ShortID(c.ID), err)
+			}
+			src := &source{id: c.ID, msgs: make(chan logs.Message, 64)}
+			srcs = append(srcs, src)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(src.msgs)
+				src.err = s.read(ctx, c, rc, func(m logs.Message) error {
+					select {
+					case src.msgs <- m:
+						return nil
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				})
+			}()
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read logs of %s: %w", engine.ShortID(c.ID), err)
-		}
-		src := &source{id: c.ID, msgs: make(chan logs.Message, 64)}
-		srcs = append(srcs, src)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(src.msgs)
-			src.err = s.read(ctx, c, rc, func(m logs.Message) error {
-				select {
-				case src.msgs <- m:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			})
-		}()
 	}
 
-	// A k-way merge: each replica's log is in time order already, so only
-	// the head of each is held, and memory stays bounded without a tail.
+	// A k-way merge: each stream is in time order already, so only the
+	// head of each is held, and memory stays bounded without a tail.
 	heads := make([]*logs.Message, len(srcs))
 	next := func(i int) error {
 		heads[i] = nil

@@ -153,6 +153,42 @@ func TestLogsHistory(t *testing.T) {
 	})
 }
 
+// Docker stamps stdout and stderr in a goroutine each, so one container's
+// log can hold a line stamped later before one stamped earlier (seen on a
+// real engine: 24µs apart). The history is still in time order.
+func TestLogsHistoryStreamsRecordedOutOfOrder(t *testing.T) {
+	f := newLogFixture(t)
+	a := f.replica("mixed", "a", engine.StateRunning)
+	b := f.replica("mixed", "b", engine.StateRunning)
+	f.write(t, a.ID, false, 10, "a out 10\n")
+	f.write(t, a.ID, true, 21, "a err 21\n") // recorded before the stdout line stamped 20
+	f.write(t, a.ID, false, 20, "a out 20\n")
+	f.write(t, b.ID, true, 15, "b err 15\n")
+	f.write(t, a.ID, true, 30, "a err 30\n")
+	f.write(t, a.ID, false, 25, "a out 25\n")
+
+	for _, tc := range []struct {
+		name string
+		req  logs.Request
+		want []string
+	}{
+		{"whole history", logs.Request{Name: "mixed"},
+			[]string{"a@10 a out 10", "b@15 b err 15", "a@20 a out 20", "a@21 a err 21", "a@25 a out 25", "a@30 a err 30"}},
+		// Docker's tail is the lines recorded last, then put in time order.
+		{"tail", logs.Request{Name: "mixed", Tail: 3},
+			[]string{"a@20 a out 20", "a@25 a out 25", "a@30 a err 30"}},
+		{"one replica", logs.Request{Name: "mixed", Instance: engine.ShortID(a.ID)},
+			[]string{"a@10 a out 10", "a@20 a out 20", "a@21 a err 21", "a@25 a out 25", "a@30 a err 30"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := texts(f.collect(t, tc.req))
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+}
+
 func TestLogsErrors(t *testing.T) {
 	t.Run("listing fails", func(t *testing.T) {
 		f := newLogFixture(t)
