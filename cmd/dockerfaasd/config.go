@@ -7,12 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/addresses"
 	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
@@ -57,10 +59,17 @@ type config struct {
 	JobConcurrency   int
 	JobWarm          int
 	JobInitBinary    string
+	PoolSize         int
+	HandoffDir       string
 	PidsLimit        int64
 	SelfContainer    string
 	LogLevel         string
 	LogFormat        string
+
+	// FunctionCIDR, when valid, gives every function an address of its own
+	// (pkg/addresses), served on FunctionAddressPort.
+	FunctionCIDR        netip.Prefix
+	FunctionAddressPort int
 }
 
 // The runtimes RUNTIME selects.
@@ -168,8 +177,31 @@ func settings(c *config) []setting {
 			return nil
 		}},
 		{"JOB_INIT_BINARY", "job-init-binary", "", "a statically linked dockerfaasd binary for job containers started ahead of their calls to run first (default: this daemon's own binary, when it is statically linked)", str(&c.JobInitBinary)},
+		{"POOL_SIZE", "pool-size", "2", "ready containers each function with per-request isolation keeps, when its io.dockerfaas.pool.size annotation is absent (see README, Per-request isolation)", func(v string) error {
+			iso, err := faas.IsolationOf(map[string]string{faas.AnnotationIsolation: faas.IsolationPerRequest, faas.AnnotationPoolSize: v})
+			if err != nil {
+				return fmt.Errorf("want an integer from 1 to %d", faas.MaxPoolSize)
+			}
+			c.PoolSize = iso.PoolSize
+			return nil
+		}},
+		{"HANDOFF_DIR", "handoff-dir", "", "directory of the control sockets of socket-protocol containers (default: STATE_DIR/handoff; keep the path short, Unix sockets allow 107 bytes)", str(&c.HandoffDir)},
 		{"PIDS_LIMIT", "pids-limit", "1024", "process limit per function container (0 = Docker's default)", func(v string) (err error) { c.PidsLimit, err = strconv.ParseInt(v, 10, 64); return }},
 		{"SELF_CONTAINER", "self-container", "auto", "this daemon's container (ID or name) when it runs in one, to join function networks; auto detects it, none disables", str(&c.SelfContainer)},
+		{"FUNCTION_CIDR", "function-cidr", "", "IPv4 CIDR (such as 127.77.0.0/24) to give every function an address of its own, served at http://ADDRESS/ like /function/NAME (default: off; see README, A dedicated address per function)", func(v string) (err error) {
+			c.FunctionCIDR = netip.Prefix{}
+			if v != "" {
+				c.FunctionCIDR, err = addresses.ParsePrefix(v)
+			}
+			return err
+		}},
+		{"FUNCTION_ADDRESS_PORT", "function-address-port", "80", "port every function address (FUNCTION_CIDR) is served on", func(v string) (err error) {
+			c.FunctionAddressPort, err = strconv.Atoi(v)
+			if err == nil && (c.FunctionAddressPort < 1 || c.FunctionAddressPort > 65535) {
+				err = errors.New("want a port from 1 to 65535")
+			}
+			return err
+		}},
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "text", "text or json", str(&c.LogFormat)},
 	}
@@ -208,6 +240,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.DBPath == "" {
 		c.DBPath = filepath.Join(c.StateDir, "state.db")
+	}
+	if c.HandoffDir == "" {
+		c.HandoffDir = filepath.Join(c.StateDir, "handoff")
 	}
 	if c.FunctionsNetwork == "" {
 		c.FunctionsNetwork = c.Instance

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/addresses"
 	"github.com/dockerfaasd/dockerfaasd/pkg/api"
 	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/autoscale"
@@ -203,6 +204,7 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		Load:         signals,
 		Wake:         scaler,
 		Jobs:         jobRunner(jobs),
+		Pools:        poolsFor(caps.Pools),
 		Log:          log,
 	})
 	queue, err := async.New(async.Config{
@@ -229,6 +231,8 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		Invocations:       gw,
 		Invoke:            invoke,
 		JobMode:           jobs != nil,
+		Isolation:         caps.Pools != nil,
+		Pools:             poolLister(caps.Pools),
 		Async:             queue,
 		AsyncMaxBodyBytes: cfg.Async.MaxBodyBytes,
 		Debug:             api.DebugHandler(ctrl),
@@ -257,6 +261,9 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	// An upload is exempt from the server's timeouts (it may take longer
 	// than any), and is cut off only when it stalls for the read timeout.
 	apiCfg.ImageUploadMax, apiCfg.UploadIdleTimeout = cfg.ImageUploadMax, cfg.ReadTimeout
+	if cfg.FunctionCIDR.IsValid() {
+		apiCfg.AddressPort = cfg.FunctionAddressPort // list and describe show the addresses
+	}
 	if nl, ok := rt.(api.NodeLister); ok {
 		apiCfg.Nodes = nl
 	}
@@ -292,6 +299,29 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	// A dedicated address per function (FUNCTION_CIDR), served through the
+	// same handler as /function/NAME, so with the same auth, routing and
+	// metrics. It stops gracefully with ctx and sends nothing on errc.
+	if cfg.FunctionCIDR.IsValid() {
+		fnAddrs, err := addresses.New(addresses.Config{
+			Prefix:            cfg.FunctionCIDR,
+			Port:              cfg.FunctionAddressPort,
+			Resync:            cfg.Resync,
+			ReadHeaderTimeout: srv.ReadHeaderTimeout,
+			ReadTimeout:       srv.ReadTimeout,
+			WriteTimeout:      srv.WriteTimeout,
+			IdleTimeout:       srv.IdleTimeout,
+			Log:               log,
+		}, st, handler)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = fnAddrs.Run(ctx)
+		}()
+	}
 	errc := make(chan error, 5)
 	wg.Add(5)
 	go func() {
@@ -400,6 +430,10 @@ func newRuntime(ctx context.Context, cfg config, engine *docker.Client, self str
 		NeighborLimit: neighborLimit(),
 		JobWarm:       cfg.JobWarm,
 		JobInitBinary: jobInitBinary(cfg.JobInitBinary, log),
+		PoolSize:      cfg.PoolSize,
+		HandoffDir:    cfg.HandoffDir,
+		// Running in a container, the daemon's path is not the engine's.
+		HandoffHostDir: handoffHostDir(ctx, cfg.HandoffDir, self, engine, log),
 		// Drained replicas are stopped once the proxy's calls on them ended.
 		Load:       signals,
 		Registerer: reg,
@@ -500,6 +534,59 @@ func desiredReplicas(st store.Store, log logrus.FieldLogger) metrics.ReplicaList
 		}
 		return out
 	}
+}
+
+// poolLister is the debug page's view of the pools (nil: none).
+func poolLister(p runtime.Pools) api.PoolLister {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
+// poolsFor adapts the runtime's pools to the proxy (nil: none).
+func poolsFor(p runtime.Pools) proxy.Pools {
+	if p == nil {
+		return nil
+	}
+	return pools{p}
+}
+
+type pools struct{ p runtime.Pools }
+
+func (a pools) Take(ctx context.Context, key string) (proxy.Lease, error) {
+	l, err := a.p.Take(ctx, key)
+	var busy *runtime.PoolBusyError
+	if errors.As(err, &busy) {
+		return nil, &proxy.BusyError{RetryAfter: busy.RetryAfter}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// handoffHostDir is where the engine finds dir when the daemon runs in
+// container self: under the mount that holds it ("" when the daemon runs
+// on the host, or when no mount holds dir: the socket protocol then
+// cannot work, which is logged).
+func handoffHostDir(ctx context.Context, dir, self string, engine *docker.Client, log logrus.FieldLogger) string {
+	if self == "" || dir == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	mounts, err := engine.ContainerMounts(ctx, self)
+	if err != nil {
+		log.WithError(err).Warn("per-request isolation: cannot read this daemon's mounts; the socket protocol will fail")
+		return ""
+	}
+	host, ok := docker.HostPath(mounts, dir)
+	if !ok {
+		log.WithField("dir", dir).Warn("per-request isolation: HANDOFF_DIR is on no volume or bind mount of this daemon's container, so function containers cannot mount its sockets; the socket protocol will fail (put HANDOFF_DIR under STATE_DIR, a volume)")
+		return ""
+	}
+	return host
 }
 
 // selfContainer finds the daemon's own container: the configured one, or

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/async"
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
@@ -38,6 +39,9 @@ type debugView struct {
 	// (nil on one host); NodesError says why they are missing.
 	Nodes      []status.Node `json:"nodes,omitempty"`
 	NodesError string        `json:"nodesError,omitempty"`
+	// Pools are the pools of functions with per-request isolation, when
+	// the runtime has them.
+	Pools []runtime.PoolStats `json:"pools,omitempty"`
 	// Executions sums up each function's execution records (job runs,
 	// async attempts) with its newest debugRuns, when the page reads a
 	// store (nil otherwise); ExecutionsError says why they are missing.
@@ -52,6 +56,12 @@ const debugRuns = 5
 // the swarm runtime satisfies it.
 type NodeLister interface {
 	Nodes(ctx context.Context) ([]status.Node, error)
+}
+
+// PoolLister describes the pools of per-request isolation for the debug
+// page; the Docker runtime satisfies it.
+type PoolLister interface {
+	PoolStats() []runtime.PoolStats
 }
 
 // AsyncDepths is the read side of the async queue for the debug page;
@@ -78,6 +88,7 @@ type debugHandler struct {
 	scaling ScalingReader // nil: no autoscaler state on the page
 	async   AsyncDepths   // nil: no async queues on the page
 	nodes   NodeLister    // nil: one host, no nodes on the page
+	pools   PoolLister    // nil: no pools on the page
 	// executions reads the records' summary: the index and debugRuns
 	// records per function, not every record (store.ExecutionSummaries).
 	executions store.ExecutionSummaries // nil: no executions on the page
@@ -122,6 +133,9 @@ func (h *debugHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			v.NodesError = err.Error()
 		}
+	}
+	if h.pools != nil {
+		v.Pools = h.pools.PoolStats()
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
@@ -281,6 +295,11 @@ ul.replicas{margin:0;padding:0;list-style:none}
 {{with .NodesError}}<p class="error">{{.}}</p>{{end}}<table id="nodes">
 <tr><th>Node</th><th>Role</th><th title="as swarm sees it: ready, down, ...">State</th><th title="active, pause or drain">Availability</th><th>Address</th><th title="this daemon's replicas on the node, and the functions they belong to">Replicas</th></tr>
 {{range .Nodes}}<tr data-node="{{.Hostname}}"><td class="key"><code>{{.Hostname}}</code></td><td>{{.Role}}</td><td class="state">{{.State}}</td><td class="availability">{{.Availability}}</td><td>{{.Addr}}</td><td class="replicas num">{{.Replicas}} ({{.Functions}} functions)</td></tr>
+{{end}}</table>
+{{end}}{{if .Pools}}<h2>Pools (per-request isolation)</h2>
+<table id="pools">
+<tr><th>Function</th><th>Protocol</th><th title="ready now / kept ready (io.dockerfaas.pool.size, POOL_SIZE)">Ready</th><th title="being started now">Starting</th><th title="calls waiting for a fresh container now">Waiting</th><th title="calls served / had to wait / got 429">Served</th><th title="containers made ready; per second over the last minute; mean create-to-ready time">Refills</th></tr>
+{{range .Pools}}<tr data-pool="{{.Key}}"><td class="key"><code>{{.Key}}</code></td><td>{{.Protocol}}</td><td class="ready num">{{.Ready}} / {{.Size}}</td><td class="num">{{.Starting}}</td><td class="num">{{.Waiting}}</td><td class="served num">{{.Served}} / {{.Waited}} waited / {{.Busy}} busy</td><td class="num">{{.Refills}} ({{printf "%.2f" .RefillsPerSecond}}/s, {{seconds .StartSeconds}}){{with .LastError}} <span class="err">{{.}}</span>{{end}}</td></tr>
 {{end}}</table>
 {{end}}{{if or .Executions .ExecutionsError}}<h2>Executions</h2>
 {{with .ExecutionsError}}<p class="error">{{.}}</p>{{end}}<table id="executions">

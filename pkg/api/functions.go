@@ -30,8 +30,11 @@ func (a *api) listFunctions(w http.ResponseWriter, r *http.Request) {
 	}
 	// Never null: some clients (not faas-cli) treat null as an error.
 	out := make([]types.FunctionStatus, 0, len(recs))
+	addrs := a.addressesOf(r.Context())
 	for _, rec := range recs {
-		out = append(out, a.functionStatus(rec))
+		st := a.functionStatus(rec)
+		a.withAddress(&st, addrs[rec.Key()])
+		out = append(out, st)
 	}
 	writeJSON(w, a.log, http.StatusOK, out)
 }
@@ -57,6 +60,7 @@ func (a *api) getFunction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := a.functionStatus(rec)
+	a.withAddress(&st, a.addressOf(r.Context(), rec.Key()))
 	if want, _ := strconv.ParseBool(r.URL.Query().Get("usage")); want && a.usage != nil {
 		st.Usage = a.functionUsage(r.Context(), rec.Key())
 	}
@@ -224,6 +228,11 @@ func (a *api) readDeployment(w http.ResponseWriter, r *http.Request) (types.Func
 	if isJobMode(spec) && !a.jobMode {
 		writeError(w, a.log, http.StatusNotImplemented,
 			"annotation "+faas.AnnotationMode+": "+faas.ModeJob+" is not available on this runtime: job mode needs RUNTIME=docker", nil)
+		return spec, "", scaling.Policy{}, false
+	}
+	if spec.Annotations != nil && faas.IsPerRequest(*spec.Annotations) && !a.isolation {
+		writeError(w, a.log, http.StatusNotImplemented,
+			"annotation "+faas.AnnotationIsolation+": "+faas.IsolationPerRequest+" is not available on this runtime: per-request isolation needs RUNTIME=docker", nil)
 		return spec, "", scaling.Policy{}, false
 	}
 	if _, ok := a.namespace(w, r, ns); !ok {

@@ -80,6 +80,10 @@ type Config struct {
 	// JobMode: the runtime can run job-mode functions (io.dockerfaas.mode:
 	// job); without it, deploying one answers 501.
 	JobMode bool
+	// Isolation: the runtime can run functions with per-request isolation
+	// (io.dockerfaas.isolation: per-request); without it, deploying one
+	// answers 501.
+	Isolation bool
 	// Async is the queue of async calls, mounted on /async-function/ and
 	// /system/async; nil leaves them unmounted.
 	Async AsyncQueue
@@ -111,6 +115,14 @@ type Config struct {
 	// Nodes lists the hosts of a multi-host runtime for /debug/reconcile;
 	// nil on one host.
 	Nodes NodeLister
+	// Pools describes the pools of per-request isolation for
+	// /debug/reconcile; nil leaves them out.
+	Pools PoolLister
+	// AddressPort is the port dedicated function addresses (FUNCTION_CIDR)
+	// are served on: list and describe then show a function's address, read
+	// from the store, as the annotation AnnotationAddress. 0: the feature is
+	// off and nothing is shown.
+	AddressPort int
 	// Log receives one line per accepted write and every server error;
 	// nil means logrus' standard logger.
 	Log logrus.FieldLogger
@@ -156,9 +168,13 @@ type api struct {
 	uploadIdle     time.Duration
 	// jobMode: job-mode functions can be deployed (Config.JobMode).
 	jobMode bool
+	// isolation: per-request isolated functions can be deployed.
+	isolation bool
 	// scaling are the effective label defaults, Limit = maxReplicas.
 	scaling scaling.Defaults
-	log     logrus.FieldLogger
+	// addressPort: Config.AddressPort.
+	addressPort int
+	log         logrus.FieldLogger
 }
 
 // NewRouter returns the daemon's HTTP handler.
@@ -174,9 +190,11 @@ func NewRouter(cfg Config) http.Handler {
 		info:         cfg.Info,
 		maxReplicas:  cfg.MaxReplicas,
 		jobMode:      cfg.JobMode,
+		isolation:    cfg.Isolation,
 		log:          cfg.Log,
 	}
 	a.images, a.inspect = cfg.Images, cfg.Inspect
+	a.addressPort = cfg.AddressPort
 	a.imageUploadMax, a.uploadIdle = cfg.ImageUploadMax, cfg.UploadIdleTimeout
 	if a.maxReplicas == 0 {
 		a.maxReplicas = DefaultMaxReplicas
@@ -264,6 +282,9 @@ func NewRouter(cfg Config) http.Handler {
 			}
 			if nd.nodes == nil && cfg.Nodes != nil {
 				nd.nodes = cfg.Nodes
+			}
+			if nd.pools == nil && cfg.Pools != nil {
+				nd.pools = cfg.Pools
 			}
 			if nd.executions == nil && cfg.Store != nil {
 				nd.executions = cfg.Store

@@ -152,7 +152,10 @@ func validMode(annotations *map[string]string) error {
 	if _, err := faas.JobConcurrencyOf(*annotations); err != nil {
 		return err
 	}
-	_, _, err := faas.JobWarmOf(*annotations)
+	if _, _, err := faas.JobWarmOf(*annotations); err != nil {
+		return err
+	}
+	_, err := faas.IsolationOf(*annotations)
 	return err
 }
 

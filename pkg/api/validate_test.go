@@ -82,6 +82,11 @@ func TestBadInput(t *testing.T) {
 		{"job concurrency 0", with(t, "annotations", `{"io.dockerfaas.mode":"job","io.dockerfaas.job.concurrency":"0"}`), 400, `io.dockerfaas.job.concurrency "0": want an integer from 1 to 10000`},
 		{"job concurrency not a number", with(t, "annotations", `{"io.dockerfaas.job.concurrency":"many"}`), 400, `io.dockerfaas.job.concurrency "many"`},
 		{"job mode on a runtime without it", with(t, "annotations", `{"io.dockerfaas.mode":"job"}`), 501, "job mode needs RUNTIME=docker"},
+		{"bad isolation", with(t, "annotations", `{"io.dockerfaas.isolation":"per-call"}`), 400, `annotations: io.dockerfaas.isolation "per-call": want per-request or shared`},
+		{"pool size 0", with(t, "annotations", `{"io.dockerfaas.isolation":"per-request","io.dockerfaas.pool.size":"0"}`), 400, `io.dockerfaas.pool.size "0": want an integer from 1 to 64`},
+		{"socket without isolation", with(t, "annotations", `{"io.dockerfaas.protocol":"socket"}`), 400, "apply only with io.dockerfaas.isolation: per-request"},
+		{"isolated job", with(t, "annotations", `{"io.dockerfaas.mode":"job","io.dockerfaas.isolation":"per-request"}`), 400, "does not combine with io.dockerfaas.mode: job"},
+		{"isolation on a runtime without it", with(t, "annotations", `{"io.dockerfaas.isolation":"per-request"}`), 501, "per-request isolation needs RUNTIME=docker"},
 	}
 	type request struct {
 		name, method, target, body string

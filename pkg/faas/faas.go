@@ -38,6 +38,10 @@ type Endpoint struct {
 	// the proxy hands its calls to the job executor, which runs a fresh
 	// container per call, instead of forwarding them.
 	Job bool
+	// Isolated marks the one pseudo endpoint of a function with
+	// per-request isolation (no Addr): the proxy takes a fresh container
+	// from the function's pool for each call.
+	Isolated bool
 }
 
 // JobEndpoints is what a runtime publishes for a job-mode function that
@@ -48,6 +52,16 @@ func JobEndpoints(key string) []Endpoint {
 
 // IsJobRoute reports whether eps is a job function's pseudo endpoint.
 func IsJobRoute(eps []Endpoint) bool { return len(eps) == 1 && eps[0].Job }
+
+// IsolatedEndpoints is what a runtime publishes for a function with
+// per-request isolation that has a pool: one pseudo endpoint.
+func IsolatedEndpoints(key string) []Endpoint {
+	return []Endpoint{{Replica: "pool:" + key, Isolated: true}}
+}
+
+// IsIsolatedRoute reports whether eps is an isolated function's pseudo
+// endpoint.
+func IsIsolatedRoute(eps []Endpoint) bool { return len(eps) == 1 && eps[0].Isolated }
 
 // Outcome is how the last reconcile of a function ended.
 type Outcome string

@@ -114,6 +114,10 @@ type Options struct {
 	// Jobs runs the calls of job-mode functions (those whose one endpoint
 	// is faas.JobEndpoints'): see job.go. nil answers them 501.
 	Jobs JobRunner
+	// Pools hands out the fresh containers of functions with per-request
+	// isolation (those whose one endpoint is faas.IsolatedEndpoints'):
+	// see isolated.go. nil answers them 501.
+	Pools Pools
 }
 
 // Proxy is the invocation handler for /function/{name}[.{namespace}][/{path}].
@@ -134,6 +138,8 @@ type Proxy struct {
 	load      *load.Signals // nil counts nowhere
 	wake      Waker         // nil wakes nothing
 	jobs      JobRunner     // nil answers job functions 501
+	pools     Pools         // nil answers isolated functions 501
+	isolated  *httputil.ReverseProxy
 
 	// rr holds one *atomic.Uint64 round-robin counter per function key.
 	// Per key, so that each function's replicas are hit evenly whatever the
@@ -159,6 +165,7 @@ func New(resolver Resolver, opts Options) *Proxy {
 		load:      opts.Load,
 		wake:      opts.Wake,
 		jobs:      opts.Jobs,
+		pools:     opts.Pools,
 	}
 	p.waiter, _ = resolver.(waiter)
 	p.timeouts, _ = resolver.(timeouter)
@@ -179,6 +186,7 @@ func New(resolver Resolver, opts Options) *Proxy {
 		ErrorHandler:   p.handleError,
 		ModifyResponse: p.modifyResponse,
 	}
+	p.isolated = p.isolatedProxy()
 	return p
 }
 
@@ -299,6 +307,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if faas.IsJobRoute(eps) {
 		p.serveJob(w, r, c)
+		return
+	}
+	if faas.IsIsolatedRoute(eps) {
+		p.serveIsolated(w, r, c)
 		return
 	}
 	c.eps = eps

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/openfaas/faas-provider/logs"
@@ -149,6 +150,72 @@ type RunResult struct {
 	Created, Started, Exited time.Time
 }
 
+// Pools serves functions with per-request isolation (faas.IsPerRequest):
+// each keeps a pool of started containers that have served no call. Sync
+// of such a function publishes one pseudo endpoint
+// (faas.IsolatedEndpoints) while it has a pool (not at zero replicas).
+type Pools interface {
+	// Take hands out a container of key that has served no call: a ready
+	// one, else the next one the pool makes ready, waiting until ctx ends
+	// (then a *PoolBusyError). A key without a pool is an error wrapping
+	// ErrNoPool.
+	Take(ctx context.Context, key string) (Lease, error)
+	// PoolStats describes every pool, for /debug/reconcile.
+	PoolStats() []PoolStats
+}
+
+// Lease is one pooled container handed out for one call.
+type Lease interface {
+	// Replica is the container's short ID.
+	Replica() string
+	// Dial connects to the function in the container: its port 8080, or
+	// the connection handed over its control socket. Once only.
+	Dial(ctx context.Context) (net.Conn, error)
+	// Release ends the lease: the container is removed (off the caller's
+	// path), whatever happened.
+	Release()
+}
+
+// ErrNoPool is wrapped by Take's error for a key without a pool.
+var ErrNoPool = errors.New("no pool of fresh containers")
+
+// PoolBusyError is Take's error when no container became ready in time.
+type PoolBusyError struct {
+	Key string
+	// RetryAfter is when the pool is likely to have a container again.
+	RetryAfter time.Duration
+}
+
+func (e *PoolBusyError) Error() string {
+	return fmt.Sprintf("no fresh container of %s became ready in time (calls outrun the pool's refill)", e.Key)
+}
+
+// PoolStats is one pool as /debug/reconcile and the metrics show it.
+type PoolStats struct {
+	Key      string `json:"key"`
+	Protocol string `json:"protocol"`
+	// Size is how many ready containers the pool keeps; Ready, Starting
+	// and Waiting (calls waiting for one) are now.
+	Size     int `json:"size"`
+	Ready    int `json:"ready"`
+	Starting int `json:"starting"`
+	Waiting  int `json:"waiting"`
+	// Served counts the calls handed a container, Waited those of them
+	// that had to wait, Busy those that got none in time (429).
+	Served uint64 `json:"served"`
+	Waited uint64 `json:"waited"`
+	Busy   uint64 `json:"busy"`
+	// Refills counts containers made ready; RefillsPerSecond is the rate
+	// over the last minute.
+	Refills          uint64  `json:"refills"`
+	RefillsPerSecond float64 `json:"refillsPerSecond"`
+	// StartSeconds is the mean time from create to ready of recent fills.
+	StartSeconds float64 `json:"startSeconds"`
+	// LastError is the last failure to make a container ready, if the
+	// pool is backing off.
+	LastError string `json:"lastError,omitempty"`
+}
+
 // Capabilities are the optional features of one runtime, found once at
 // wiring; a nil field is a feature the runtime lacks.
 type Capabilities struct {
@@ -159,6 +226,7 @@ type Capabilities struct {
 	Inspect ImageInspector
 	Build   Builder
 	Run     RunOnce
+	Pools   Pools
 }
 
 // Discover finds the optional features rt implements.
@@ -170,6 +238,7 @@ func Discover(rt Runtime) Capabilities {
 	c.Inspect, _ = rt.(ImageInspector)
 	c.Build, _ = rt.(Builder)
 	c.Run, _ = rt.(RunOnce)
+	c.Pools, _ = rt.(Pools)
 	return c
 }
 
@@ -183,6 +252,7 @@ func (c Capabilities) Missing() []string {
 		{"logs", c.Logs != nil}, {"usage", c.Usage != nil},
 		{"image load", c.Images != nil}, {"image inspect", c.Inspect != nil},
 		{"build", c.Build != nil}, {"run-once", c.Run != nil},
+		{"per-request isolation", c.Pools != nil},
 	} {
 		if !f.has {
 			out = append(out, f.name)

@@ -31,9 +31,9 @@ func TestDiscover(t *testing.T) {
 		wantMissing []string
 	}{
 		{name: "bare runtime lacks every feature", rt: fake.New(),
-			wantMissing: []string{"logs", "usage", "image load", "image inspect", "build", "run-once"}},
+			wantMissing: []string{"logs", "usage", "image load", "image inspect", "build", "run-once", "per-request isolation"}},
 		{name: "features found by their methods", rt: withLogsAndUsage{fake.New()},
-			wantMissing: []string{"image load", "image inspect", "build", "run-once"}},
+			wantMissing: []string{"image load", "image inspect", "build", "run-once", "per-request isolation"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

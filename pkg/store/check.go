@@ -38,6 +38,7 @@ func (s *Bolt) Check() error {
 			executionRecords.check(t, nil),
 			checkExecutions(t),
 			imageRecords.check(t, nil),
+			addressRecords.check(t, nil),
 		)
 	})
 }

@@ -88,6 +88,8 @@ type Store interface {
 	ExecutionSummaries
 	// Images keeps the record of images uploaded (images.go).
 	Images
+	// Addresses keeps the dedicated address of each function (addresses.go).
+	Addresses
 
 	// Get returns the function under key or an error wrapping ErrNotFound.
 	Get(ctx context.Context, key string) (Function, error)

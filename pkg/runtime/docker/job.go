@@ -94,6 +94,9 @@ type jobRun struct {
 	died chan int
 	// warm is set (under jobState.mu) on a run started ahead of its call.
 	warm *warmJob
+	// iso is set (under jobState.mu) on a pooled container of a function
+	// with per-request isolation (isolated.go).
+	iso *isoBox
 	// finished: finishRun ran (under jobState.mu); it acts once.
 	finished bool
 }
@@ -194,11 +197,23 @@ func (r *Runtime) jobDied(id, exitCode string) {
 	r.jobs.mu.Lock()
 	run := r.jobs.byContainer[id]
 	var idle *warmJob
+	var box *isoBox
 	if run != nil && run.warm != nil && !run.warm.taken {
 		idle = run.warm
 	}
+	if run != nil {
+		box = run.iso
+	}
 	r.jobs.mu.Unlock()
 	if run == nil {
+		return
+	}
+	if box != nil {
+		select {
+		case run.died <- code: // for a container still getting ready
+		default:
+		}
+		r.boxDied(box)
 		return
 	}
 	if idle != nil {
@@ -597,6 +612,13 @@ func (r *Runtime) sweepJobs(cs []engine.Container) {
 		}
 		r.cfg.Log.WithFields(logrus.Fields{"job": run.key, "container": ct.Name, "state": ct.State, "call_id": ct.Labels[engine.LabelCallID]}).
 			Info("removing the container of a job this daemon did not start (left by a daemon that stopped while it ran)")
+		if ct.Labels[LabelPool] != "" && r.jobs.eng != nil {
+			// A pooled container waits for a call that will not come:
+			// kill it rather than wait for it to exit.
+			ctx, cancel := context.WithTimeout(context.Background(), jobKillTimeout)
+			_ = r.jobs.eng.KillContainer(ctx, ct.ID)
+			cancel()
+		}
 		r.finishRun(run)
 	}
 }
@@ -663,6 +685,7 @@ func (r *Runtime) jobLabels(key string) map[string]string {
 // the HTTP server has shut down: a daemon stopping gracefully leaves no
 // job container behind.
 func (r *Runtime) StopJobs(ctx context.Context) {
+	r.stopIsolated()
 	r.jobs.mu.Lock()
 	r.jobs.stopping = true
 	keys := slices.Collect(maps.Keys(r.jobs.pools))

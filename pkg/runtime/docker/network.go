@@ -120,7 +120,8 @@ func (r *Runtime) Remove(ctx context.Context, key string) (bool, error) {
 		}
 		log.WithField("container", ct.Name).Info("removed container of deleted function")
 	}
-	// Job containers are on the network too.
+	// Job and pooled containers are on the network too.
+	r.dropIsolated(key)
 	errs = append(errs, r.removeJobs(ctx, key))
 	if err := errors.Join(errs...); err != nil {
 		return len(list) > 0, err

@@ -75,6 +75,16 @@ type Config struct {
 	// binary, which pre-started job containers run first (pkg/jobinit);
 	// "" turns pre-starting off.
 	JobInitBinary string
+	// PoolSize is how many ready containers each function with
+	// per-request isolation keeps, unless its io.dockerfaas.pool.size
+	// annotation says otherwise.
+	PoolSize int
+	// HandoffDir is where the control sockets of socket-protocol
+	// containers are made ("" turns the socket protocol off); the engine
+	// sees it as HandoffHostDir when that is set (the daemon runs in a
+	// container), else as HandoffDir itself.
+	HandoffDir     string
+	HandoffHostDir string
 	// Registerer receives the runtime's metrics (nil = not registered).
 	Registerer prometheus.Registerer
 	Log        logrus.FieldLogger
@@ -112,6 +122,9 @@ type Runtime struct {
 	usage   *Usage
 	// jobs runs job-mode functions (job.go).
 	jobs *jobState
+	// iso keeps the pools of functions with per-request isolation
+	// (isolated.go).
+	iso *isoState
 	// images loads and inspects images; nil when the engine cannot.
 	images *Images
 
@@ -197,6 +210,14 @@ func New(cfg Config, eng engine.Engine) *Runtime {
 		warming:  map[string]int{},
 	}
 	r.jobs = newJobState(eng)
+	r.iso = newIsoState()
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(poolCollector{stats: r.PoolStats})
+	}
+	if err := clearHandoffDir(cfg.HandoffDir); err != nil {
+		cfg.Log.WithError(err).Warn("per-request isolation: the socket protocol is off")
+		r.cfg.HandoffDir = ""
+	}
 	r.logs = NewLogs(eng, LogsConfig{Instance: cfg.Instance, Poll: cfg.LogPoll, Log: cfg.Log})
 	r.logs.jobs = r.jobs.logs
 	r.usage = newUsage(r)

@@ -52,7 +52,7 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 		}
 		eps := make(map[string]string, len(obs.Endpoints))
 		for _, e := range obs.Endpoints {
-			if !e.Job { // a job function's pseudo endpoint is no replica
+			if !e.Job && !e.Isolated { // a pseudo endpoint is no replica
 				eps[e.Replica] = e.Addr
 			}
 		}
@@ -67,6 +67,14 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 		d.Replicas, d.ParkFor = 0, 0
 	} else {
 		r.forgetJob(d.Key)
+	}
+	// A function with per-request isolation runs no replicas either: its
+	// replicas (0 or more) say whether it keeps a pool (isolated.go).
+	isolated, poolWanted := isPerRequest(d.Spec), d.Replicas
+	if isolated {
+		d.Replicas, d.ParkFor = 0, 0
+	} else {
+		r.dropIsolated(d.Key)
 	}
 	r.forgetOldCrashes(d.Key, d.Hash, log)
 	if _, err := r.containerSpec(d, 0); err != nil {
@@ -120,6 +128,13 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 	obs.Endpoints = endpoints(replicas)
 	if job {
 		obs.Endpoints = r.rememberJob(d)
+	}
+	if isolated {
+		eps, err := r.syncIsolated(d, poolWanted)
+		if err != nil {
+			return obs, err
+		}
+		obs.Endpoints = eps
 	}
 	converged, current, reason := convergence(replicas, d.Replicas, len(slots), r.crashCount(d.Key))
 	obs.Converged, obs.Current, obs.Reason = converged, current, reason
