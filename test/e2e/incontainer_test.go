@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,21 @@ func TestDaemonInAContainer(t *testing.T) {
 	}
 	if _, ok := self.NetworkSettings.Networks[nets[0].Name]; !ok {
 		t.Fatalf("daemon container not attached to %s: %v", nets[0].Name, self.NetworkSettings.Networks)
+	}
+
+	// Per-request isolation over the socket protocol: the control sockets
+	// are made in the daemon's state volume, which function containers
+	// mount by its path on the host (found by inspecting the daemon's own
+	// container), and the handler has no network.
+	d.deployIsolated("sealed", "socket", 1)
+	for i := range 3 {
+		got, res := d.callIsolated("sealed", "/", fmt.Sprint(i))
+		if res.Status != http.StatusOK || got.Count != 1 || got.Protocol != "socket" || !slices.Equal(got.Interfaces, []string{"lo"}) {
+			t.Fatalf("isolated call %d through the containerised daemon: %s %+v", i, res, got)
+		}
+	}
+	if err := d.client().DeleteFunction(ctx, "sealed", "openfaas-fn"); err != nil {
+		t.Fatal(err)
 	}
 
 	if err := d.client().DeleteFunction(ctx, "inbox", "openfaas-fn"); err != nil {
