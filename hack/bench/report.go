@@ -20,18 +20,19 @@ var notes string
 
 // sectionOrder and sectionTitle lay out the report.
 var (
-	sectionOrder = []string{"warm", "cold", "heal", "scale", "go", "zero", "async", "swarm", "upload", "job"}
+	sectionOrder = []string{"warm", "cold", "heal", "scale", "go", "zero", "async", "swarm", "upload", "job", "isolation"}
 	sectionTitle = map[string]string{
-		"warm":   "1. Warm invocation overhead",
-		"cold":   "2. Cold start",
-		"heal":   "3. Heal and scale-out",
-		"scale":  "4. Many functions",
-		"go":     "5. Go benchmarks",
-		"zero":   "6. Scale to zero and autoscaling",
-		"async":  "7. Async invocations",
-		"swarm":  "8. Warm invocations on a Docker Swarm",
-		"upload": "9. Image upload",
-		"job":    "10. Job mode",
+		"warm":      "1. Warm invocation overhead",
+		"cold":      "2. Cold start",
+		"heal":      "3. Heal and scale-out",
+		"scale":     "4. Many functions",
+		"go":        "5. Go benchmarks",
+		"zero":      "6. Scale to zero and autoscaling",
+		"async":     "7. Async invocations",
+		"swarm":     "8. Warm invocations on a Docker Swarm",
+		"upload":    "9. Image upload",
+		"job":       "10. Job mode",
+		"isolation": "11. Per-request isolation",
 	}
 )
 
