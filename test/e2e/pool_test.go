@@ -151,6 +151,24 @@ func TestPerRequestIsolation(t *testing.T) {
 			}
 			t.Logf("%d sequential calls in %s, each in a container of its own", tc.calls, time.Since(start).Round(time.Millisecond))
 
+			// The containers are gone, their lines are not: each call's
+			// "request 1 PROTOCOL POST /" line is in the function's logs,
+			// from the container that served it.
+			eventually(t, 30*time.Second, pollInterval, func() error {
+				lines := map[string]bool{}
+				for _, m := range d.sdkLogs(t, d.client(), fn, 0, nil) {
+					if strings.Contains(m.Text, "request 1 "+tc.protocol+" POST /") {
+						lines[m.Instance] = true
+					}
+				}
+				for h := range hosts {
+					if !lines[h] {
+						return fmt.Errorf("%d request lines in the logs of %s; none from container %s", len(lines), fn, h)
+					}
+				}
+				return nil
+			})
+
 			// A burst of 12 slow calls against a pool of 2.
 			var mu sync.Mutex
 			var ok, busy int

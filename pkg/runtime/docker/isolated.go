@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 	"github.com/sirupsen/logrus"
 
@@ -368,6 +369,15 @@ func (r *Runtime) startBox(p *isoPool, d rt.Desired) (*isoBox, error) {
 	}
 	r.jobs.setContainer(run, id)
 	b.short = engine.ShortID(id)
+	r.jobs.mu.Lock()
+	orphan := run.finished
+	r.jobs.mu.Unlock()
+	if orphan {
+		// Retired while Docker created it: finishRun found no container
+		// to remove and forgot the run, so this one is ours to remove.
+		go r.removeJobContainer(id, d.Key)
+		return nil, fmt.Errorf("pooled container %s: retired while it was created", b.short)
+	}
 	if err := r.copySecrets(ctx, id, d.Secrets); err != nil {
 		return fail(fmt.Errorf("copy secrets into a pooled container: %w", err))
 	}
@@ -375,6 +385,7 @@ func (r *Runtime) startBox(p *isoPool, d rt.Desired) (*isoBox, error) {
 		r.metrics.dockerError("start")
 		return fail(fmt.Errorf("start a pooled container: %w", err))
 	}
+	go r.keepBoxLogs(run, d, id, b.short)
 	if iso.Protocol == faas.ProtocolSocket {
 		ctl, err := b.ln.Accept(ctx)
 		if err != nil {
@@ -421,6 +432,33 @@ func (r *Runtime) awaitBoxReady(ctx context.Context, b *isoBox, d rt.Desired, id
 		case <-t.C:
 		}
 	}
+}
+
+// keepBoxLogs copies a pooled container's log lines (stdout and stderr)
+// into the function's log history (the job runs' one, joblogs.go) as
+// Docker records them, until the container stops or is removed (not when
+// its call ends: the call's last lines may still be on their way): the
+// container is removed right after its call, and its log with it, so this
+// is how `faas-cli logs` shows an isolated function's lines.
+func (r *Runtime) keepBoxLogs(run *jobRun, d rt.Desired, id, short string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-run.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	rc, err := r.eng.ContainerLogs(ctx, id, engine.LogOptions{Follow: true})
+	if err != nil {
+		return
+	}
+	defer rc.Close()
+	_ = engine.ReadLogs(rc, engine.LogFormat{}, func(l engine.LogLine) error {
+		r.jobs.logs.add(d.Key, logs.Message{Name: d.Name, Namespace: d.Namespace, Instance: short, Timestamp: l.Time, Text: l.Text})
+		return nil
+	})
 }
 
 // watchControl retires a socket-protocol container whose control
