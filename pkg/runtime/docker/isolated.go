@@ -581,6 +581,14 @@ func (r *Runtime) Take(ctx context.Context, key string) (rt.Lease, error) {
 		r.kickIsoFills(key)
 		return &lease{r: r, b: b}, nil
 	}
+	if p.fails > 0 && p.starting == 0 && time.Now().Before(p.pausedUntil) {
+		// The pool is backing off after failures: nothing is coming, and
+		// the call is told why rather than left to wait for a 429.
+		why := p.lastErr
+		r.iso.mu.Unlock()
+		r.retireBoxes(dead...)
+		return nil, fmt.Errorf("function %s: its pooled containers fail to get ready (retrying with a backoff): %s", key, why)
+	}
 	ch := make(chan *isoBox, 1)
 	p.waiters = append(p.waiters, ch)
 	p.waited++

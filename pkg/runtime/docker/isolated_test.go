@@ -682,3 +682,35 @@ func TestIsolatedDropDuringCreateLeavesNoContainer(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A pool whose fills fail backs off, and a call then fails at once with
+// the reason instead of waiting for a container that is not coming.
+func TestIsolatedFailingPoolFailsCallsAtOnce(t *testing.T) {
+	f, key := isoFixture(t, nil)
+	f.waitReady(key, 2)
+	f.eng.SetFail(func(op, _ string) error {
+		if op == "create" {
+			return errors.New("no space left on device")
+		}
+		return nil
+	})
+	for range 2 { // the ready ones are still served
+		l, err := take(t, f.rt, key, isoWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+	}
+	f.waitPoolState(key, "a fill failure recorded", func(s runtime.PoolStats, found bool) bool {
+		return found && s.LastError != "" && s.Starting == 0
+	})
+	start := time.Now()
+	_, err := take(t, f.rt, key, isoWait)
+	var busy *runtime.PoolBusyError
+	if err == nil || errors.As(err, &busy) || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("take from a failing pool: %v; want the fills' error", err)
+	}
+	if waited := time.Since(start); waited > isoWait/2 {
+		t.Errorf("take waited %s", waited)
+	}
+}
