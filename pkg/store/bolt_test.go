@@ -296,7 +296,10 @@ func TestBoltCrashKeepsAcknowledgedWrites(t *testing.T) {
 			f, err := s.Get(t.Context(), k)
 			if err != nil {
 				t.Errorf("round %d: acknowledged %s lost: %v", round, k, err)
-			} else if f.Replicas != replicas {
+			} else if f.Replicas != replicas && (replicas != 1 || f.Replicas != 2) {
+				// The child's Scale to 2 may have committed with its ack
+				// line cut off by the kill: a write that was never
+				// acknowledged may survive, an acknowledged one must.
 				t.Errorf("round %d: %s has %d replicas, acknowledged %d", round, k, f.Replicas, replicas)
 			}
 		}
