@@ -13,7 +13,11 @@ require (
 	go.etcd.io/bbolt v1.5.0
 )
 
-require github.com/Azure/go-ansiterm v0.0.0-20250102033503-faa5f7b0171c // indirect
+require (
+	github.com/Azure/go-ansiterm v0.0.0-20250102033503-faa5f7b0171c // indirect
+	github.com/alexellis/hmac/v2 v2.0.0 // indirect
+	golang.org/x/crypto v0.39.0 // indirect
+)
 
 require (
 	github.com/Microsoft/go-winio v0.6.4 // indirect

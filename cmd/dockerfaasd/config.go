@@ -53,6 +53,7 @@ type config struct {
 	LegacyScaleRPS   float64
 	MaxBodyBytes     int64
 	ImageUploadMax   int64
+	Build            buildConfig
 	Async            asyncConfig
 	ExecutionsMax    int
 	ExecutionsMaxAge time.Duration
@@ -153,6 +154,18 @@ func settings(c *config) []setting {
 			}
 			return
 		}},
+		{"BUILD_MAX_BYTES", "build-max-bytes", "512Mi", "largest request POST /build takes (the tar faas-cli sends), in bytes or with a suffix such as Mi or Gi (413 beyond it); also bounds a template upload", func(v string) (err error) {
+			c.Build.MaxBytes, err = quantity.ParseBytes(v)
+			if err == nil && c.Build.MaxBytes < 1 {
+				err = errors.New("must be at least 1 byte")
+			}
+			return
+		}},
+		{"BUILD_CONCURRENCY", "build-concurrency", "2", "image builds running at once (429 beyond)", posInt(&c.Build.Concurrency)},
+		{"BUILD_TIMEOUT", "build-timeout", "10m", "time limit of one build, its test and its deploy", dur(&c.Build.Timeout)},
+		{"BUILD_RETENTION", "build-retention", "200", "build records kept (GET /system/builds), oldest dropped first", posInt(&c.Build.Retention)},
+		{"BUILDER_PAYLOAD_SECRET_FILE", "builder-payload-secret-file", "", "file with the secret POST /build requests are signed with (X-Build-Signature; faas-cli --payload-secret); generated on first start (default: STATE_DIR/payload-secret)", str(&c.Build.SecretFile)},
+		{"TEMPLATES_DIR", "templates-dir", "", "directory of the server-side language templates, in faas-cli's layout (default: STATE_DIR/templates)", str(&c.Build.TemplatesDir)},
 		{"ASYNC_MAX_BODY_BYTES", "async-max-body-bytes", "1048576", "largest async call body in bytes (413 beyond it)", posInt64(&c.Async.MaxBodyBytes)},
 		{"ASYNC_MAX_RESULT_BYTES", "async-max-result-bytes", "1048576", "longest function response kept for an async call's callback (cut beyond it, X-Result-Truncated: true)", posInt64(&c.Async.MaxResultBytes)},
 		{"ASYNC_MAX_INFLIGHT", "async-max-inflight", "10", "async calls of one function running at once, when its io.dockerfaas.async.max-inflight annotation is absent", posInt(&c.Async.Policy.MaxInflight)},
@@ -243,6 +256,12 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.HandoffDir == "" {
 		c.HandoffDir = filepath.Join(c.StateDir, "handoff")
+	}
+	if c.Build.SecretFile == "" {
+		c.Build.SecretFile = filepath.Join(c.StateDir, "payload-secret")
+	}
+	if c.Build.TemplatesDir == "" {
+		c.Build.TemplatesDir = filepath.Join(c.StateDir, "templates")
 	}
 	if c.FunctionsNetwork == "" {
 		c.FunctionsNetwork = c.Instance

@@ -37,6 +37,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/load"
 	"github.com/dockerfaasd/dockerfaasd/pkg/metrics"
 	"github.com/dockerfaasd/dockerfaasd/pkg/proxy"
+	"github.com/dockerfaasd/dockerfaasd/pkg/routes"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	dockerrt "github.com/dockerfaasd/dockerfaasd/pkg/runtime/docker"
 	swarmrt "github.com/dockerfaasd/dockerfaasd/pkg/runtime/swarm"
@@ -258,6 +259,11 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	if caps.Inspect != nil {
 		apiCfg.Inspect = caps.Inspect
 	}
+	buildSvc, err := newBuildService(cfg, caps.Build, st, scaleDefaults, log)
+	if err != nil {
+		return err
+	}
+	apiCfg.Build = buildSvc
 	// An upload is exempt from the server's timeouts (it may take longer
 	// than any), and is cut off only when it stalls for the read timeout.
 	apiCfg.ImageUploadMax, apiCfg.UploadIdleTimeout = cfg.ImageUploadMax, cfg.ReadTimeout
@@ -267,12 +273,19 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	if nl, ok := rt.(api.NodeLister); ok {
 		apiCfg.Nodes = nl
 	}
-	handler := gw.Instrument(api.NewRouter(apiCfg))
+	// Path routes (io.dockerfaas.route): /ROUTE/... is handed to the
+	// gateway's own handler as /function/NAME.NAMESPACE/..., so with its
+	// auth, timeouts and metrics. In front of the router, but a route can
+	// never be one of the gateway's own paths.
+	pathRoutes := routes.New(routes.Config{Resync: cfg.Resync, Log: log}, st)
+	apiCfg.Routes = pathRoutes
+	handler := pathRoutes.Handler(gw.Instrument(api.NewRouter(apiCfg)))
 
 	// Before listening: a restart must not answer 404 for a function it has.
 	if err := ctrl.MarkStoredKnown(ctx); err != nil {
 		return err
 	}
+	pathRoutes.Resync(ctx)
 	addr := net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -322,6 +335,12 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 			_ = fnAddrs.Run(ctx)
 		}()
 	}
+	// Sends nothing on errc: it only stops with ctx.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = pathRoutes.Run(ctx)
+	}()
 	errc := make(chan error, 5)
 	wg.Add(5)
 	go func() {

@@ -145,41 +145,11 @@ func (m *Manager) Served() map[string]netip.AddrPort {
 // else (a listener that could not bind, a deleted function's leftover
 // allocation). It returns nil once everything is closed.
 func (m *Manager) Run(ctx context.Context) error {
-	// Subscribed before the first pass, so that no change falls between.
-	w := m.st.Watch(ctx)
-	changes := make(chan []string)
-	watching := make(chan struct{})
-	go func() {
-		defer close(watching)
-		for {
-			keys, err := w.Next(ctx)
-			if err != nil {
-				return
-			}
-			select {
-			case changes <- keys:
-			case <-ctx.Done():
-				return
-			}
+	store.Follow(ctx, m.st.Watch, m.cfg.Resync, m.resync, func(ctx context.Context, keys []string) {
+		for _, k := range keys {
+			m.syncKey(ctx, k)
 		}
-	}()
-	m.resync(ctx)
-	tick := time.NewTicker(m.cfg.Resync)
-	defer tick.Stop()
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case keys := <-changes:
-			for _, k := range keys {
-				m.syncKey(ctx, k)
-			}
-		case <-tick.C:
-			m.resync(ctx)
-		}
-	}
-	<-watching
+	})
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := m.Stop(stopCtx); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/async"
+	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
@@ -47,6 +48,9 @@ type debugView struct {
 	// store (nil otherwise); ExecutionsError says why they are missing.
 	Executions      []store.ExecutionSummary `json:"executions,omitempty"`
 	ExecutionsError string                   `json:"executionsError,omitempty"`
+	// Routes are the functions' path routes (io.dockerfaas.route), served
+	// or not (Error says why), when the page was given the route table.
+	Routes []faas.Route `json:"routes,omitempty"`
 }
 
 // debugRuns is how many of a function's newest runs the page shows.
@@ -89,6 +93,7 @@ type debugHandler struct {
 	async   AsyncDepths   // nil: no async queues on the page
 	nodes   NodeLister    // nil: one host, no nodes on the page
 	pools   PoolLister    // nil: no pools on the page
+	routes  RouteLister   // nil: no routes on the page
 	// executions reads the records' summary: the index and debugRuns
 	// records per function, not every record (store.ExecutionSummaries).
 	executions store.ExecutionSummaries // nil: no executions on the page
@@ -136,6 +141,9 @@ func (h *debugHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.pools != nil {
 		v.Pools = h.pools.PoolStats()
+	}
+	if h.routes != nil {
+		v.Routes = h.routes.Routes()
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
@@ -300,6 +308,11 @@ ul.replicas{margin:0;padding:0;list-style:none}
 <table id="pools">
 <tr><th>Function</th><th>Protocol</th><th title="ready now / kept ready (io.dockerfaas.pool.size, POOL_SIZE)">Ready</th><th title="being started now">Starting</th><th title="calls waiting for a fresh container now">Waiting</th><th title="calls served / had to wait / got 429">Served</th><th title="containers made ready; per second over the last minute; mean create-to-ready time">Refills</th></tr>
 {{range .Pools}}<tr data-pool="{{.Key}}"><td class="key"><code>{{.Key}}</code></td><td>{{.Protocol}}</td><td class="ready num">{{.Ready}} / {{.Size}}</td><td class="num">{{.Starting}}</td><td class="num">{{.Waiting}}</td><td class="served num">{{.Served}} / {{.Waited}} waited / {{.Busy}} busy</td><td class="num">{{.Refills}} ({{printf "%.2f" .RefillsPerSecond}}/s, {{seconds .StartSeconds}}){{with .LastError}} <span class="err">{{.}}</span>{{end}}</td></tr>
+{{end}}</table>
+{{end}}{{with .Routes}}<h2>Path routes</h2>
+<table id="routes">
+<tr><th title="io.dockerfaas.route: the path prefix served as /function/NAME">Route</th><th>Function</th><th title="why a route is not served (taken by a function created first, invalid)">Served</th></tr>
+{{range .}}<tr data-route="{{.Path}}"><td><code>{{.Path}}</code></td><td class="key"><code>{{.Function}}.{{.Namespace}}</code></td><td>{{with .Error}}<span class="err">{{.}}</span>{{else}}yes{{end}}</td></tr>
 {{end}}</table>
 {{end}}{{if or .Executions .ExecutionsError}}<h2>Executions</h2>
 {{with .ExecutionsError}}<p class="error">{{.}}</p>{{end}}<table id="executions">

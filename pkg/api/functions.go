@@ -241,6 +241,9 @@ func (a *api) readDeployment(w http.ResponseWriter, r *http.Request) (types.Func
 	if !a.secretsExist(w, r, ns, spec.Secrets) {
 		return spec, "", scaling.Policy{}, false
 	}
+	if !a.routeFree(w, r, ns, spec) {
+		return spec, "", scaling.Policy{}, false
+	}
 	return spec, ns, p, true
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/build"
 	"github.com/dockerfaasd/dockerfaasd/pkg/scaling"
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
@@ -90,6 +91,10 @@ type Config struct {
 	// AsyncMaxBodyBytes bounds the body of an async call (413 beyond);
 	// 0 means DefaultAsyncMaxBody.
 	AsyncMaxBodyBytes int64
+	// Build serves POST /build (the OpenFaaS builder API, authenticated
+	// by its HMAC signature), /system/builds and /system/templates; nil
+	// leaves them unmounted.
+	Build *build.Service
 	// Debug serves /debug/reconcile (behind auth); nil leaves it unmounted.
 	Debug http.Handler
 	// Metrics serves /metrics without auth, as Prometheus scrapers expect;
@@ -118,6 +123,10 @@ type Config struct {
 	// Pools describes the pools of per-request isolation for
 	// /debug/reconcile; nil leaves them out.
 	Pools PoolLister
+	// Routes lists the functions' path routes for /debug/reconcile; nil
+	// leaves them out. Serving them is the route table's own handler,
+	// in front of this router (pkg/routes).
+	Routes RouteLister
 	// AddressPort is the port dedicated function addresses (FUNCTION_CIDR)
 	// are served on: list and describe then show a function's address, read
 	// from the store, as the annotation AnnotationAddress. 0: the feature is
@@ -254,6 +263,9 @@ func NewRouter(cfg Config) http.Handler {
 		http.MethodPost: http.HandlerFunc(a.uploadImages),
 	}))
 	a.executionRoutes(r, auth)
+	if cfg.Build != nil {
+		a.buildRoutes(r, auth, cfg.Build)
+	}
 
 	if cfg.Invoke != nil {
 		inv := cfg.Invoke
@@ -285,6 +297,9 @@ func NewRouter(cfg Config) http.Handler {
 			}
 			if nd.pools == nil && cfg.Pools != nil {
 				nd.pools = cfg.Pools
+			}
+			if nd.routes == nil && cfg.Routes != nil {
+				nd.routes = cfg.Routes
 			}
 			if nd.executions == nil && cfg.Store != nil {
 				nd.executions = cfg.Store

@@ -120,6 +120,12 @@ func validateDeployment(spec *types.FunctionDeployment, d scaling.Defaults) (str
 	if err := validMode(spec.Annotations); err != nil {
 		return "", b, err
 	}
+	// Whether another function has the route is readDeployment's to say.
+	if spec.Annotations != nil {
+		if _, err := faas.RouteOf(*spec.Annotations); err != nil {
+			return "", b, err
+		}
+	}
 	// Every scale label is read here, with the meaning the autoscaler, the
 	// idler and scale-from-zero give it, so that a label they could not
 	// read is a 400 now rather than a function that silently never scales.

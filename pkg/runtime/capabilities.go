@@ -67,16 +67,56 @@ type ImageInfo struct {
 	Size int64
 }
 
-// Builder builds an image from a build context tar.
+// Builder builds images in the engine (POST /build) and runs a built
+// image once, in a throwaway container, to test it before it serves.
 type Builder interface {
-	Build(ctx context.Context, req BuildRequest, progress io.Writer) (image string, err error)
+	// Build builds req.Image from req.Context and leaves it in the engine
+	// (never pushed). Each line of the build's output goes to emit as it
+	// comes. A build the engine ran and that failed is an error wrapping
+	// ErrBuildFailed, whose text is the engine's.
+	Build(ctx context.Context, req BuildRequest, emit func(line string)) error
+	// Platform is the one platform the engine builds for ("linux/amd64").
+	Platform(ctx context.Context) (string, error)
+	// TestImage runs req.Image in a throwaway container on a throwaway
+	// network, waits for it to listen on 8080, sends the request and
+	// returns the answer; container and network are removed either way.
+	// No answer at all is an error.
+	TestImage(ctx context.Context, req ImageTest) (ImageTestResult, error)
 }
+
+// ErrBuildFailed is wrapped by Builder.Build errors for a build the engine
+// ran and refused (a broken Dockerfile): the build's failure, not the
+// daemon's.
+var ErrBuildFailed = errors.New("the build failed")
 
 // BuildRequest is one image build.
 type BuildRequest struct {
-	Image     string
+	// Image is the tag the image gets.
+	Image string
+	// Context is a plain tar with the Dockerfile at its root.
 	Context   io.Reader
 	BuildArgs map[string]string
+	// Labels are put on the image.
+	Labels map[string]string
+}
+
+// ImageTest is one request sent to a freshly built image.
+type ImageTest struct {
+	Image  string
+	Method string
+	// Path includes the query, if any ("/?q=1").
+	Path string
+	Body []byte
+	// Ready bounds the wait for the container to accept connections, and
+	// Timeout the request itself (0: a default each).
+	Ready, Timeout time.Duration
+}
+
+// ImageTestResult is the answer of a tested image.
+type ImageTestResult struct {
+	Status int
+	// Body is the start of the answer's body (a few KiB at most).
+	Body []byte
 }
 
 // RunOnce runs job-mode functions: one fresh container per call, run to

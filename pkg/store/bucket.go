@@ -68,7 +68,7 @@ type kvBucket interface {
 
 // bucketNames are the buckets every backend holds; a backend creates them
 // when it opens, so a file written before one existed simply gains it.
-var bucketNames = [][]byte{functionRecords.name, secretRecords.name, namespaceRecords.name, callRecords.name, callPayloads.name, executionRecords.name, executionIndex, imageRecords.name, addressRecords.name}
+var bucketNames = [][]byte{functionRecords.name, secretRecords.name, namespaceRecords.name, callRecords.name, callPayloads.name, executionRecords.name, executionIndex, imageRecords.name, addressRecords.name, buildRecords.name}
 
 // errUnchanged aborts a write transaction that would change nothing, so a
 // no-op neither consumes a revision nor wakes watchers (and bbolt skips the

@@ -39,6 +39,7 @@ func (s *Bolt) Check() error {
 			checkExecutions(t),
 			imageRecords.check(t, nil),
 			addressRecords.check(t, nil),
+			buildRecords.check(t, nil),
 		)
 	})
 }

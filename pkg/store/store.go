@@ -90,6 +90,8 @@ type Store interface {
 	Images
 	// Addresses keeps the dedicated address of each function (addresses.go).
 	Addresses
+	// Builds keeps the records of image builds (builds.go).
+	Builds
 
 	// Get returns the function under key or an error wrapping ErrNotFound.
 	Get(ctx context.Context, key string) (Function, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Watcher receives the keys of committed changes. Keys are coalesced: a key
@@ -130,5 +131,46 @@ func (ws *watchers) notify(key string) {
 	defer ws.mu.Unlock()
 	for w := range ws.set {
 		w.notify(key)
+	}
+}
+
+// Follow keeps a view of the store's functions current until ctx is done:
+// it subscribes to w first (so no change falls between), calls resync for
+// a full pass, then changed with the keys of every committed change as
+// they come, and resync again every interval (catching what a pass could
+// not do, e.g. a listener that failed to bind). The callbacks run on
+// Follow's goroutine, one at a time. It returns when ctx is done.
+func Follow(ctx context.Context, watch func(context.Context, ...WatchOption) *Watcher, interval time.Duration,
+	resync func(context.Context), changed func(context.Context, []string)) {
+	w := watch(ctx)
+	changes := make(chan []string)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		for {
+			keys, err := w.Next(ctx)
+			if err != nil {
+				return
+			}
+			select {
+			case changes <- keys:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { <-watching }()
+	resync(ctx)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case keys := <-changes:
+			changed(ctx, keys)
+		case <-tick.C:
+			resync(ctx)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -60,7 +61,19 @@ var authRoutes = []authRoute{
 	// Execution records (README "Execution records").
 	{"/system/executions", "GET", "/system/executions?function=x", ""},
 	{"/system/executions/{id}", "GET", "/system/executions/x", ""},
+	// Builds (README "Build on the server"): records and templates.
+	{"/system/builds", "GET", "/system/builds", ""},
+	{"/system/builds/{id}", "GET", "/system/builds/x", ""},
+	{"/system/templates", "GET", "/system/templates", ""},
+	{"/system/templates/{lang}", "GET", "/system/templates/x", ""},
+	{"/system/templates/{lang}", "PUT", "/system/templates/x", "not a tar"},
+	{"/system/templates/{lang}", "DELETE", "/system/templates/x", ""},
 }
+
+// hmacRoutes are authenticated by an HMAC signature of the body only (the
+// builder API, as faas-cli's remote builder signs it): whatever
+// Authorization says, an unsigned request gets 401.
+var hmacRoutes = []authRoute{{"/build", "POST", "/build", "not a tar"}}
 
 // invokeRoute reports whether INVOKE_AUTH=false opens r: the invocations,
 // synchronous and async, but not cancelling an async call.
@@ -112,7 +125,7 @@ func registeredRoutes(t *testing.T) []string {
 func TestAuthMatrix(t *testing.T) {
 	t.Parallel()
 	known := map[string]bool{}
-	for _, r := range append(append([]authRoute{}, authRoutes...), openRoutes...) {
+	for _, r := range slices.Concat(authRoutes, openRoutes, hmacRoutes) {
 		known[r.pattern] = true
 	}
 	for _, p := range registeredRoutes(t) {
@@ -177,6 +190,19 @@ func TestAuthMatrix(t *testing.T) {
 						t.Errorf("%s: 401 without a message", what)
 					}
 				}
+			}
+		}
+		for _, r := range hmacRoutes {
+			for _, c := range creds {
+				hdr := map[string]string{}
+				if c.header != "" {
+					hdr["Authorization"] = c.header
+				}
+				res, err := d.request(r.method, r.path, []byte(r.body), hdr, authNone)
+				if err != nil || res.Status != http.StatusUnauthorized || strings.TrimSpace(string(res.Body)) == "" {
+					t.Errorf("unsigned %s %s with %s: %s %v, want 401 with a message", r.method, r.path, c.name, res, err)
+				}
+				tally["hmac 401"]++
 			}
 		}
 		for _, r := range openRoutes {

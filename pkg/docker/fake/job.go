@@ -240,6 +240,13 @@ func (e *Engine) KillContainer(ctx context.Context, id string) error {
 		return fmt.Errorf("kill %s: container is not running: %w", id, docker.ErrConflict)
 	}
 	e.record("kill %s", c.Name)
+	if e.jobs[id] == nil {
+		// No emulated process (a replica-like container): it stops at
+		// once, and log streams following it end.
+		c.State = docker.StateExited
+		e.logWake.notifyLocked()
+		return nil
+	}
 	e.stopJobLocked(id)
 	return nil
 }

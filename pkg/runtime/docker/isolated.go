@@ -57,6 +57,9 @@ const (
 	poolMaxStarting = 4
 	// poolRateWindow is the window of RefillsPerSecond.
 	poolRateWindow = time.Minute
+	// boxLogsWait bounds how long a released container's removal waits
+	// for its last log lines.
+	boxLogsWait = 2 * time.Second
 )
 
 // LabelPool marks a pooled container (besides the job labels), with its
@@ -110,6 +113,9 @@ type isoBox struct {
 	// removed (its death is then no failure).
 	taken, retired bool
 	dialed         atomic.Bool
+	// logsDone is closed once its log lines are copied (keepBoxLogs):
+	// the container is removed after that, so its last lines are kept.
+	logsDone chan struct{}
 }
 
 func newIsoState() *isoState { return &isoState{pools: map[string]*isoPool{}} }
@@ -385,7 +391,11 @@ func (r *Runtime) startBox(p *isoPool, d rt.Desired) (*isoBox, error) {
 		r.metrics.dockerError("start")
 		return fail(fmt.Errorf("start a pooled container: %w", err))
 	}
-	go r.keepBoxLogs(run, d, id, b.short)
+	b.logsDone = make(chan struct{})
+	go func() {
+		defer close(b.logsDone)
+		r.keepBoxLogs(run, d, id, b.short)
+	}()
 	if iso.Protocol == faas.ProtocolSocket {
 		ctl, err := b.ln.Accept(ctx)
 		if err != nil {
@@ -549,6 +559,15 @@ func (r *Runtime) retireBoxes(bs ...*isoBox) {
 				defer cancel()
 				if err := r.jobs.eng.KillContainer(ctx, id); err != nil && !errors.Is(err, engine.ErrConflict) && !errors.Is(err, engine.ErrNotFound) {
 					r.cfg.Log.WithError(err).WithField("container", b.short).Debug("per-request isolation: kill failed; removing anyway")
+				}
+				if b.logsDone != nil {
+					// The log stream ends once the container stopped and
+					// its lines are read; removing it sooner could lose
+					// the call's last lines.
+					select {
+					case <-b.logsDone:
+					case <-time.After(boxLogsWait):
+					}
 				}
 				r.finishRun(b.run)
 			}()

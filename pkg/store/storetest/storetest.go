@@ -78,6 +78,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, open)
 		})
 	}
+	for _, tc := range buildTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, open)
+		})
+	}
 	for _, tc := range addressTests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

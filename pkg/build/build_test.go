@@ -1,0 +1,459 @@
+package build
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
+)
+
+// entry is one tar entry of a test archive.
+type entry struct {
+	name, body, link string
+	typ              byte
+}
+
+func makeTar(t *testing.T, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.body)), Typeflag: e.typ, Linkname: e.link}
+		if e.typ == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if h.Typeflag == tar.TypeDir {
+			h.Mode = 0o755
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			if _, err := tw.Write([]byte(e.body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// tree lists dir as "path" (dirs with a trailing /) and "path=content".
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case fi.IsDir():
+			out = append(out, rel+"/")
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			out = append(out, rel+"->"+l)
+		default:
+			b, _ := os.ReadFile(p)
+			out = append(out, rel+"="+string(b))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestSignature(t *testing.T) {
+	secret := []byte("s3cret")
+	body := []byte("tar bytes")
+	sp, err := Spool(bytes.NewReader(body), t.TempDir(), secret, 1<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := Sign(body, secret)
+	tests := []struct {
+		header string
+		ok     bool
+	}{
+		{good, true},
+		{" " + good + " ", true},
+		{"", false},
+		{strings.TrimPrefix(good, "sha256="), false},
+		{"sha1=" + strings.TrimPrefix(good, "sha256="), false},
+		{Sign(body, []byte("other")), false},
+		{Sign([]byte("tar bytez"), secret), false},
+		{"sha256=zz", false},
+	}
+	for _, tc := range tests {
+		if got := VerifySignature(tc.header, sp.Sum); got != tc.ok {
+			t.Errorf("VerifySignature(%q) = %v, want %v", tc.header, got, tc.ok)
+		}
+	}
+}
+
+func TestSpoolTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Spool(strings.NewReader("12345"), dir, nil, 4); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Spool = %v, want ErrTooLarge", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left behind %v", ents)
+	}
+	if sp, err := Spool(strings.NewReader("1234"), dir, nil, 4); err != nil || sp.Size != 4 {
+		t.Fatalf("Spool at the bound = %+v, %v", sp, err)
+	}
+}
+
+func TestLoadOrCreateSecret(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sub", "payload-secret")
+	s1, created, err := LoadOrCreateSecret(p)
+	if err != nil || !created || len(s1) < 32 {
+		t.Fatalf("first = %q %v %v", s1, created, err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode = %v, %v; want 0600", fi.Mode(), err)
+	}
+	s2, created, err := LoadOrCreateSecret(p)
+	if err != nil || created || !bytes.Equal(s1, s2) {
+		t.Fatalf("second = %q %v %v, want %q", s2, created, err, s1)
+	}
+}
+
+func TestReadRequest(t *testing.T) {
+	cfg := entry{name: configName, body: `{"image":"fn:1"}`}
+	tests := []struct {
+		name    string
+		entries []entry
+		want    []string
+		bad     string
+	}{
+		{"faas-cli layout", []entry{
+			{name: "context", typ: tar.TypeDir},
+			{name: "context/Dockerfile", body: "FROM scratch"},
+			{name: "context/function", typ: tar.TypeDir},
+			{name: "context/function/handler.go", body: "package f"},
+			{name: "context/link", typ: tar.TypeSymlink, link: "function/handler.go"},
+			cfg,
+		}, []string{"Dockerfile=FROM scratch", "function/", "function/handler.go=package f", "link->function/handler.go"}, ""},
+		{"no config", []entry{{name: "context/Dockerfile", body: "x"}}, nil, "has no"},
+		{"dot dot", []entry{{name: "context/../evil", body: "x"}, cfg}, nil, ".."},
+		{"absolute", []entry{{name: "/etc/evil", body: "x"}, cfg}, nil, "unexpected"},
+		{"absolute in context", []entry{{name: "context//etc/evil", body: "x"}, cfg}, nil, "absolute"},
+		{"symlink out", []entry{{name: "context/l", typ: tar.TypeSymlink, link: "../../etc"}, cfg}, nil, "outside"},
+		{"absolute symlink", []entry{{name: "context/l", typ: tar.TypeSymlink, link: "/etc"}, cfg}, nil, "outside"},
+		{"write through symlink", []entry{
+			{name: "context/a", typ: tar.TypeSymlink, link: "."},
+			{name: "context/a/../x", body: "x"}, cfg}, nil, ".."},
+		{"hard link", []entry{{name: "context/h", typ: tar.TypeLink, link: "Dockerfile"}, cfg}, nil, "only files"},
+		{"sealed secrets", []entry{cfg, {name: secretsName, body: "x"}}, nil, "not supported"},
+		{"other root entry", []entry{{name: "Dockerfile", body: "x"}, cfg}, nil, "unexpected"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			raw, err := readRequest(bytes.NewReader(makeTar(t, tc.entries...)), dir)
+			if tc.bad != "" {
+				var re *RequestError
+				if !errors.As(err, &re) || !strings.Contains(err.Error(), tc.bad) {
+					t.Fatalf("readRequest = %v, want a RequestError with %q", err, tc.bad)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(raw) != cfg.body {
+				t.Errorf("config = %q", raw)
+			}
+			if got := tree(t, dir); strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("tree = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTemplatesPutAssemble(t *testing.T) {
+	tpl := &Templates{Dir: t.TempDir()}
+	archive := makeTar(t,
+		entry{name: "template/go/", typ: tar.TypeDir},
+		entry{name: "template/go/Dockerfile", body: "FROM scratch"},
+		entry{name: "template/go/template.yml", body: "language: go\nhandler_folder: handler\n"},
+		entry{name: "template/go/handler/handler.go", body: "skeleton"},
+		entry{name: "template/go/main.go", body: "main"},
+	)
+	if err := tpl.Put("go", bytes.NewReader(archive)); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	list, err := tpl.List()
+	if err != nil || len(list) != 1 || list[0].Name != "go" || list[0].HandlerFolder != "handler" || list[0].Language != "go" {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+	handler := t.TempDir()
+	for name, body := range map[string]string{"handler.go": "mine", "go.mod": "module f", "build/x": "skipped", "template/y": "skipped"} {
+		p := filepath.Join(handler, name)
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := filepath.Join(t.TempDir(), "ctx")
+	if err := tpl.Assemble("go", handler, dst); err != nil {
+		t.Fatalf("Assemble: %v", err)
+	}
+	want := []string{"Dockerfile=FROM scratch", "handler/", "handler/go.mod=module f", "handler/handler.go=mine", "main.go=main", "template.yml=language: go\nhandler_folder: handler\n"}
+	if got := tree(t, dst); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("assembled %v\nwant %v", got, want)
+	}
+	// dockerfile: the handler is the context.
+	dst2 := filepath.Join(t.TempDir(), "ctx")
+	if err := tpl.Assemble(LangDockerfile, handler, dst2); err != nil {
+		t.Fatal(err)
+	}
+	if got := tree(t, dst2); strings.Join(got, "|") != "go.mod=module f|handler.go=mine" {
+		t.Errorf("dockerfile context = %v", got)
+	}
+	if err := tpl.Assemble("nope", handler, t.TempDir()); !errors.Is(err, ErrTemplateNotFound) {
+		t.Errorf("Assemble(unknown) = %v", err)
+	}
+	if err := tpl.Delete("go"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tpl.Delete("go"); !errors.Is(err, ErrTemplateNotFound) {
+		t.Errorf("second Delete = %v", err)
+	}
+}
+
+func TestTemplatesPutInvalid(t *testing.T) {
+	tpl := &Templates{Dir: t.TempDir()}
+	tests := []struct {
+		name, lang string
+		entries    []entry
+	}{
+		{"traversal name", "..", []entry{{name: "Dockerfile", body: "x"}}},
+		{"slash name", "a/b", []entry{{name: "Dockerfile", body: "x"}}},
+		{"dockerfile", LangDockerfile, []entry{{name: "Dockerfile", body: "x"}}},
+		{"no Dockerfile", "x", []entry{{name: "template.yml", body: "language: x"}}},
+		{"escaping entry", "x", []entry{{name: "Dockerfile", body: "x"}, {name: "../y", body: "x"}}},
+		{"bad handler_folder", "x", []entry{{name: "Dockerfile", body: "x"}, {name: "template.yml", body: "handler_folder: ../../etc"}}},
+	}
+	for _, tc := range tests {
+		err := tpl.Put(tc.lang, bytes.NewReader(makeTar(t, tc.entries...)))
+		var re *RequestError
+		if !errors.As(err, &re) {
+			t.Errorf("%s: Put = %v, want a RequestError", tc.name, err)
+		}
+	}
+	if list, _ := tpl.List(); len(list) != 0 {
+		t.Errorf("List = %+v, want none", list)
+	}
+}
+
+// fakeBuilder is a runtime.Builder that builds nothing.
+type fakeBuilder struct {
+	platform string
+	buildErr error
+	answer   runtime.ImageTestResult
+	testErr  error
+	// got is the context tar of the last build.
+	got   []string
+	tests []runtime.ImageTest
+}
+
+func (f *fakeBuilder) Build(_ context.Context, req runtime.BuildRequest, emit func(string)) error {
+	tr := tar.NewReader(req.Context)
+	f.got = nil
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		f.got = append(f.got, h.Name)
+	}
+	_, _ = io.Copy(io.Discard, req.Context)
+	emit("Step 1/1 : FROM scratch")
+	return f.buildErr
+}
+
+func (f *fakeBuilder) Platform(context.Context) (string, error) { return f.platform, nil }
+
+func (f *fakeBuilder) TestImage(_ context.Context, req runtime.ImageTest) (runtime.ImageTestResult, error) {
+	f.tests = append(f.tests, req)
+	return f.answer, f.testErr
+}
+
+type fakeDeployer struct{ deployed []string }
+
+func (d *fakeDeployer) DeployImage(_ context.Context, name, ns, image string) (string, error) {
+	d.deployed = append(d.deployed, ns+"/"+name+"="+image)
+	return ns + "/" + name, nil
+}
+
+func newTestService(t *testing.T, b *fakeBuilder) (*Service, store.Store, *fakeDeployer) {
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	d := &fakeDeployer{}
+	return New(Config{Builder: b, Records: st, Deploy: d, WorkDir: t.TempDir(), Secret: []byte("s"), LogMax: 1 << 10}), st, d
+}
+
+func spoolOf(t *testing.T, s *Service, config string, entries ...entry) *Spooled {
+	t.Helper()
+	entries = append(entries, entry{name: configName, body: config})
+	sp, err := s.Spool(bytes.NewReader(makeTar(t, entries...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sp.Remove)
+	return sp
+}
+
+func TestServiceRun(t *testing.T) {
+	ok := runtime.ImageTestResult{Status: 200, Body: []byte("hello v2")}
+	tests := []struct {
+		name       string
+		config     string
+		builder    fakeBuilder
+		wantStatus string
+		wantErr    string
+		deployed   int
+	}{
+		{"plain", `{"image":"fn:1"}`, fakeBuilder{}, store.BuildSuccess, "", 0},
+		{"engine error", `{"image":"fn:1"}`, fakeBuilder{buildErr: errors.Join(runtime.ErrBuildFailed)}, store.BuildFailed, "the build failed", 0},
+		{"test passes, deploys", `{"image":"fn:2","test":{"path":"/","contains":"v2"},"deploy":{"name":"fn"}}`, fakeBuilder{answer: ok}, store.BuildSuccess, "", 1},
+		{"test wrong body", `{"image":"fn:2","test":{"contains":"v3"},"deploy":{"name":"fn"}}`, fakeBuilder{answer: ok}, store.BuildFailed, `body does not contain "v3"`, 0},
+		{"test wrong status", `{"image":"fn:2","test":{"status":201}}`, fakeBuilder{answer: ok}, store.BuildFailed, "status 200, want 201", 0},
+		{"test no answer", `{"image":"fn:2","test":{},"deploy":{"name":"fn"}}`, fakeBuilder{testErr: errors.New("nothing answered")}, store.BuildFailed, "nothing answered", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tc.builder
+			s, st, d := newTestService(t, &b)
+			job, err := s.Prepare(t.Context(), spoolOf(t, s, tc.config, entry{name: "context/Dockerfile", body: "FROM scratch"}))
+			if err != nil {
+				t.Fatalf("Prepare: %v", err)
+			}
+			defer job.Close()
+			var lines []string
+			rec := s.Run(t.Context(), job, func(l string) { lines = append(lines, l) })
+			if rec.Status != tc.wantStatus || !strings.Contains(rec.Error, tc.wantErr) {
+				t.Errorf("Run = %s %q, want %s %q", rec.Status, rec.Error, tc.wantStatus, tc.wantErr)
+			}
+			if len(d.deployed) != tc.deployed {
+				t.Errorf("deployed %v, want %d", d.deployed, tc.deployed)
+			}
+			if len(lines) == 0 || lines[0] != "Step 1/1 : FROM scratch" {
+				t.Errorf("lines = %q", lines)
+			}
+			got, err := st.GetBuild(t.Context(), rec.ID)
+			if err != nil || got.Status != rec.Status || len(got.Log) != len(lines) || got.FinishedAt.IsZero() {
+				t.Errorf("record = %+v, %v", got, err)
+			}
+			if tc.wantStatus == store.BuildFailed && strings.Contains(tc.name, "test wrong") {
+				if !strings.Contains(strings.Join(lines, "\n"), "response status 200, body: hello v2") {
+					t.Errorf("the response is not in the log: %q", lines)
+				}
+			}
+		})
+	}
+}
+
+func TestServicePrepareRefuses(t *testing.T) {
+	df := entry{name: "context/Dockerfile", body: "FROM scratch"}
+	tests := []struct {
+		name, config, want string
+		entries            []entry
+	}{
+		{"no image", `{}`, "image is required", []entry{df}},
+		{"bad image", `{"image":"UPPER:x"}`, "image", []entry{df}},
+		{"not json", `{`, configName, []entry{df}},
+		{"other platform", `{"image":"fn","platforms":["linux/arm64"]}`, "builds for linux/amd64 only", []entry{df}},
+		{"no Dockerfile", `{"image":"fn"}`, "no Dockerfile", nil},
+		{"unknown template", `{"image":"fn","lang":"go"}`, "no template", []entry{{name: "context/handler.go", body: "x"}}},
+		{"bad deploy name", `{"image":"fn","deploy":{"name":"Bad_Name"}}`, "invalid function name", []entry{df}},
+		{"bad test status", `{"image":"fn","test":{"status":7}}`, "no HTTP status", []entry{df}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, _ := newTestService(t, &fakeBuilder{platform: "linux/amd64"})
+			_, err := s.Prepare(t.Context(), spoolOf(t, s, tc.config, tc.entries...))
+			var re *RequestError
+			if !errors.As(err, &re) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Prepare = %v, want a RequestError with %q", err, tc.want)
+			}
+		})
+	}
+	s, _, _ := newTestService(t, &fakeBuilder{platform: "linux/amd64"})
+	job, err := s.Prepare(t.Context(), spoolOf(t, s, `{"image":"fn","platforms":["linux/amd64"]}`, df))
+	if err != nil {
+		t.Fatalf("own platform: %v", err)
+	}
+	job.Close()
+}
+
+func TestServiceTemplateBuild(t *testing.T) {
+	b := &fakeBuilder{}
+	s, _, _ := newTestService(t, b)
+	if err := s.Templates().Put("go", bytes.NewReader(makeTar(t,
+		entry{name: "Dockerfile", body: "FROM scratch"},
+		entry{name: "function/handler.go", body: "skeleton"},
+	))); err != nil {
+		t.Fatal(err)
+	}
+	job, err := s.Prepare(t.Context(), spoolOf(t, s, `{"image":"fn","lang":"go"}`, entry{name: "context/handler.go", body: "mine"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	if rec := s.Run(t.Context(), job, nil); rec.Status != store.BuildSuccess || rec.Lang != "go" {
+		t.Fatalf("Run = %+v", rec)
+	}
+	sort.Strings(b.got)
+	if got := strings.Join(b.got, " "); got != "Dockerfile function/ function/handler.go" {
+		t.Errorf("context sent = %s", got)
+	}
+}
+
+func TestServiceAcquire(t *testing.T) {
+	s := New(Config{Concurrency: 1, WorkDir: t.TempDir()})
+	release, ok := s.Acquire()
+	if !ok {
+		t.Fatal("first Acquire failed")
+	}
+	if _, ok := s.Acquire(); ok {
+		t.Fatal("second Acquire succeeded beyond the limit")
+	}
+	release()
+	release() // idempotent
+	if r, ok := s.Acquire(); !ok {
+		t.Fatal("Acquire after release failed")
+	} else {
+		r()
+	}
+}
+
+func TestLogBufferBound(t *testing.T) {
+	b := &logBuffer{max: 10}
+	for _, l := range []string{"aaaa", "bbbb", "cccc", "dddd"} {
+		b.add(l)
+	}
+	if got := strings.Join(b.snapshot(), ","); got != "cccc,dddd" {
+		t.Errorf("kept %s", got)
+	}
+}
