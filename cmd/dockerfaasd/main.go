@@ -264,6 +264,17 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		return err
 	}
 	apiCfg.Build = buildSvc
+	// Before any build: what a daemon that died mid-build left.
+	if n, err := buildSvc.MarkInterrupted(ctx, time.Now()); err != nil {
+		return fmt.Errorf("close the build records left in progress: %w", err)
+	} else if n > 0 {
+		log.WithField("records", n).Warn("build records left in progress by the previous daemon marked failed")
+	}
+	if s, ok := rt.(interface{ SweepBuildTests(context.Context) error }); ok {
+		if err := s.SweepBuildTests(ctx); err != nil {
+			log.WithError(err).Warn("removing build test containers an earlier daemon left failed; they stay until the next start")
+		}
+	}
 	// An upload is exempt from the server's timeouts (it may take longer
 	// than any), and is cut off only when it stalls for the read timeout.
 	apiCfg.ImageUploadMax, apiCfg.UploadIdleTimeout = cfg.ImageUploadMax, cfg.ReadTimeout

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
@@ -455,5 +456,42 @@ func TestLogBufferBound(t *testing.T) {
 	}
 	if got := strings.Join(b.snapshot(), ","); got != "cccc,dddd" {
 		t.Errorf("kept %s", got)
+	}
+}
+
+func TestMarkInterrupted(t *testing.T) {
+	st := store.NewMemory()
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	for _, b := range []store.Build{
+		{ID: store.NewBuildID(t0), Image: "a:1", Status: store.BuildInProgress, StartedAt: t0},
+		{ID: store.NewBuildID(t0.Add(time.Second)), Image: "b:1", Status: store.BuildSuccess, StartedAt: t0, FinishedAt: t0.Add(time.Second)},
+		{ID: store.NewBuildID(t0.Add(2 * time.Second)), Image: "c:1", Status: store.BuildFailed, StartedAt: t0, Error: "boom"},
+	} {
+		if err := st.PutBuild(ctx, b, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(Config{Records: st})
+	n, err := s.MarkInterrupted(ctx, t0.Add(time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("MarkInterrupted = %d, %v; want 1", n, err)
+	}
+	recs, err := st.ListBuilds(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]store.Build{}
+	for _, r := range recs {
+		got[r.Image] = r
+	}
+	if a := got["a:1"]; a.Status != store.BuildFailed || !strings.Contains(a.Error, "interrupted") || a.Duration != 60 || !a.FinishedAt.Equal(t0.Add(time.Minute)) {
+		t.Errorf("left in progress: %+v, want failed as interrupted after 60 s", a)
+	}
+	if got["b:1"].Status != store.BuildSuccess || got["c:1"].Error != "boom" {
+		t.Errorf("finished records changed: %+v %+v", got["b:1"], got["c:1"])
+	}
+	if n, _ := s.MarkInterrupted(ctx, t0.Add(2*time.Minute)); n != 0 {
+		t.Errorf("a second pass closed %d more", n)
 	}
 }

@@ -465,3 +465,30 @@ func (s *Service) test(ctx context.Context, image string, t *Test, line func(str
 	line(fmt.Sprintf("test: response status %d, body: %s", ans.Status, body))
 	return res
 }
+
+// MarkInterrupted closes the records an earlier daemon left in progress
+// (it died while they ran) as failed, and returns how many. Call it once
+// at start, before any build.
+func (s *Service) MarkInterrupted(ctx context.Context, now time.Time) (int, error) {
+	if s.cfg.Records == nil {
+		return 0, nil
+	}
+	recs, err := s.cfg.Records.ListBuilds(ctx, 0)
+	if err != nil {
+		return 0, fmt.Errorf("list build records: %w", err)
+	}
+	n := 0
+	for _, rec := range recs {
+		if rec.Status != store.BuildInProgress {
+			continue
+		}
+		rec.Status, rec.FinishedAt = store.BuildFailed, now
+		rec.Duration = now.Sub(rec.StartedAt).Seconds()
+		rec.Error = "interrupted: the daemon stopped while the build ran"
+		if err := s.cfg.Records.PutBuild(ctx, rec, s.cfg.Retention); err != nil {
+			return n, fmt.Errorf("close build record %s: %w", rec.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}

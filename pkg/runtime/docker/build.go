@@ -188,3 +188,37 @@ func sendTest(ctx context.Context, addr string, t runtime.ImageTest) (runtime.Im
 	}
 	return runtime.ImageTestResult{Status: resp.StatusCode, Body: body}, nil
 }
+
+// SweepBuildTests removes the containers and networks of build tests that
+// an earlier daemon left (it died while a test ran). Call it once at start,
+// before any build: a test under way would lose its container.
+func (r *Runtime) SweepBuildTests(ctx context.Context) error {
+	labels := r.instanceLabels()
+	labels[engine.LabelRole] = RoleBuildTest
+	cs, err := r.eng.ListContainers(ctx, labels)
+	if err != nil {
+		return fmt.Errorf("list build test containers: %w", err)
+	}
+	var errs []error
+	for _, c := range cs {
+		if err := r.eng.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, engine.ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		r.cfg.Log.WithField("container", c.Name).Info("removed the container of a build test an earlier daemon left")
+	}
+	nets, err := r.eng.ListNetworks(ctx, labels)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list build test networks: %w", err))...)
+	}
+	for _, n := range nets {
+		if err := r.leaveSelf(ctx, n); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := r.eng.RemoveNetwork(ctx, n.ID); err != nil && !errors.Is(err, engine.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
