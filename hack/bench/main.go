@@ -80,7 +80,7 @@ func loadSettings() (settings, error) {
 	for _, k := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if k = strings.TrimSpace(k); k != "" {
 			if !validSection[k] {
-				errs = append(errs, fmt.Errorf("BENCH_SKIP: unknown section %q (want warm, swarm, async, cold, heal, zero, scale, go, upload, job, isolation)", k))
+				errs = append(errs, fmt.Errorf("BENCH_SKIP: unknown section %q (want warm, swarm, async, cold, heal, zero, scale, go, upload, job, isolation, build)", k))
 			}
 			s.Skip[k] = true
 		}
@@ -94,7 +94,7 @@ func loadSettings() (settings, error) {
 	return s, errors.Join(errs...)
 }
 
-var validSection = map[string]bool{"warm": true, "swarm": true, "async": true, "cold": true, "heal": true, "zero": true, "scale": true, "go": true, "upload": true, "job": true, "isolation": true}
+var validSection = map[string]bool{"warm": true, "swarm": true, "async": true, "cold": true, "heal": true, "zero": true, "scale": true, "go": true, "upload": true, "job": true, "isolation": true, "build": true}
 
 // moduleRoot walks up from the working directory to go.mod.
 func moduleRoot() (string, error) {
@@ -166,6 +166,7 @@ func run(ctx context.Context, s settings) int {
 		{"upload", r.upload},
 		{"job", r.job},
 		{"isolation", r.isolation},
+		{"build", r.buildOnServer},
 	}
 	failed := false
 	for _, sec := range sections {

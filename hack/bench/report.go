@@ -20,7 +20,7 @@ var notes string
 
 // sectionOrder and sectionTitle lay out the report.
 var (
-	sectionOrder = []string{"warm", "cold", "heal", "scale", "go", "zero", "async", "swarm", "upload", "job", "isolation"}
+	sectionOrder = []string{"warm", "cold", "heal", "scale", "go", "zero", "async", "swarm", "upload", "job", "isolation", "build"}
 	sectionTitle = map[string]string{
 		"warm":      "1. Warm invocation overhead",
 		"cold":      "2. Cold start",
@@ -33,6 +33,7 @@ var (
 		"upload":    "9. Image upload",
 		"job":       "10. Job mode",
 		"isolation": "11. Per-request isolation",
+		"build":     "12. Builds on the server",
 	}
 )
 
