@@ -14,17 +14,17 @@ run: ## the daemon with defaults (local Docker socket, state under STATE_DIR)
 	CGO_ENABLED=0 go run ./cmd/dockerfaasd
 
 test: ## everything, as CI runs it (needs a Docker Engine)
-	go test -race -count=1 -timeout 30m ./...
+	go test -race -count=1 -timeout 50m ./...
 
 unit: ## fast tests, no Docker needed
 	go test -race -count=1 $$(go list ./... | grep -v /test/e2e)
 
 e2e: ## end-to-end tests against the local Docker Engine
-	go test -count=1 -timeout 30m -v ./test/e2e/
+	go test -count=1 -timeout 50m -v ./test/e2e/
 
 soak: ## long fault run: mixed workload with periodic kill -9 (SOAK_DURATION, default 10m), then the kill test mid-update
 	SOAK=1 go test -count=1 -timeout 60m -v -run '^TestSoak$$' ./test/e2e/
-	FAULT_FUNCTIONS=20 FAULT_STEPS=5 go test -count=1 -timeout 30m -v -run '^TestKillDuringConcurrentDeploys$$' ./test/e2e/
+	FAULT_FUNCTIONS=20 FAULT_STEPS=5 go test -count=1 -timeout 50m -v -run '^TestKillDuringConcurrentDeploys$$' ./test/e2e/
 
 fuzz: ## every fuzz target for FUZZTIME each (default 10s)
 	hack/fuzz.sh

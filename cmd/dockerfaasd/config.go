@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/addresses"
+	"github.com/dockerfaasd/dockerfaasd/pkg/api"
 	"github.com/dockerfaasd/dockerfaasd/pkg/async"
 	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
 	"github.com/dockerfaasd/dockerfaasd/pkg/quantity"
@@ -30,6 +31,8 @@ type config struct {
 	SwarmEncrypted   bool
 	StateJournal     string
 	BindAddress      string
+	TLSCertFile      string
+	TLSKeyFile       string
 	Port             int
 	StateDir         string
 	DBPath           string
@@ -71,6 +74,12 @@ type config struct {
 	// (pkg/addresses), served on FunctionAddressPort.
 	FunctionCIDR        netip.Prefix
 	FunctionAddressPort int
+
+	// Login throttle (pkg/api): failures per client and window, and the
+	// proxies whose X-Forwarded-For is believed.
+	AuthFailuresMax    int
+	AuthFailureWindow  time.Duration
+	AuthTrustedProxies []netip.Prefix
 }
 
 // The runtimes RUNTIME selects.
@@ -121,6 +130,8 @@ func settings(c *config) []setting {
 		{"SWARM_ENCRYPTED_NETWORKS", "swarm-encrypted-networks", "false", "with RUNTIME=swarm, create function overlay networks with IPsec encryption (the kernel needs ESP)", func(v string) (err error) { c.SwarmEncrypted, err = strconv.ParseBool(v); return }},
 		{"BIND_ADDRESS", "bind-address", "", "address to listen on (default: all interfaces)", str(&c.BindAddress)},
 		{"GATEWAY_PORT", "port", "8080", "HTTP port for the OpenFaaS API and invocations", func(v string) (err error) { c.Port, err = strconv.Atoi(v); return }},
+		{"TLS_CERT_FILE", "tls-cert-file", "", "PEM certificate (chain) to serve the API over HTTPS with, TLS 1.2 and later; re-read on SIGHUP (needs TLS_KEY_FILE; default: plain HTTP)", str(&c.TLSCertFile)},
+		{"TLS_KEY_FILE", "tls-key-file", "", "PEM private key of TLS_CERT_FILE; re-read with it on SIGHUP", str(&c.TLSKeyFile)},
 		{"STATE_DIR", "state-dir", defaultStateDir(), "directory for the state database, the generated password and the secrets key", str(&c.StateDir)},
 		{"STATE_DB_PATH", "state-db-path", "", "bbolt database file (default: STATE_DIR/state.db)", str(&c.DBPath)},
 		{"INSTANCE", "instance", "dockerfaasd", "name of this daemon: container name prefix and ownership label", str(&c.Instance)},
@@ -128,6 +139,15 @@ func settings(c *config) []setting {
 		{"AUTH_USER", "auth-user", "admin", "basic auth user", str(&c.AuthUser)},
 		{"AUTH_PASSWORD", "auth-password", "", "basic auth password (default: generated into STATE_DIR/basic-auth-password)", str(&c.AuthPassword)},
 		{"INVOKE_AUTH", "invoke-auth", "true", "require basic auth on /function/* too", func(v string) (err error) { c.InvokeAuth, err = strconv.ParseBool(v); return }},
+		{"AUTH_FAILURES_MAX", "auth-failures-max", "10", "wrong basic auth credentials one client address may send within AUTH_FAILURE_WINDOW; beyond, it gets 429 with Retry-After until the window ends (0 = no limit)", func(v string) (err error) {
+			c.AuthFailuresMax, err = strconv.Atoi(v)
+			if err == nil && c.AuthFailuresMax < 0 {
+				err = errors.New("must not be negative")
+			}
+			return err
+		}},
+		{"AUTH_FAILURE_WINDOW", "auth-failure-window", "1m", "how long failed logins of a client address count, from its first one", dur(&c.AuthFailureWindow)},
+		{"AUTH_TRUSTED_PROXIES", "auth-trusted-proxies", "", "reverse proxies (IPs and CIDRs, comma-separated) whose X-Forwarded-For names the client the login limit counts; from any other peer the header is ignored (default: none)", func(v string) (err error) { c.AuthTrustedProxies, err = api.ParseTrustedProxies(v); return }},
 		{"DEFAULT_TIMEOUTS", "default-timeouts", "60s", "read/write/exec timeouts: one duration for all, or read=60s,write=60s,exec=60s", c.setTimeouts},
 		{"READY_WAIT", "ready-wait", "10s", "how long an invocation waits for a ready replica before 503", dur(&c.ReadyWait)},
 		{"RESYNC_INTERVAL", "resync-interval", "30s", "period of the full resync of desired and observed state", dur(&c.Resync)},
@@ -273,6 +293,8 @@ func (c *config) validate() error {
 	switch {
 	case c.Port <= 0 || c.Port > 65535:
 		return fmt.Errorf("GATEWAY_PORT %d out of range", c.Port)
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together: set both to serve HTTPS, or neither for plain HTTP")
 	case c.Runtime != runtimeDocker && c.Runtime != runtimeSwarm:
 		return fmt.Errorf("RUNTIME %q: want %s or %s", c.Runtime, runtimeDocker, runtimeSwarm)
 	case c.StateJournal != "none" && c.StateJournal != runtimeSwarm:

@@ -45,20 +45,32 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/status"
 	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 	"github.com/dockerfaasd/dockerfaasd/pkg/supervise"
+	"github.com/dockerfaasd/dockerfaasd/pkg/tlsreload"
+	"github.com/dockerfaasd/dockerfaasd/pkg/ui"
 )
 
-// Set at build time with -ldflags "-X main.version=... -X main.commit=...".
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...";
+// otherwise resolveIdentity reads them from the build info (version.go).
 var (
 	version = "dev"
 	commit  = "unknown"
 )
 
 func main() {
+	resolveIdentity()
 	// Subcommands come before the daemon's flags.
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
+		case "version":
+			os.Exit(runVersion(os.Args[2:], os.Stdout))
 		case "push":
 			os.Exit(runPush(os.Args[2:]))
+		case "backup":
+			os.Exit(runBackup(os.Args[2:]))
+		case "restore":
+			os.Exit(runRestore(os.Args[2:]))
+		case "healthcheck":
+			os.Exit(runHealthcheck(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 		case "job-init":
 			// Inside a pre-started job container (pkg/jobinit): not for users.
 			os.Exit(jobinit.Main(os.Args[2:]))
@@ -101,6 +113,17 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		if done, err := superviseIfServiceTask(ctx, cfg, log); done {
 			return err
 		}
+	}
+
+	// Before anything else is opened: a certificate that cannot be served
+	// is a configuration error to report at once.
+	var cert *tlsreload.Certificate
+	if cfg.TLSCertFile != "" {
+		var err error
+		if cert, err = tlsreload.Load(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return err
+		}
+		log.WithFields(cert.Fields()).Info("TLS certificate loaded: serving HTTPS; SIGHUP re-reads the files")
 	}
 
 	password, pwFile, generated, err := ensurePassword(cfg)
@@ -245,6 +268,10 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		ScalingStatus:     scalingBoard,
 		Log:               log,
 	}
+	// Failed logins are limited per client address, and counted.
+	apiCfg.Auth.FailuresMax, apiCfg.Auth.FailureWindow = cfg.AuthFailuresMax, cfg.AuthFailureWindow
+	apiCfg.Auth.TrustedProxies, apiCfg.Auth.Registerer = cfg.AuthTrustedProxies, reg
+	apiCfg.Backup = st // GET /system/backup
 	// Assigned only when present: a nil interface, not a typed nil, is
 	// what makes a missing feature answer 501.
 	if caps.Logs != nil {
@@ -290,7 +317,16 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	// never be one of the gateway's own paths.
 	pathRoutes := routes.New(routes.Config{Resync: cfg.Resync, Log: log}, st)
 	apiCfg.Routes = pathRoutes
+	// The web console calls the daemon's outermost handler in process, so
+	// what it does is authenticated, validated, routed and counted as a
+	// faas-cli call would be.
+	console, err := ui.New(ui.Config{Log: log})
+	if err != nil {
+		return err
+	}
+	apiCfg.UI = console
 	handler := pathRoutes.Handler(gw.Instrument(api.NewRouter(apiCfg)))
+	console.Bind(handler)
 
 	// Before listening: a restart must not answer 404 for a function it has.
 	if err := ctrl.MarkStoredKnown(ctx); err != nil {
@@ -315,6 +351,9 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	// hold the graceful shutdown up until its timeout.
 	if s, ok := rt.(interface{ StopLogs() }); ok {
 		srv.RegisterOnShutdown(s.StopLogs)
+	}
+	if cert != nil {
+		srv.TLSConfig = cert.TLSConfig()
 	}
 	if !cfg.InvokeAuth {
 		log.Warn("INVOKE_AUTH=false: /function/* is open to anyone who can reach this port")
@@ -372,6 +411,28 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		defer wg.Done()
 		errc <- scaler.Run(ctx)
 	}()
+	// SIGHUP re-reads the TLS pair (a bad one is logged and the old one
+	// kept); without TLS it is only logged, so it never stops the daemon.
+	// Sends nothing on errc: it only stops with ctx.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if cert != nil {
+			_ = cert.Run(ctx, hup, log)
+			return
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: nothing to reload (no TLS_CERT_FILE)")
+			}
+		}
+	}()
 	// Sends nothing on errc: it only stops with ctx.
 	pruner := executions.NewPruner(executions.PrunerConfig{Max: cfg.ExecutionsMax, MaxAge: cfg.ExecutionsMaxAge, Log: log}, st)
 	wg.Add(1)
@@ -381,8 +442,13 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	}()
 	go func() {
 		defer wg.Done()
-		log.WithField("addr", ln.Addr().String()).Info("serving the OpenFaaS API")
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve, scheme := srv.Serve, "http"
+		if srv.TLSConfig != nil {
+			serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+			scheme = "https"
+		}
+		log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "scheme": scheme}).Info("serving the OpenFaaS API")
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 			return
 		}
@@ -471,7 +537,10 @@ func newRuntime(ctx context.Context, cfg config, engine *docker.Client, self str
 	}, engine), nil
 }
 
-// openState opens the state file; with STATE_JOURNAL=swarm the file is a
+// openState opens the state file. Without a journal the file is the only
+// copy of the state: one that is unreadable or of a newer schema stops the
+// daemon and is never overwritten (restore a backup). With
+// STATE_JOURNAL=swarm the file is a
 // cache rebuilt from the journal in the swarm (pkg/runtime/swarm.Journal),
 // which then keeps every write before it is acknowledged. watch returns
 // an error once the journal is lost to another daemon, nil when ctx ends.

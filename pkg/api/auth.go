@@ -3,8 +3,13 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"math"
 	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 )
 
@@ -17,12 +22,29 @@ type Auth struct {
 	// InvokeOpen serves /function/* without auth, as upstream OpenFaaS does.
 	// Off by default: this project requires auth on invocation.
 	InvokeOpen bool
+	// FailuresMax wrong credentials from one client within FailureWindow
+	// (0: DefaultFailureWindow) make every authenticated request of that
+	// client answer 429 with Retry-After until the window ends, even with
+	// the right credentials, so a guesser cannot tell when it found them.
+	// 0 turns the throttle off.
+	FailuresMax   int
+	FailureWindow time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names the client;
+	// from any other peer the header is ignored, as anyone can send it.
+	TrustedProxies []netip.Prefix
+	// Registerer receives dockerfaasd_auth_failures_total and
+	// dockerfaasd_auth_throttled_total; nil keeps them unexported.
+	Registerer prometheus.Registerer
+	// now is the throttle's clock; nil means time.Now (tests set it).
+	now func() time.Time
 }
 
 // basicAuth checks credentials against hashes of the configured ones.
 type basicAuth struct {
 	user, pass [sha256.Size]byte
 	configured bool
+	throttle   *throttle // nil: off
+	metrics    authMetrics
 	log        logrus.FieldLogger
 }
 
@@ -30,35 +52,66 @@ func newBasicAuth(a Auth, log logrus.FieldLogger) *basicAuth {
 	if a.Password == "" {
 		log.Warn("no API password configured: every authenticated route will answer 401")
 	}
-	return &basicAuth{
+	b := &basicAuth{
 		user:       sha256.Sum256([]byte(a.User)),
 		pass:       sha256.Sum256([]byte(a.Password)),
 		configured: a.Password != "",
+		metrics:    newAuthMetrics(a.Registerer),
 		log:        log,
 	}
+	if a.FailuresMax > 0 {
+		b.throttle = newThrottle(a.FailuresMax, a.FailureWindow, a.TrustedProxies, a.now)
+	}
+	return b
 }
 
-// valid reports whether r carries the configured credentials. Comparing
-// fixed-size hashes in constant time leaks neither the content nor the
-// length of either secret, and both comparisons always run so the timing
-// does not tell a wrong user from a wrong password. Any other scheme,
-// including the bare "Bearer" faas-cli sends when not logged in, means no
-// credentials.
-func (a *basicAuth) valid(r *http.Request) bool {
+// check reports whether r carries the configured credentials, and whether
+// it carries Basic credentials at all (only those are login attempts: no
+// header, or faas-cli's bare "Bearer" when not logged in, are not).
+// Comparing fixed-size hashes in constant time leaks neither the content
+// nor the length of either secret, and both comparisons always run so the
+// timing does not tell a wrong user from a wrong password.
+func (a *basicAuth) check(r *http.Request) (valid, attempted bool, user string) {
 	u, p, ok := r.BasicAuth()
 	if !ok {
-		return false
+		return false, false, ""
 	}
 	uh, ph := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
 	match := subtle.ConstantTimeCompare(uh[:], a.user[:]) & subtle.ConstantTimeCompare(ph[:], a.pass[:])
-	return match == 1 && a.configured
+	return match == 1 && a.configured, true, u
 }
 
 // wrap protects next. The realm and body are the ones OpenFaaS uses, so
 // clients that recognise them keep working.
 func (a *basicAuth) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !a.valid(r) {
+		var (
+			client  netip.Prefix
+			pending *attempts
+		)
+		if a.throttle != nil {
+			client = a.throttle.client(r)
+			var wait time.Duration
+			if _, _, ok := r.BasicAuth(); ok {
+				pending, wait = a.throttle.reserve(client)
+			} else {
+				wait = a.throttle.wait(client)
+			}
+			if wait > 0 {
+				a.refuse(w, wait)
+				return
+			}
+		}
+		valid, attempted, user := a.check(r)
+		if pending != nil && a.throttle.done(pending, valid) {
+			// Once per client and window: never the password, nor the header.
+			a.log.WithFields(logrus.Fields{"client": client.String(), "user": user, "failures": a.throttle.max, "window": a.throttle.window.String()}).
+				Warn("too many failed logins: this client is refused (429) until its window ends")
+		}
+		if !valid {
+			if attempted {
+				a.metrics.failures.Inc()
+			}
 			// Never log the Authorization header itself.
 			a.log.WithFields(logrus.Fields{"path": r.URL.Path, "remote": r.RemoteAddr}).Debug("rejected request without valid credentials")
 			w.Header().Set("WWW-Authenticate", `Basic realm="Restricted"`)
@@ -67,4 +120,12 @@ func (a *basicAuth) wrap(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// refuse answers a throttled client, whatever its credentials.
+func (a *basicAuth) refuse(w http.ResponseWriter, wait time.Duration) {
+	a.metrics.throttled.Inc()
+	secs := strconv.Itoa(int(math.Ceil(wait.Seconds())))
+	w.Header().Set("Retry-After", secs)
+	writeError(w, a.log, http.StatusTooManyRequests, "too many failed logins from this address: retry after "+secs+" seconds", nil)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 
@@ -14,6 +15,10 @@ import (
 // body of unexpected responses verbatim, so the message is what users see.
 // Server errors are logged here, once, so that callers cannot forget to.
 func writeError(w http.ResponseWriter, log logrus.FieldLogger, code int, msg string, err error) {
+	if code == http.StatusInternalServerError && errors.Is(err, store.ErrNotStored) {
+		// A full disk is the operator's to fix, and says nothing was done.
+		code, msg = http.StatusInsufficientStorage, notStoredMsg(err)
+	}
 	if code >= 500 && log != nil {
 		log.WithError(err).WithField("status", code).Error(msg)
 	}
@@ -40,6 +45,16 @@ func writeStoreError(w http.ResponseWriter, log logrus.FieldLogger, err error, n
 		writeError(w, log.WithFields(logrus.Fields{"function": name, "namespace": ns}),
 			http.StatusInternalServerError, "internal error", err)
 	}
+}
+
+// notStoredMsg answers a write the state file could not keep: nothing was
+// changed, so the client may retry once space is freed.
+func notStoredMsg(err error) string {
+	why := "the state file could not be written"
+	if errors.Is(err, syscall.ENOSPC) {
+		why = "the disk holding the state file is full"
+	}
+	return "insufficient storage: " + why + "; nothing was changed, retry once the operator has freed space"
 }
 
 // notFoundMsg names the function the way faas-cli addresses it (NAME.NS).

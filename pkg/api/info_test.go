@@ -65,3 +65,54 @@ func TestNamespaces(t *testing.T) {
 		t.Fatalf("got %d %v, want 200 [openfaas-fn]", w.Code, got)
 	}
 }
+
+// GET /system/providers: the provider part of /system/info and the
+// features this configuration enables.
+func TestProviders(t *testing.T) {
+	tests := []struct {
+		name      string
+		edit      func(*Config)
+		want, not []string
+	}{
+		{"bare", nil, []string{"namespaces", "secrets", "executions"}, []string{"logs", "job-mode", "build", "async"}},
+		{"job mode and isolation", func(c *Config) { c.JobMode, c.Isolation = true, true }, []string{"job-mode", "per-request-isolation"}, []string{"logs"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, tt.edit)
+			if w := f.send(t, "GET", "/system/providers", "", nil); w.Code != 401 {
+				t.Fatalf("without credentials: %d, want 401", w.Code)
+			}
+			w := f.do(t, "GET", "/system/providers", "")
+			if w.Code != 200 {
+				t.Fatalf("got %d", w.Code)
+			}
+			var got struct {
+				Provider, Orchestration, Arch string
+				Version                       *wireVersion
+				Features                      []string
+			}
+			decodeJSON(t, w, &got)
+			if got.Provider != "dockerfaasd" || got.Orchestration != "docker" || got.Arch != runtime.GOARCH {
+				t.Errorf("provider/orchestration/arch = %q %q %q", got.Provider, got.Orchestration, got.Arch)
+			}
+			if got.Version == nil || got.Version.Release != "0.1.0" || got.Version.SHA != "abc123" {
+				t.Errorf("version = %+v, want 0.1.0 abc123", got.Version)
+			}
+			has := map[string]bool{}
+			for _, f := range got.Features {
+				has[f] = true
+			}
+			for _, f := range tt.want {
+				if !has[f] {
+					t.Errorf("features %v lack %q", got.Features, f)
+				}
+			}
+			for _, f := range tt.not {
+				if has[f] {
+					t.Errorf("features %v have %q, which this configuration lacks", got.Features, f)
+				}
+			}
+		})
+	}
+}

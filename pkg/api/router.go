@@ -95,6 +95,9 @@ type Config struct {
 	// by its HMAC signature), /system/builds and /system/templates; nil
 	// leaves them unmounted.
 	Build *build.Service
+	// UI serves the web console under /ui/ (pkg/ui), behind the same auth
+	// as /system/*; nil leaves it unmounted.
+	UI http.Handler
 	// Debug serves /debug/reconcile (behind auth); nil leaves it unmounted.
 	Debug http.Handler
 	// Metrics serves /metrics without auth, as Prometheus scrapers expect;
@@ -132,6 +135,9 @@ type Config struct {
 	// from the store, as the annotation AnnotationAddress. 0: the feature is
 	// off and nothing is shown.
 	AddressPort int
+	// Backup serves GET /system/backup (state file and secrets key, in
+	// one archive); nil leaves it unmounted.
+	Backup BackupWriter
 	// Log receives one line per accepted write and every server error;
 	// nil means logrus' standard logger.
 	Log logrus.FieldLogger
@@ -256,7 +262,10 @@ func NewRouter(cfg Config) http.Handler {
 		http.MethodPut:    http.HandlerFunc(a.updateNamespace),
 		http.MethodDelete: http.HandlerFunc(a.deleteNamespace),
 	}))
-	r.Handle("/system/info", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.systemInfo)}))
+	a.infoRoutes(r, auth, cfg) // /system/info, /system/providers
+	if cfg.Backup != nil {
+		r.Handle("/system/backup", auth.wrap(methods{http.MethodGet: backupHandler(cfg.Backup, cfg.Info.Version, a.log)}))
+	}
 	r.Handle("/system/logs", auth.wrap(methods{http.MethodGet: http.HandlerFunc(a.getLogs)}))
 	r.Handle("/system/images", auth.wrap(methods{
 		http.MethodGet:  http.HandlerFunc(a.listImages),
@@ -309,6 +318,10 @@ func NewRouter(cfg Config) http.Handler {
 		dbg = auth.wrap(dbg)
 		r.Handle("/debug/reconcile", dbg)
 		r.PathPrefix("/debug/reconcile/").Handler(dbg)
+	}
+	if cfg.UI != nil {
+		r.Handle("/ui", auth.wrap(http.RedirectHandler("/ui/", http.StatusMovedPermanently)))
+		r.PathPrefix("/ui/").Handler(auth.wrap(cfg.UI))
 	}
 	if cfg.Metrics != nil {
 		r.Handle("/metrics", methods{http.MethodGet: cfg.Metrics})

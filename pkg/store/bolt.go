@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -35,6 +37,8 @@ var (
 type Bolt struct {
 	engine
 	db *bolt.DB
+	// keyFile holds the secrets key, which a backup carries along.
+	keyFile string
 }
 
 var _ Store = (*Bolt)(nil)
@@ -56,6 +60,12 @@ func openWith(path, keyFile string, timeout time.Duration) (*Bolt, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Migrate before initSchema, which would otherwise refuse the older
+	// version; a newer one is refused here, with nothing written.
+	if _, _, err := migrate(db, migrations); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
@@ -65,6 +75,7 @@ func openWith(path, keyFile string, timeout time.Duration) (*Bolt, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
+	s.keyFile = keyFile
 	return s, nil
 }
 
@@ -74,15 +85,81 @@ func openFile(path string, timeout time.Duration) (*bolt.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	// NoSync stays false: an acknowledged write must survive a crash.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open state file %s: state file locked by another dockerfaasd? (waited %s): %w", path, timeout, err)
+	// bbolt would initialise an empty file as a new one: an empty state
+	// file that exists is a damaged one (a new file is never empty once
+	// opened), and must not be overwritten.
+	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
+		if st.Size() == 0 {
+			return nil, corrupt(path, errors.New("the file is empty"))
+		}
+		// A read-write open loads the free list, which bbolt panics on
+		// when the file is cut short: look first, read-only.
+		probe, err := safeOpen(path, &bolt.Options{ReadOnly: true, Timeout: timeout, PreLoadFreelist: false})
+		if err == nil {
+			err = checkTruncated(probe)
+			_ = probe.Close()
+		}
+		if err != nil {
+			return nil, openError(path, timeout, err)
+		}
 	}
+	// NoSync stays false: an acknowledged write must survive a crash.
+	db, err := safeOpen(path, &bolt.Options{Timeout: timeout})
 	if err != nil {
-		return nil, fmt.Errorf("open state file %s: %w", path, err)
+		return nil, openError(path, timeout, err)
 	}
 	return db, nil
+}
+
+// safeOpen is bolt.Open turning a panic or fault on a damaged file (bbolt
+// trusts the pages it reads) into an error.
+func safeOpen(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("damaged pages: %v", r)
+		}
+	}()
+	return bolt.Open(path, 0o600, opts)
+}
+
+// openError says why the state file at path did not open: held by another
+// daemon, not readable by us, or damaged (ErrCorrupt).
+func openError(path string, timeout time.Duration, err error) error {
+	if errors.Is(err, berrors.ErrTimeout) {
+		return fmt.Errorf("open state file %s: state file locked by another dockerfaasd? (waited %s): %w", path, timeout, err)
+	}
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("open state file %s: %w", path, err)
+	}
+	return corrupt(path, err)
+}
+
+// ErrCorrupt means the state file could not be read as one: torn, cut
+// short or not a state file at all. Open leaves such a file untouched.
+var ErrCorrupt = errors.New("state file unreadable or corrupt")
+
+// corrupt wraps why the file at path cannot be read, naming it and the
+// way out, and matching ErrCorrupt.
+func corrupt(path string, err error) error {
+	return fmt.Errorf("open state file %s: %w: %w; the file was left untouched: restore a backup with `dockerfaasd restore FILE` (it keeps this one as %s.bak-<time>), or move the file away to start with an empty state",
+		path, ErrCorrupt, err, filepath.Base(path))
+}
+
+// checkTruncated fails when the file is shorter than its own meta page
+// says: bbolt maps the missing pages anyway, and reading them would crash
+// the daemon (SIGBUS) instead of failing cleanly.
+func checkTruncated(db *bolt.DB) error {
+	st, err := os.Stat(db.Path())
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		if want := tx.Size(); want > st.Size() {
+			return fmt.Errorf("the file is %d bytes, shorter than the %d its pages need (truncated)", st.Size(), want)
+		}
+		return nil
+	})
 }
 
 // newBolt is the store over db, appending every write to j unless j is nil.

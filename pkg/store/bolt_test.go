@@ -184,7 +184,7 @@ func TestBoltRejectsUnknownSchema(t *testing.T) {
 				t.Fatal(err)
 			}
 			plantSchema(t, path, version)
-			if s, err := store.Open(path); err == nil || !strings.Contains(err.Error(), "schema version") {
+			if s, err := store.Open(path); err == nil || !strings.Contains(err.Error(), "schema") {
 				if err == nil {
 					_ = s.Close()
 				}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // The store has one read path and one write path, whatever the record and
@@ -375,8 +377,13 @@ func commit[R any](ctx context.Context, e *engine, run func(func(kvTx) error) er
 		return res, nil
 	case err == opErr:
 		return zero, err
-	default:
+	case errors.Is(err, ErrNotJournaled), errors.Is(err, berrors.ErrDatabaseNotOpen):
+		// Not the disk's fault: the journal's, or the daemon is stopping.
 		return zero, fmt.Errorf("%s: write: %w", about, err)
+	default:
+		// The commit itself failed (ENOSPC, EIO): bbolt rolled it back, so
+		// nothing was written and nothing is acknowledged.
+		return zero, fmt.Errorf("%s: write: %w: %w", about, ErrNotStored, err)
 	}
 }
 

@@ -333,6 +333,7 @@ func openJournaled(ctx context.Context, path, keyFile string, j Journal, timeout
 		_ = db.Close()
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
+	s.keyFile = keyFile
 	return s, nil
 }
 

@@ -24,6 +24,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a record already exists under the key.
 	ErrConflict = errors.New("already exists")
+	// ErrNotStored means the state file could not be written (a full
+	// disk, an I/O error): the write was rolled back and not acknowledged.
+	ErrNotStored = errors.New("the state file could not be written")
 )
 
 // Function is one desired function: the deployment exactly as submitted, the

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +62,9 @@ type daemon struct {
 	starts int
 
 	http *http.Client // no redirects followed, bounded timeout
+	// transport is what every harness client uses: nil (the default) for
+	// plain HTTP, or one that trusts the test CA of withTLS.
+	transport http.RoundTripper
 
 	// runtime is runtimeDocker (a process on this machine, the default) or
 	// runtimeSwarm (a container on the test swarm's manager: swarm, image
@@ -76,6 +81,25 @@ type daemonOption func(*daemon)
 // withEnv sets (or overrides) one environment variable of the daemon.
 func withEnv(key, value string) daemonOption {
 	return func(d *daemon) { d.env[key] = value }
+}
+
+// withTLS makes the daemon serve HTTPS with the pair in certFile and
+// keyFile, and the harness talk to it over https trusting roots.
+func withTLS(certFile, keyFile string, roots *x509.CertPool) daemonOption {
+	return func(d *daemon) {
+		d.env["TLS_CERT_FILE"], d.env["TLS_KEY_FILE"] = certFile, keyFile
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		d.transport = tr
+	}
+}
+
+// scheme is how the harness reaches the daemon.
+func (d *daemon) scheme() string {
+	if d.transport != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // withInvokeAuth turns basic auth on /function/* on or off (INVOKE_AUTH).
@@ -113,10 +137,11 @@ func startDaemon(t *testing.T, opts ...daemonOption) *daemon {
 			},
 		},
 	}
-	d.baseURL = fmt.Sprintf("http://127.0.0.1:%d", d.port)
 	for _, o := range opts {
 		o(d)
 	}
+	d.http.Transport = d.transport
+	d.baseURL = fmt.Sprintf("%s://127.0.0.1:%d", d.scheme(), d.port)
 	if d.runtime == runtimeSwarm {
 		d.prepareSwarm()
 	}
@@ -136,7 +161,7 @@ func startDaemon(t *testing.T, opts ...daemonOption) *daemon {
 			t.Fatalf("daemon %s: %v", d.instance, err)
 		}
 		d.port = freePort(t)
-		d.baseURL = fmt.Sprintf("http://127.0.0.1:%d", d.port)
+		d.baseURL = fmt.Sprintf("%s://127.0.0.1:%d", d.scheme(), d.port)
 		if d.runtime == runtimeSwarm {
 			d.baseURL = fmt.Sprintf("http://%s:%d", d.swarm.addr, d.port)
 		}
@@ -225,7 +250,7 @@ func (d *daemon) launch() error {
 // healthzTimeout passes.
 func (d *daemon) waitHealthy(exited <-chan struct{}) error {
 	deadline := time.Now().Add(healthzTimeout)
-	c := &http.Client{Timeout: 2 * time.Second}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: d.transport}
 	var last error
 	for i := 0; time.Now().Before(deadline) && i < 1000; i++ {
 		select {
@@ -571,7 +596,7 @@ func (d *daemon) client() *sdk.Client {
 		d.t.Fatal(err)
 	}
 	return sdk.NewClient(u, &sdk.BasicAuth{Username: d.user, Password: d.password},
-		&http.Client{Timeout: 60 * time.Second})
+		&http.Client{Timeout: 60 * time.Second, Transport: d.transport})
 }
 
 // networkName is the Docker network the daemon should create for a function.
