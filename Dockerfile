@@ -16,6 +16,4 @@ COPY bin/dockerfaasd /dockerfaasd
 ENV STATE_DIR=/var/lib/dockerfaasd
 VOLUME ["/var/lib/dockerfaasd"]
 EXPOSE 8080
-# The image has no shell or curl: the binary checks its own /healthz.
-HEALTHCHECK CMD ["/dockerfaasd", "healthcheck"]
 ENTRYPOINT ["/dockerfaasd"]
