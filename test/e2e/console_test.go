@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -30,30 +29,7 @@ func TestConsole(t *testing.T) {
 	const name = "console-echo"
 	ns := defaultNamespace
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox, // the tests may run as root, where the sandbox refuses to start
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 800),
-	)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
-	defer cancelBrowser()
-	// Logged in: the browser sends the basic-auth header with every
-	// request, as it does once a person typed the credentials.
-	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(d.user+":"+d.password))
-	if _, err := chromedp.Call(browser, network.SetExtraHTTPHeaders,
-		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": auth}}); err != nil {
-		t.Fatalf("starting chromium %s: %v", chrome, err)
-	}
+	browser := loggedInBrowser(t, chrome, d, 1280, 800)
 	ctx, cancel := context.WithTimeout(browser, 4*time.Minute)
 	defer cancel()
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -192,7 +168,7 @@ func TestConsole(t *testing.T) {
 	}
 	// fn-echo echoes the Authorization header the gateway passed on: the
 	// console must not put the user's credentials on the page.
-	if strings.Contains(body, d.password) || strings.Contains(body, strings.TrimPrefix(auth, "Basic ")) {
+	if creds := base64.StdEncoding.EncodeToString([]byte(d.user + ":" + d.password)); strings.Contains(body, d.password) || strings.Contains(body, creds) {
 		t.Error("the invoke response on the page shows the user's credentials")
 	}
 	if got := text(`#invoke-time`); got == "" {

@@ -122,30 +122,9 @@ func TestDebugPageInBrowser(t *testing.T) {
 		return nil
 	})
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox, // the tests may run as root, where the sandbox refuses to start
-		chromedp.DisableGPU,
-		// No network here: keep Chromium from trying to reach its services.
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1600, 900),
-	)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
-	defer cancelBrowser()
-	// The first call starts the browser, which lives as long as this
-	// context: no timeout on it, a bounded one on each step below.
-	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(d.user+":"+d.password))
-	if _, err := chromedp.Call(browser, network.SetExtraHTTPHeaders,
-		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": auth}}); err != nil {
-		t.Fatalf("starting chromium %s: %v", chrome, err)
-	}
+	// The first call started the browser, which lives as long as the
+	// test: no timeout on it, a bounded one on each step below.
+	browser := loggedInBrowser(t, chrome, d, 1600, 900)
 	ctx, cancel := context.WithTimeout(browser, 60*time.Second)
 	defer cancel()
 
@@ -214,4 +193,36 @@ func TestDebugPageInBrowser(t *testing.T) {
 	if strings.Contains(row.Replicas, short(ids[0])) {
 		t.Errorf("replicas cell %q still shows the removed container %s", row.Replicas, short(ids[0]))
 	}
+}
+
+// loggedInBrowser starts headless Chromium (no sandbox: the tests may run
+// as root; none of its services: there is no network here) in a window of
+// width × height, sending d's basic-auth header with every request as a
+// browser does once a person typed the credentials. The browser lives
+// until the test ends; bound each step with a context of your own.
+func loggedInBrowser(t *testing.T, chrome string, d *daemon, width, height int) context.Context {
+	t.Helper()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chrome),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(width, height),
+	)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
+	t.Cleanup(cancelBrowser)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(d.user+":"+d.password))
+	if _, err := chromedp.Call(browser, network.SetExtraHTTPHeaders,
+		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": auth}}); err != nil {
+		t.Fatalf("starting chromium %s: %v", chrome, err)
+	}
+	return browser
 }

@@ -486,12 +486,7 @@ func (r *Runtime) boxSpec(d rt.Desired, runID, proto string) (engine.ContainerSp
 	if err != nil {
 		return cs, err
 	}
-	delete(cs.Labels, engine.LabelFunction)
-	delete(cs.Labels, engine.LabelNamespace)
-	delete(cs.Labels, engine.LabelSlot)
-	cs.Labels[engine.LabelRole] = engine.RoleJob
-	cs.Labels[engine.LabelJob] = d.Key
-	cs.Labels[engine.LabelRun] = runID
+	relabelAsJob(&cs, d.Key, runID)
 	cs.Labels[LabelPool] = proto
 	cs.Name = fmt.Sprintf("%s-%s.%s-pool-%s", r.cfg.Instance, d.Name, d.Namespace, runID)
 	if proto == faas.ProtocolSocket {

@@ -467,6 +467,18 @@ func (t teeWriter) Write(p []byte) (int, error) {
 	return t.w.Write(p)
 }
 
+// relabelAsJob gives a replica's container spec the labels of run runID of
+// key's job instead of the replica ones, so nothing built for replicas
+// sees it (job runs and pooled containers of per-request isolation).
+func relabelAsJob(cs *engine.ContainerSpec, key, runID string) {
+	delete(cs.Labels, engine.LabelFunction)
+	delete(cs.Labels, engine.LabelNamespace)
+	delete(cs.Labels, engine.LabelSlot)
+	cs.Labels[engine.LabelRole] = engine.RoleJob
+	cs.Labels[engine.LabelJob] = key
+	cs.Labels[engine.LabelRun] = runID
+}
+
 // jobContainerSpec is the container of one run of d: a replica's (see
 // containerSpec) with the job labels instead of the replica ones, the
 // run's environment added, the function's fprocess as its command, stdin
@@ -476,12 +488,7 @@ func (r *Runtime) jobContainerSpec(d runtime.Desired, runID string, req runtime.
 	if err != nil {
 		return cs, err
 	}
-	delete(cs.Labels, engine.LabelFunction)
-	delete(cs.Labels, engine.LabelNamespace)
-	delete(cs.Labels, engine.LabelSlot)
-	cs.Labels[engine.LabelRole] = engine.RoleJob
-	cs.Labels[engine.LabelJob] = d.Key
-	cs.Labels[engine.LabelRun] = runID
+	relabelAsJob(&cs, d.Key, runID)
 	callID := req.CallID
 	if len(callID) > maxCallIDLabel {
 		callID = callID[:maxCallIDLabel]
