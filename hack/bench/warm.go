@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -26,12 +32,13 @@ type warmCell struct {
 }
 
 // warm measures warm invocations: (A) the function container directly,
-// (B) through baseproxy, (C) through dockerfaasd with auth, each at
-// concurrency 1 and 32, after an unmeasured warm-up, in BENCH_WARM_ROUNDS
-// rounds. On a small machine that wrk shares with the paths, one round
-// swung C/B from 0.85× to 1.15× between two runs of the same build; the
-// ratios are therefore taken per round, from cells run back to back, and
-// their median is reported with their range.
+// (B) through baseproxy, (C) through dockerfaasd with auth, (N) through
+// nginx, each at concurrency 1 and 32, after an unmeasured warm-up, in
+// BENCH_WARM_ROUNDS rounds. On a small machine that wrk shares with the
+// paths, one round swung C/B from 0.85× to 1.15× between two runs of the
+// same build; the ratios are therefore taken per round, from cells run
+// back to back, and their median is reported with their range. Then the
+// daemon's RSS is sampled under a longer load at high concurrency.
 func (r *runner) warm(ctx context.Context) error {
 	if err := r.ensureFloorContainer(ctx); err != nil {
 		return err
@@ -59,13 +66,160 @@ func (r *runner) warm(ctx context.Context) error {
 		{"B baseproxy", "http://" + bp + "/", "", bpPid},
 		{"C dockerfaasd", viaDaemon, auth, r.d.pid()},
 	}
+	// N is measured when nginx is installed; without it the section still
+	// gives A, B and C, and says how to get N.
+	noNginx := ""
+	ngx, err := r.startNginx(ctx, r.floorIP+":8080")
+	switch {
+	case errors.Is(err, errNoNginx):
+		noNginx = "nginx is not installed (`hack/install-nginx.sh` installs Debian's)"
+		logf("warm: N not measured: %s", noNginx)
+	case err != nil:
+		return err
+	default:
+		defer func() {
+			if err := ngx.stop(); err != nil {
+				logf("warm: %v", err)
+			}
+		}()
+		if err := sameReplica(ctx, direct, "http://"+ngx.addr+"/"); err != nil {
+			return err
+		}
+		paths = append(paths, warmPath{"N nginx", "http://" + ngx.addr + "/", "", ngx.pid()})
+	}
 	cells, err := r.measureRounds(ctx, paths)
 	if err != nil {
 		return err
 	}
 	// Kept for the swarm section, which sets its C/B next to this one.
 	r.hostWarm = cells
-	r.rep.add("warm", renderWarm(cells, r.s.Duration, r.s.WarmRounds))
+	if ngx != nil {
+		// Done with; the deferred stop is then a no-op.
+		if err := ngx.stop(); err != nil {
+			logf("warm: %v", err)
+		}
+	}
+	// A failed RSS run is reported with the rounds, not instead of them.
+	rss, err := r.rssUnderLoad(ctx, r.d.pid(), viaDaemon, auth, rssConns, rssLoad)
+	if err != nil {
+		logf("warm: RSS under load: %v", err)
+		rss.err = err
+	}
+	r.rep.add("warm", renderWarm(cells, r.s.Duration, r.s.WarmRounds, noNginx, rss))
+	return nil
+}
+
+// The daemon's memory under load: the issue's 60 s at 256 connections,
+// eight times the highest concurrency of the rounds.
+const (
+	rssConns = 256
+	rssLoad  = 60 * time.Second
+)
+
+// rssRun is the daemon's VmRSS before, during and right after one long
+// wrk run against path C.
+type rssRun struct {
+	conns                 int
+	d                     time.Duration
+	res                   wrkResult
+	startKB, maxKB, endKB int64
+	samples               int
+	err                   error // the run failed: no figures
+}
+
+// rssUnderLoad runs wrk against url with conns connections for d while
+// reading pid's VmRSS every second.
+func (r *runner) rssUnderLoad(ctx context.Context, pid int, url, auth string, conns int, d time.Duration) (rssRun, error) {
+	run := rssRun{conns: conns, d: d}
+	kb, err := rssKB(pid)
+	if err != nil {
+		return run, fmt.Errorf("daemon RSS: %w", err)
+	}
+	run.startKB, run.maxKB, run.samples = kb, kb, 1
+	type result struct {
+		res wrkResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := r.runWrk(ctx, url, auth, conns, d)
+		done <- result{res, err}
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			// A failed read is left out; the read after the run is not.
+			if kb, err := rssKB(pid); err == nil {
+				run.maxKB = max(run.maxKB, kb)
+				run.samples++
+			}
+		case w := <-done:
+			if w.err != nil {
+				return run, w.err
+			}
+			run.res = w.res
+			if run.endKB, err = rssKB(pid); err != nil {
+				return run, fmt.Errorf("daemon RSS: %w", err)
+			}
+			run.maxKB = max(run.maxKB, run.endKB)
+			run.samples++
+			logf("warm: daemon RSS under wrk -c %d for %s: start %s, max %s, end %s (%d samples); %.0f req/s, p99 %s, errors %s",
+				conns, d, fmtKB(run.startKB), fmtKB(run.maxKB), fmtKB(run.endKB), run.samples, w.res.rps(), w.res.p99(), wrkErrors(w.res))
+			return run, nil
+		}
+	}
+}
+
+// wrkErrors is wrk's error count with its kinds: at 256 connections a
+// refused connection and a 5xx are different findings.
+func wrkErrors(w wrkResult) string {
+	if w.errors() == 0 {
+		return "0"
+	}
+	var kinds []string
+	for _, k := range []struct {
+		name string
+		n    int64
+	}{{"connect", w.Connect}, {"read", w.Read}, {"write", w.Write}, {"non-2xx/3xx", w.Status}, {"timeout", w.Timeout}} {
+		if k.n > 0 {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k.name, k.n))
+		}
+	}
+	return fmt.Sprintf("%d (%s)", w.errors(), strings.Join(kinds, ", "))
+}
+
+// sameReplica checks that proxy reaches the container that direct is:
+// fn-hostname answers with its hostname.
+func sameReplica(ctx context.Context, direct, proxy string) error {
+	get := func(url string) (string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return "", err
+		}
+		res, err := pollClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err == nil && res.StatusCode != http.StatusOK {
+			err = fmt.Errorf("GET %s: status %d", url, res.StatusCode)
+		}
+		return string(b), err
+	}
+	want, err := get(direct)
+	if err != nil {
+		return err
+	}
+	got, err := get(proxy)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("%s answered %q, the function %q: not the same replica", proxy, got, want)
+	}
 	return nil
 }
 
@@ -116,8 +270,10 @@ func (r *runner) measureRounds(ctx context.Context, paths []warmPath) ([]warmCel
 	return cells, nil
 }
 
-// procCounters reads a process's CPU ticks and write(2) calls so far; for
-// pid 0 (a process that could not be found) it reads nothing.
+// procCounters reads the CPU ticks and write(2) calls so far of a process
+// and its children: nginx serves from worker processes its master forked
+// (the other paths' processes have none). For pid 0 (a process that could
+// not be found) it reads nothing.
 func procCounters(pid int) (ticks, writes int64, err error) {
 	if pid == 0 {
 		return 0, 0, nil
@@ -125,8 +281,37 @@ func procCounters(pid int) (ticks, writes int64, err error) {
 	if ticks, err = cpuTicks(pid); err != nil {
 		return 0, 0, err
 	}
-	writes, err = writeCalls(pid)
-	return ticks, writes, err
+	if writes, err = writeCalls(pid); err != nil {
+		return 0, 0, err
+	}
+	for _, child := range childPids(pid) {
+		// A child that ended since the list was read is left out.
+		t, err1 := cpuTicks(child)
+		w, err2 := writeCalls(child)
+		if err1 == nil && err2 == nil {
+			ticks, writes = ticks+t, writes+w
+		}
+	}
+	return ticks, writes, nil
+}
+
+// childPids lists a process's children from /proc/PID/task/*/children
+// (every thread's: a child belongs to the thread that forked it).
+func childPids(pid int) []int {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var pids []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, field := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(field); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	return pids
 }
 
 // ensureFloorContainer starts the driver's own function container, on a
@@ -211,35 +396,92 @@ func fmtSignedDur(d time.Duration) string {
 	return fmtDur(d)
 }
 
-func renderWarm(cells []warmCell, d time.Duration, rounds int) string {
+func renderWarm(cells []warmCell, d time.Duration, rounds int, noNginx string, rss rssRun) string {
 	var b strings.Builder
+	withN := len(warmCells(cells, "N", 1)) > 0
+	paths, names := []string{"A direct", "B baseproxy", "C dockerfaasd"}, "A, B and C"
+	if withN {
+		paths, names = append(paths, "N nginx"), "A, B, C and N"
+	}
 	fmt.Fprintf(&b, "wrk, %s per cell after a warm-up, GET of fn-hostname (a 12-byte answer); %d rounds, each running "+
-		"A, B and C back to back at each concurrency.\n\n", d, rounds)
+		"%s back to back at each concurrency.\n\n", d, rounds, names)
 	b.WriteString("CPU/request is the CPU time of the process serving the path (the function for A, baseproxy for B, " +
-		"the daemon for C) divided by the requests it served, and writes/request its write(2) calls per request: " +
-		"both hold up better than requests/s and latency when other work shares the machine. The first table gives " +
-		"the median of the rounds for each cell; the ratios are taken within each round and given as their median " +
-		"(lowest – highest).\n\n")
-	writeCellTable(&b, cells, []string{"A direct", "B baseproxy", "C dockerfaasd"})
+		"the daemon for C, nginx's master and workers for N) divided by the requests it served, and writes/request its " +
+		"write(2) calls per request: both hold up better than requests/s and latency when other work shares the machine. " +
+		"The first table gives the median of the rounds for each cell; the ratios are taken within each round and given " +
+		"as their median (lowest – highest).\n\n")
+	if !withN {
+		fmt.Fprintf(&b, "**N (nginx) not measured in this run:** %s.\n\n", noNginx)
+	}
+	writeCellTable(&b, cells, paths)
+	type row struct {
+		name   string
+		vals   func(conns int) []float64
+		format func(float64) string
+		target string
+	}
+	pair := func(x, y string, f func(x, y warmCell) float64) func(int) []float64 {
+		return func(conns int) []float64 { return perRound(cells, x, y, conns, f) }
+	}
 	cb32 := perRound(cells, "C", "B", 32, rpsRatio)
 	p32 := perRound(cells, "C", "B", 32, addedP99)
-	b.WriteString("\n| ratio | c=1 | c=32 | target |\n|---|---:|---:|---|\n")
-	for _, row := range []struct {
-		name, x, y string
-		f          func(x, y warmCell) float64
-		format     func(float64) string
-		target     string
-	}{
-		{"C/A requests/s (dockerfaasd vs direct)", "C", "A", rpsRatio, fmtRatio, "—"},
-		{"C/B requests/s (dockerfaasd vs one ideal hop)", "C", "B", rpsRatio, fmtRatio, "≥ 0.90 at c=32" + verdict(medianF(cb32) >= 0.9)},
-		{"B/A requests/s (one ideal hop vs direct)", "B", "A", rpsRatio, fmtRatio, "—"},
-		{"C/B CPU per request (dockerfaasd vs one ideal hop)", "C", "B", cpuRatio, fmtRatio, "—"},
-		{"p99 added by C over B", "C", "B", addedP99, fmtMs, "≤ 1 ms at c=32" + verdict(medianF(p32) <= 1)},
-	} {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", row.name, spread(perRound(cells, row.x, row.y, 1, row.f), row.format),
-			spread(perRound(cells, row.x, row.y, 32, row.f), row.format), row.target)
+	rows := []row{
+		{"C/A requests/s (dockerfaasd vs direct)", pair("C", "A", rpsRatio), fmtRatio, "—"},
+		{"C/B requests/s (dockerfaasd vs one ideal hop)", pair("C", "B", rpsRatio), fmtRatio, "≥ 0.90 at c=32" + verdict(medianF(cb32) >= 0.9)},
+		{"B/A requests/s (one ideal hop vs direct)", pair("B", "A", rpsRatio), fmtRatio, "—"},
+		{"C/B CPU per request (dockerfaasd vs one ideal hop)", pair("C", "B", cpuRatio), fmtRatio, "—"},
+		{"p99 added by C over B", pair("C", "B", addedP99), fmtMs, "≤ 1 ms at c=32" + verdict(medianF(p32) <= 1)},
 	}
+	if withN {
+		// Issue 17's goals: dockerfaasd as fast as one nginx hop.
+		cn32 := perRound(cells, "C", "N", 32, rpsRatio)
+		added := func(conns int) []float64 { return addedP50Ratio(cells, conns) }
+		pn32 := perRound(cells, "C", "N", 32, addedP99)
+		rows = append(rows,
+			row{"C/N requests/s (dockerfaasd vs nginx)", pair("C", "N", rpsRatio), fmtRatio, "≥ 0.90 at c=32" + verdict(medianF(cn32) >= 0.9)},
+			row{"N/A requests/s (nginx vs direct)", pair("N", "A", rpsRatio), fmtRatio, "—"},
+			row{"C/N CPU per request (dockerfaasd vs nginx)", pair("C", "N", cpuRatio), fmtRatio, "—"},
+			row{"p50 added over direct by C (C−A)", pair("C", "A", addedP50), fmtMs, "—"},
+			row{"p50 added over direct by N (N−A)", pair("N", "A", addedP50), fmtMs, "—"},
+			row{"(C−A)/(N−A) p50 (latency dockerfaasd adds vs nginx)", added, fmtRatio, "≤ 1.20 at c=1" + verdict(medianF(added(1)) <= 1.2)},
+			row{"p99 of C over N", pair("C", "N", addedP99), fmtMs, "≤ 1 ms at c=32" + verdict(medianF(pn32) <= 1)},
+		)
+	}
+	b.WriteString("\n| ratio | c=1 | c=32 | target |\n|---|---:|---:|---|\n")
+	for _, row := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", row.name, spread(row.vals(1), row.format), spread(row.vals(32), row.format), row.target)
+	}
+	fmt.Fprintf(&b, "\nThe daemon's memory under load: its VmRSS (`/proc/PID/status`) just before, every second during and "+
+		"right after one wrk run of %s at %d connections against C, after the rounds above.\n\n", rss.d, rss.conns)
+	if rss.err != nil {
+		msg := rss.err.Error()
+		if len(msg) > 1000 {
+			msg = msg[:1000] + "…"
+		}
+		fmt.Fprintf(&b, "**Failed in this run:**\n\n```\n%s\n```\n", msg)
+		return b.String()
+	}
+	b.WriteString("| RSS at start | max | at end | samples | requests/s | p99 | errors |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| %s | %s | %s | %d | %.0f | %s | %s |\n", fmtKB(rss.startKB), fmtKB(rss.maxKB), fmtKB(rss.endKB),
+		rss.samples, rss.res.rps(), fmtDur(rss.res.p99()), wrkErrors(rss.res))
 	return b.String()
+}
+
+// addedP50Ratio is, for each round, (C−A)/(N−A) of the p50: the latency
+// dockerfaasd adds to a direct call against what nginx adds. NaN when N
+// added nothing measurable (its p50 not above A's).
+func addedP50Ratio(cells []warmCell, conns int) []float64 {
+	as, cs, ns := warmCells(cells, "A", conns), warmCells(cells, "C", conns), warmCells(cells, "N", conns)
+	var out []float64
+	for i := range min(len(as), len(cs), len(ns)) {
+		byC, byN := cs[i].res.p50()-as[i].res.p50(), ns[i].res.p50()-as[i].res.p50()
+		if byN <= 0 {
+			out = append(out, math.NaN())
+			continue
+		}
+		out = append(out, float64(byC)/float64(byN))
+	}
+	return out
 }
 
 // The per-round comparisons of two cells.
@@ -247,6 +489,9 @@ func rpsRatio(x, y warmCell) float64 { return ratio(x.res.rps(), y.res.rps()) }
 func cpuRatio(x, y warmCell) float64 { return ratio(x.cpu.Seconds(), y.cpu.Seconds()) }
 func addedP99(x, y warmCell) float64 {
 	return float64(x.res.p99()-y.res.p99()) / float64(time.Millisecond)
+}
+func addedP50(x, y warmCell) float64 {
+	return float64(x.res.p50()-y.res.p50()) / float64(time.Millisecond)
 }
 
 // writeCellTable writes the median of the rounds of each path (by full
