@@ -69,6 +69,7 @@ type config struct {
 	SelfContainer    string
 	LogLevel         string
 	LogFormat        string
+	Pprof            bool
 
 	// FunctionCIDR, when valid, gives every function an address of its own
 	// (pkg/addresses), served on FunctionAddressPort.
@@ -237,6 +238,7 @@ func settings(c *config) []setting {
 		}},
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "text", "text or json", str(&c.LogFormat)},
+		{"PPROF", "pprof", "false", "serve Go's profiler at /debug/pprof/ (behind the API's basic auth), for profiling the daemon", func(v string) (err error) { c.Pprof, err = strconv.ParseBool(v); return }},
 	}
 }
 

@@ -5,11 +5,13 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -327,6 +329,10 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	apiCfg.UI = console
 	handler := pathRoutes.Handler(gw.Instrument(api.NewRouter(apiCfg)))
 	console.Bind(handler)
+	if cfg.Pprof {
+		handler = withPprof(handler, cfg.AuthUser, password)
+		log.Warn("PPROF=true: Go's profiler is served at /debug/pprof/ (basic auth)")
+	}
 
 	// Before listening: a restart must not answer 404 for a function it has.
 	if err := ctrl.MarkStoredKnown(ctx); err != nil {
@@ -477,6 +483,30 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		jobs.Wait(jobsCtx)
 	}
 	return runErr
+}
+
+// withPprof serves net/http/pprof under /debug/pprof/ in front of next,
+// behind the API's basic auth credentials (PPROF=true, for profiling).
+func withPprof(next http.Handler, user, password string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		u, pw, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user))&subtle.ConstantTimeCompare([]byte(pw), []byte(password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="dockerfaasd"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // jobRunner is the proxy's job runner: nil (job functions answer 501)

@@ -85,28 +85,19 @@ func (a *basicAuth) check(r *http.Request) (valid, attempted bool, user string) 
 // clients that recognise them keep working.
 func (a *basicAuth) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var (
-			client  netip.Prefix
-			pending *attempts
-		)
+		valid, attempted, user := a.check(r)
 		if a.throttle != nil {
-			client = a.throttle.client(r)
-			var wait time.Duration
-			if _, _, ok := r.BasicAuth(); ok {
-				pending, wait = a.throttle.reserve(client)
-			} else {
-				wait = a.throttle.wait(client)
+			client := a.throttle.client(r)
+			wait, refusedNow := a.throttle.settle(client, attempted, valid)
+			if refusedNow {
+				// Once per client and window: never the password, nor the header.
+				a.log.WithFields(logrus.Fields{"client": client.String(), "user": user, "failures": a.throttle.max, "window": a.throttle.window.String()}).
+					Warn("too many failed logins: this client is refused (429) until its window ends")
 			}
 			if wait > 0 {
 				a.refuse(w, wait)
 				return
 			}
-		}
-		valid, attempted, user := a.check(r)
-		if pending != nil && a.throttle.done(pending, valid) {
-			// Once per client and window: never the password, nor the header.
-			a.log.WithFields(logrus.Fields{"client": client.String(), "user": user, "failures": a.throttle.max, "window": a.throttle.window.String()}).
-				Warn("too many failed logins: this client is refused (429) until its window ends")
 		}
 		if !valid {
 			if attempted {

@@ -78,7 +78,6 @@ type attempts struct {
 	client  netip.Prefix
 	start   time.Time
 	failed  int
-	pending int  // reservations of requests being checked
 	logged  bool // the refusal was logged in this window
 	removed bool
 }
@@ -119,26 +118,25 @@ func (t *throttle) remove(e *list.Element) {
 	t.order.Remove(e)
 }
 
-// wait is how long c is still refused; 0 when it is not.
-func (t *throttle) wait(c netip.Prefix) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	if a := t.current(c, now); a != nil && a.failed+a.pending >= t.max {
-		return a.start.Add(t.window).Sub(now)
-	}
-	return 0
-}
-
-// reserve is wait for a request that carries credentials: when c is not
-// refused it counts one attempt, which the caller settles with done.
-func (t *throttle) reserve(c netip.Prefix) (*attempts, time.Duration) {
+// settle decides, under one lock, a request from c whose credentials were
+// checked already (attempted: it carried Basic credentials; valid: the
+// right ones). A client that failed max times in its window is refused
+// (wait > 0) whatever it sent, so a guess that happens to be right does not
+// tell. Otherwise a wrong attempt counts one failure; refusedNow is true
+// for the failure that reaches max, the first time in its window, so that
+// is logged once. Decisions are serialised here, so a burst of parallel
+// guesses gets no more than max answers that are not 429, and concurrent
+// logins with the right password are never held back by each other.
+func (t *throttle) settle(c netip.Prefix, attempted, valid bool) (wait time.Duration, refusedNow bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	a := t.current(c, now)
-	if a != nil && a.failed+a.pending >= t.max {
-		return nil, a.start.Add(t.window).Sub(now)
+	if a != nil && a.failed >= t.max {
+		return a.start.Add(t.window).Sub(now), false
+	}
+	if !attempted || valid {
+		return 0, false
 	}
 	if a == nil {
 		// Expired windows are at the front; then the oldest live one goes.
@@ -148,25 +146,12 @@ func (t *throttle) reserve(c netip.Prefix) (*attempts, time.Duration) {
 		a = &attempts{client: c, start: now}
 		t.clients[c] = t.order.PushBack(a)
 	}
-	a.pending++
-	return a, 0
-}
-
-// done settles a reservation. It reports whether this failure made the
-// client refused, the first time in its window, so that is logged once.
-func (t *throttle) done(a *attempts, ok bool) (refusedNow bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	a.pending--
-	if ok {
-		return false
-	}
 	a.failed++
-	if a.failed >= t.max && !a.logged && !a.removed {
+	if a.failed >= t.max && !a.logged {
 		a.logged = true
-		return true
+		return 0, true
 	}
-	return false
+	return 0, false
 }
 
 // client is the throttled unit a request comes from: the TCP peer's

@@ -232,7 +232,8 @@ func TestLoginThrottleLogsOnce(t *testing.T) {
 }
 
 // TestLoginThrottleConcurrent: concurrent guesses cannot run past the
-// limit, because each reserves its attempt before it is checked.
+// limit, because each is decided under the throttle's lock; concurrent
+// logins with the right password, however many, are never refused.
 func TestLoginThrottleConcurrent(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.Auth.FailuresMax = 5 })
 	var mu sync.Mutex
@@ -256,6 +257,29 @@ func TestLoginThrottleConcurrent(t *testing.T) {
 	if codes[401] > 5 || codes[401]+codes[429] != 50 {
 		t.Errorf("answers %v, want at most 5 × 401 and the rest 429", codes)
 	}
+
+	g := newFixture(t, func(c *Config) { c.Auth.FailuresMax = 5 })
+	ok := 0
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := httptest.NewRequest("GET", "/system/info", nil)
+			r.RemoteAddr = "192.0.2.4:1"
+			r.SetBasicAuth(testUser, testPass)
+			w := httptest.NewRecorder()
+			g.h.ServeHTTP(w, r)
+			mu.Lock()
+			if w.Code == 200 {
+				ok++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if ok != 50 {
+		t.Errorf("%d of 50 concurrent logins with the right password answered 200", ok)
+	}
 }
 
 // TestThrottleBounded: the throttle never tracks more than its limit; the
@@ -269,25 +293,26 @@ func TestThrottleBounded(t *testing.T) {
 	}
 	for i := 0; i < 250; i++ {
 		clock.Add(time.Millisecond)
-		a, wait := th.reserve(client(i))
-		if wait != 0 {
+		if wait, _ := th.settle(client(i), true, false); wait != 0 {
 			t.Fatalf("client %d refused before any failure", i)
 		}
-		th.done(a, false)
+	}
+	refusedFor := func(c netip.Prefix) time.Duration {
+		wait, _ := th.settle(c, false, false)
+		return wait
 	}
 	if n := len(th.clients); n != 100 || th.order.Len() != 100 {
 		t.Fatalf("tracking %d clients (%d in order), want 100", n, th.order.Len())
 	}
-	if th.wait(client(0)) != 0 || th.wait(client(149)) != 0 {
+	if refusedFor(client(0)) != 0 || refusedFor(client(149)) != 0 {
 		t.Error("the oldest clients are still tracked")
 	}
-	if th.wait(client(150)) == 0 || th.wait(client(249)) == 0 {
+	if refusedFor(client(150)) == 0 || refusedFor(client(249)) == 0 {
 		t.Error("the newest clients are not refused")
 	}
 	// Expired windows go first, whatever the limit.
 	clock.Add(time.Minute)
-	a, _ := th.reserve(client(1000))
-	th.done(a, true)
+	th.settle(client(1000), true, false)
 	if n := len(th.clients); n != 1 {
 		t.Errorf("after every window expired, tracking %d clients, want 1", n)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,17 +118,89 @@ func BenchmarkDirect(b *testing.B) {
 
 // BenchmarkProxyHop sends the same requests through the proxy; its req/s
 // over BenchmarkDirect's is the share of direct throughput one hop keeps.
+// Sub-benchmarks: "forward" is the proxy's own forwarding path,
+// "reverseproxy" the httputil.ReverseProxy + http.Transport path it
+// replaced (still used for upgrades and when Options.Transport is set),
+// measured in the same run.
 func BenchmarkProxyHop(b *testing.B) {
-	srv := benchBackend(b)
-	c := NewCache()
-	c.Set("openfaas-fn/bench", []faas.Endpoint{{Replica: "bench", Addr: srv.Listener.Addr().String()}})
-	p := New(c, Options{Log: quietLogger()})
-	fr := httptest.NewServer(p)
-	b.Cleanup(func() {
-		fr.Close()
-		p.CloseIdleConnections()
-	})
-	runRequests(b, fr.URL+"/function/bench")
+	for _, path := range []struct {
+		name      string
+		transport http.RoundTripper
+	}{
+		{name: "forward"},
+		{name: "reverseproxy", transport: newTransport(0)},
+	} {
+		b.Run(path.name, func(b *testing.B) {
+			srv := benchBackend(b)
+			c := NewCache()
+			c.Set("openfaas-fn/bench", []faas.Endpoint{{Replica: "bench", Addr: srv.Listener.Addr().String()}})
+			p := New(c, Options{Log: quietLogger(), Transport: path.transport})
+			fr := httptest.NewServer(p)
+			b.Cleanup(func() {
+				fr.Close()
+				p.CloseIdleConnections()
+			})
+			runRequests(b, fr.URL+"/function/bench")
+		})
+	}
+}
+
+// BenchmarkProxyServe measures the proxy's handler alone, without the
+// client side: a recorder as ResponseWriter, the replica over loopback.
+// Its allocs/op are the proxy's own per call.
+func BenchmarkProxyServe(b *testing.B) {
+	for _, path := range []struct {
+		name      string
+		transport http.RoundTripper
+		body      string
+	}{
+		{name: "forward/GET"},
+		{name: "reverseproxy/GET", transport: newTransport(0)},
+		{name: "forward/POST-1KiB", body: strings.Repeat("x", 1024)},
+		{name: "reverseproxy/POST-1KiB", transport: newTransport(0), body: strings.Repeat("x", 1024)},
+	} {
+		b.Run(path.name, func(b *testing.B) {
+			srv := benchBackend(b)
+			c := NewCache()
+			c.Set("openfaas-fn/bench", []faas.Endpoint{{Replica: "bench", Addr: srv.Listener.Addr().String()}})
+			p := New(c, Options{Log: quietLogger(), Transport: path.transport})
+			b.Cleanup(p.CloseIdleConnections)
+			method := http.MethodGet
+			if path.body != "" {
+				method = http.MethodPost
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(method, "/function/bench", strings.NewReader(path.body))
+					w := discardWriter{h: http.Header{}}
+					p.ServeHTTP(&w, req)
+					if w.code != http.StatusOK {
+						b.Errorf("status %d", w.code)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// discardWriter is the cheapest ResponseWriter: it keeps the status only.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header { return w.h }
+func (w *discardWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+func (w *discardWriter) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // BenchmarkIdealHop is the bare minimum reverse proxy (Rewrite with SetURL,

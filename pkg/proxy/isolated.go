@@ -109,9 +109,10 @@ func (p *Proxy) serveIsolated(w http.ResponseWriter, r *http.Request, c *call) {
 	defer lease.Release()
 	c.upstream = lease.Replica()
 	c.load.On(lease.Replica())
-	ctx, cancelCall := p.deadlines(w, r, c)
+	rc := http.NewResponseController(w)
+	ctx, cancelCall := p.deadlines(rc, r, c)
 	defer cancelCall()
-	_ = http.NewResponseController(w).EnableFullDuplex()
+	_ = rc.EnableFullDuplex()
 	ctx = context.WithValue(ctx, leaseKey{}, lease)
 	p.isolated.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
 }

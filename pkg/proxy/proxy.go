@@ -82,8 +82,10 @@ type Options struct {
 	// waits for one before failing with 503. 0 means DefaultReadyWait,
 	// negative means fail at once.
 	ReadyWait time.Duration
-	// Transport sends requests to replicas; nil means a keep-alive transport
-	// tuned for many small requests to few hosts.
+	// Transport, when set, sends requests to replicas through
+	// httputil.ReverseProxy instead of the proxy's own forwarding path
+	// (forward.go), e.g. to compare the two. nil: the forwarding path,
+	// with pooled keep-alive connections per replica.
 	Transport http.RoundTripper
 	// Log receives one entry per failed call; nil means logrus's standard logger.
 	Log logrus.FieldLogger
@@ -140,6 +142,9 @@ type Proxy struct {
 	jobs      JobRunner     // nil answers job functions 501
 	pools     Pools         // nil answers isolated functions 501
 	isolated  *httputil.ReverseProxy
+	conns     *connPool   // the forwarding path's connections
+	buffers   *bufferPool // its body copy buffers
+	viaRP     bool        // Options.Transport was set: every call takes rp
 
 	// rr holds one *atomic.Uint64 round-robin counter per function key.
 	// Per key, so that each function's replicas are hit evenly whatever the
@@ -174,9 +179,13 @@ func New(resolver Resolver, opts Options) *Proxy {
 	}
 	if p.transport == nil {
 		// No response header timeout: each call carries its own deadline,
-		// which may be longer than the default.
+		// which may be longer than the default. Only upgrades use it.
 		p.transport = newTransport(0)
+	} else {
+		p.viaRP = true
 	}
+	p.conns = newConnPool(p.isEndpoint)
+	p.buffers = newBufferPool()
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      &retryTransport{base: p.transport, onRetry: p.logRetry},
@@ -204,6 +213,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // CloseIdleConnections closes idle connections to replicas, e.g. on
 // shutdown, when the transport supports it.
 func (p *Proxy) CloseIdleConnections() {
+	p.conns.closeIdle()
 	if t, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
@@ -320,29 +330,58 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// drained now is stopped only after this call has finished.
 	c.load.On(eps[c.pick].Replica)
 
-	if p.maxBody > 0 {
-		if r.ContentLength > p.maxBody {
-			p.fail(w, c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", p.maxBody))
-			return
-		}
-		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, p.maxBody), c: c}
+	if p.maxBody > 0 && r.ContentLength > p.maxBody {
+		p.fail(w, c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", p.maxBody))
+		return
 	}
-	ctx, cancel := p.deadlines(w, r, c)
+	rc := http.NewResponseController(w)
+	ctx, cancel := p.deadlines(rc, r, c)
 	defer cancel()
 
 	// Without full duplex, a function that answers while still reading a
 	// large request body gets its response truncated (golang/go#40747).
 	// The error only says the writer can't do it (HTTP/2 always can).
-	rc := http.NewResponseController(w)
 	_ = rc.EnableFullDuplex()
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
+	if p.viaRP || isUpgrade(r) {
+		// A protocol switch (WebSocket) is tunnelled by ReverseProxy,
+		// which hijacks the client connection and copies both ways.
+		if p.maxBody > 0 {
+			r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, p.maxBody), c: c}
+		}
+		p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
+		return
+	}
+	// A request with no body, or one announcing zero bytes, sends none
+	// (ReverseProxy drops such a body too).
+	var body io.ReadCloser
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = r.Body
+		if p.maxBody > 0 {
+			// Read by the body writer's goroutine: the 413 is decided
+			// from its error, not from a flag on the call.
+			body = http.MaxBytesReader(w, body, p.maxBody)
+		}
+	}
+	p.forward(ctx, w, rc, r, c, body)
+}
+
+// isEndpoint reports whether addr is still a ready endpoint of key, for
+// the connection pool's sweep.
+func (p *Proxy) isEndpoint(key, addr string) bool {
+	eps, _ := p.resolver.Lookup(key)
+	for _, ep := range eps {
+		if ep.Addr == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // deadlines applies the function's timeouts to this call: read and write
 // deadlines on the client connection, and the exec timeout as a deadline
 // on the call to the replica. The write deadline leaves room to send the
 // 504 that an exec timeout produces.
-func (p *Proxy) deadlines(w http.ResponseWriter, r *http.Request, c *call) (context.Context, context.CancelFunc) {
+func (p *Proxy) deadlines(rc *http.ResponseController, r *http.Request, c *call) (context.Context, context.CancelFunc) {
 	var t faas.Timeouts
 	if p.timeouts != nil {
 		t = p.timeouts.Timeouts(c.key)
@@ -351,7 +390,6 @@ func (p *Proxy) deadlines(w http.ResponseWriter, r *http.Request, c *call) (cont
 	if t.Exec > 0 {
 		exec = t.Exec
 	}
-	rc := http.NewResponseController(w)
 	now := time.Now()
 	if t.Read > 0 {
 		_ = rc.SetReadDeadline(now.Add(t.Read))
@@ -472,12 +510,18 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		http.Error(w, "upstream error", http.StatusBadGateway)
 		return
 	}
+	p.failUpstream(w, c, r.Context().Err(), err)
+}
+
+// failUpstream answers a call that got no answer from its replica; ctxErr
+// is the error of the call's context (client gone, or exec timeout).
+func (p *Proxy) failUpstream(w http.ResponseWriter, c *call, ctxErr, err error) {
 	entry := p.log.WithFields(c.fields()).WithError(err)
 	switch {
 	case c.tooLarge:
 		entry.Info("request body too large")
 		p.fail(w, c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", p.maxBody))
-	case errors.Is(r.Context().Err(), context.Canceled):
+	case errors.Is(ctxErr, context.Canceled):
 		entry.Debug("client closed request")
 		p.fail(w, c, StatusClientClosedRequest, "client closed request")
 	case !isDialError(err) && isTimeout(err):
