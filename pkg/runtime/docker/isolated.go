@@ -90,10 +90,9 @@ type isoPool struct {
 	// ones included, so a delete removes them all.
 	all map[*isoBox]struct{}
 
-	fails       int
-	pausedUntil time.Time
-	retry       *time.Timer
-	lastErr     string
+	// pause spaces fills out after failures; lastErr is the last one.
+	pause   fillPause
+	lastErr string
 
 	served, waited, busy, refills uint64
 	recent                        []time.Time   // when fills got ready, within poolRateWindow
@@ -166,7 +165,7 @@ func (r *Runtime) syncIsolated(d rt.Desired, replicas int) ([]faas.Endpoint, err
 	r.iso.mu.Lock()
 	p := r.iso.pools[d.Key]
 	if p == nil {
-		p = &isoPool{all: map[*isoBox]struct{}{}}
+		p = &isoPool{all: map[*isoBox]struct{}{}, pause: fillPause{base: poolBackoff, max: poolBackoffMax}}
 		r.iso.pools[d.Key] = p
 	}
 	if p.d.Hash != d.Hash {
@@ -174,7 +173,8 @@ func (r *Runtime) syncIsolated(d rt.Desired, replicas int) ([]faas.Endpoint, err
 		// the new spec's instead (they are kept: the fills below serve
 		// them).
 		stale, p.ready = p.ready, nil
-		p.starting, p.fails, p.pausedUntil, p.lastErr = 0, 0, time.Time{}, ""
+		p.starting, p.lastErr = 0, ""
+		p.pause.reset()
 		p.gen++
 	}
 	p.d, p.iso, p.size = d, iso, size
@@ -204,9 +204,7 @@ func (r *Runtime) dropIsolated(key string) {
 	}
 	waiters := p.waiters
 	p.ready, p.waiters = nil, nil
-	if p.retry != nil {
-		p.retry.Stop()
-	}
+	p.pause.stop()
 	r.iso.mu.Unlock()
 	for _, ch := range waiters {
 		ch <- nil
@@ -238,15 +236,7 @@ func (r *Runtime) kickIsoFills(key string) {
 		r.iso.mu.Unlock()
 		return
 	}
-	if wait := time.Until(p.pausedUntil); wait > 0 {
-		if p.retry == nil {
-			p.retry = time.AfterFunc(wait, func() {
-				r.iso.mu.Lock()
-				p.retry = nil
-				r.iso.mu.Unlock()
-				r.kickIsoFills(key)
-			})
-		}
+	if p.pause.holdLocked(&r.iso.mu, func() { r.kickIsoFills(key) }) {
 		r.iso.mu.Unlock()
 		return
 	}
@@ -282,9 +272,7 @@ func (r *Runtime) fillIso(p *isoPool, d rt.Desired, gen int) {
 		return
 	}
 	if err != nil {
-		p.fails++
-		wait := min(poolBackoff<<min(p.fails-1, 16), poolBackoffMax)
-		p.pausedUntil = time.Now().Add(wait)
+		wait := p.pause.fail()
 		p.lastErr = err.Error()
 		r.iso.mu.Unlock()
 		r.cfg.Log.WithError(err).WithFields(logrus.Fields{"function": d.Name, "namespace": d.Namespace, "retry_in": wait}).
@@ -297,7 +285,8 @@ func (r *Runtime) fillIso(p *isoPool, d rt.Desired, gen int) {
 		r.kickIsoFills(d.Key)
 		return
 	}
-	p.fails, p.lastErr = 0, ""
+	p.lastErr = ""
+	p.pause.reset()
 	p.refills++
 	now := time.Now()
 	p.recent = append(trimBefore(p.recent, now.Add(-poolRateWindow)), now)
@@ -508,8 +497,7 @@ func (r *Runtime) boxDied(b *isoBox) {
 	if p != nil {
 		if i := slices.Index(p.ready, b); i >= 0 {
 			p.ready = slices.Delete(p.ready, i, i+1)
-			p.fails++
-			p.pausedUntil = time.Now().Add(min(poolBackoff<<min(p.fails-1, 16), poolBackoffMax))
+			p.pause.fail()
 			p.lastErr = fmt.Sprintf("pooled container %s exited while it waited for a call", b.short)
 		}
 	}
@@ -595,7 +583,7 @@ func (r *Runtime) Take(ctx context.Context, key string) (rt.Lease, error) {
 		r.kickIsoFills(key)
 		return &lease{r: r, b: b}, nil
 	}
-	if p.fails > 0 && p.starting == 0 && time.Now().Before(p.pausedUntil) {
+	if p.pause.fails > 0 && p.starting == 0 && p.pause.paused() {
 		// The pool is backing off after failures: nothing is coming, and
 		// the call is told why rather than left to wait for a 429.
 		why := p.lastErr

@@ -56,12 +56,10 @@ type jobPool struct {
 	filling int
 	// waiters are calls waiting for a fill under way, oldest first.
 	waiters []chan *warmJob
-	fails   int
-	// pausedUntil delays fills after failures; off (by hash) holds why
-	// this spec cannot be pre-started at all ("" when it can).
-	pausedUntil time.Time
-	off         string
-	retry       *time.Timer
+	// pause delays fills after failures; off (by hash) holds why this
+	// spec cannot be pre-started at all ("" when it can).
+	pause fillPause
+	off   string
 }
 
 // warmJob is a pre-started container waiting for its call.
@@ -106,7 +104,7 @@ func (r *Runtime) syncPool(d rt.Desired) {
 	r.jobs.mu.Lock()
 	p := r.jobs.pools[d.Key]
 	if p == nil {
-		p = &jobPool{}
+		p = &jobPool{pause: fillPause{base: jobWarmBackoff, max: jobWarmBackoffMax}}
 		r.jobs.pools[d.Key] = p
 	}
 	var woken []chan *warmJob
@@ -115,7 +113,8 @@ func (r *Runtime) syncPool(d rt.Desired) {
 		// calls waiting for them run the classic way.
 		stale, p.ready = p.ready, nil
 		woken, p.waiters = p.waiters, nil
-		p.hash, p.filling, p.fails, p.pausedUntil, p.off = d.Hash, 0, 0, time.Time{}, ""
+		p.hash, p.filling, p.off = d.Hash, 0, ""
+		p.pause.reset()
 		p.gen++
 	}
 	if len(p.ready) > size {
@@ -143,9 +142,7 @@ func (r *Runtime) dropPool(key string) {
 	}
 	stale, waiters := p.ready, p.waiters
 	p.ready, p.waiters = nil, nil
-	if p.retry != nil {
-		p.retry.Stop()
-	}
+	p.pause.stop()
 	r.jobs.mu.Unlock()
 	for _, w := range waiters {
 		w <- nil
@@ -187,15 +184,7 @@ func (r *Runtime) kickFills(key string) {
 		r.jobs.mu.Unlock()
 		return
 	}
-	if wait := time.Until(p.pausedUntil); wait > 0 {
-		if p.retry == nil {
-			p.retry = time.AfterFunc(wait, func() {
-				r.jobs.mu.Lock()
-				p.retry = nil
-				r.jobs.mu.Unlock()
-				r.kickFills(key)
-			})
-		}
+	if p.pause.holdLocked(&r.jobs.mu, func() { r.kickFills(key) }) {
 		r.jobs.mu.Unlock()
 		return
 	}
@@ -242,7 +231,7 @@ func (r *Runtime) fill(p *jobPool, d rt.Desired, gen int) {
 		r.kickFills(d.Key)
 		return
 	}
-	p.fails = 0
+	p.pause.reset()
 	switch {
 	case w.retired: // it died as it started (warmDied)
 		releaseWaitersLocked(p)
@@ -271,9 +260,7 @@ func (r *Runtime) warmFailedLocked(p *jobPool, d rt.Desired, err error) {
 		p.off = off.why
 		log.Info("job: calls of this function start their own container (it cannot be started ahead of them)")
 	} else {
-		p.fails++
-		wait := min(jobWarmBackoff<<min(p.fails-1, 16), jobWarmBackoffMax)
-		p.pausedUntil = time.Now().Add(wait)
+		wait := p.pause.fail()
 		log.WithField("retry_in", wait).Warn("job: starting a container ahead of calls failed; calls start their own meanwhile")
 	}
 	releaseWaitersLocked(p)
@@ -319,7 +306,7 @@ func (r *Runtime) takeWarm(ctx context.Context, key string) *warmJob {
 		r.kickFills(key)
 		return w
 	}
-	if p.filling <= len(p.waiters) || time.Now().Before(p.pausedUntil) {
+	if p.filling <= len(p.waiters) || p.pause.paused() {
 		r.jobs.mu.Unlock()
 		r.kickFills(key)
 		return nil
