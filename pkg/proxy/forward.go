@@ -404,6 +404,14 @@ var requestOwn = map[string]bool{
 	"Expect": true,
 }
 
+// forwarded reports whether the client's field k goes to the replica.
+// Middleware may set keys that are not canonical, so the filters compare
+// canonical names (canonicalising a canonical key does not allocate).
+func forwarded(k string, conn map[string]bool) bool {
+	ck := textproto.CanonicalMIMEHeaderKey(k)
+	return !hopHeaders[ck] && !requestOwn[ck] && !conn[ck]
+}
+
 // connectionTokens returns the header names a Connection header lists
 // (canonical), or nil without one.
 func connectionTokens(h http.Header) map[string]bool {
@@ -463,7 +471,7 @@ func writeHead(bw *bufio.Writer, r *http.Request, c *call, hasBody, chunked bool
 	in := r.Header
 	conn := connectionTokens(in)
 	for k, vv := range in {
-		if hopHeaders[k] || requestOwn[k] || conn[k] {
+		if !forwarded(k, conn) {
 			continue
 		}
 		if !validHeaderName(k) {
@@ -489,7 +497,7 @@ func writeHead(bw *bufio.Writer, r *http.Request, c *call, hasBody, chunked bool
 	bw.WriteString("\r\n")
 
 	for k, vv := range in {
-		if hopHeaders[k] || requestOwn[k] || conn[k] {
+		if !forwarded(k, conn) {
 			continue
 		}
 		for _, v := range vv {
