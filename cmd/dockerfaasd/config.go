@@ -70,6 +70,7 @@ type config struct {
 	LogLevel         string
 	LogFormat        string
 	Pprof            bool
+	FastPath         bool
 
 	// FunctionCIDR, when valid, gives every function an address of its own
 	// (pkg/addresses), served on FunctionAddressPort.
@@ -238,6 +239,7 @@ func settings(c *config) []setting {
 		}},
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "text", "text or json", str(&c.LogFormat)},
+		{"FAST_PATH", "fast-path", "true", "serve /function/* calls on plain HTTP from the daemon's own HTTP/1.1 loop (false: net/http's server serves everything); see docs/data-plane.md", func(v string) (err error) { c.FastPath, err = strconv.ParseBool(v); return }},
 		{"PPROF", "pprof", "false", "serve Go's profiler at /debug/pprof/ (behind the API's basic auth), for profiling the daemon", func(v string) (err error) { c.Pprof, err = strconv.ParseBool(v); return }},
 	}
 }

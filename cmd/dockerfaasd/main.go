@@ -34,6 +34,7 @@ import (
 	"github.com/dockerfaasd/dockerfaasd/pkg/controller"
 	"github.com/dockerfaasd/dockerfaasd/pkg/docker"
 	"github.com/dockerfaasd/dockerfaasd/pkg/executions"
+	"github.com/dockerfaasd/dockerfaasd/pkg/front"
 	"github.com/dockerfaasd/dockerfaasd/pkg/job"
 	"github.com/dockerfaasd/dockerfaasd/pkg/jobinit"
 	"github.com/dockerfaasd/dockerfaasd/pkg/load"
@@ -327,7 +328,8 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		return err
 	}
 	apiCfg.UI = console
-	handler := pathRoutes.Handler(gw.Instrument(api.NewRouter(apiCfg)))
+	router, calls := api.NewHandlers(apiCfg)
+	handler := pathRoutes.Handler(gw.Instrument(router))
 	console.Bind(handler)
 	if cfg.Pprof {
 		handler = withPprof(handler, cfg.AuthUser, password)
@@ -360,6 +362,14 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	}
 	if cert != nil {
 		srv.TLSConfig = cert.TLSConfig()
+	}
+	// Function calls on plain HTTP are served by the front loop; every
+	// other request, and TLS, by srv (docs/data-plane.md).
+	var fast *front.Server
+	if cfg.FastPath && cert == nil && calls != nil {
+		// What the router would do for /function/NAME/…, without the
+		// router: the same metrics middleware, credentials and proxy.
+		fast = front.New(srv, gw.Instrument(calls), front.FunctionCalls, log.WithField("component", "front"))
 	}
 	if !cfg.InvokeAuth {
 		log.Warn("INVOKE_AUTH=false: /function/* is open to anyone who can reach this port")
@@ -449,11 +459,15 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	go func() {
 		defer wg.Done()
 		serve, scheme := srv.Serve, "http"
-		if srv.TLSConfig != nil {
+		switch {
+		case srv.TLSConfig != nil:
+			// TLS stays with net/http's server: it negotiates HTTP/2.
 			serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
 			scheme = "https"
+		case fast != nil:
+			serve = fast.Serve
 		}
-		log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "scheme": scheme}).Info("serving the OpenFaaS API")
+		log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "scheme": scheme, "fast_path": fast != nil}).Info("serving the OpenFaaS API")
 		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 			return
@@ -470,7 +484,11 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	cancel()
 	shutdownCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
-	_ = srv.Shutdown(shutdownCtx)
+	if fast != nil {
+		_ = fast.Shutdown(shutdownCtx)
+	} else {
+		_ = srv.Shutdown(shutdownCtx)
+	}
 	wg.Wait()
 	// No call is served any more: the records of the last job runs are
 	// written, and every job container this daemon started is removed.

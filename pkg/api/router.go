@@ -194,6 +194,15 @@ type api struct {
 
 // NewRouter returns the daemon's HTTP handler.
 func NewRouter(cfg Config) http.Handler {
+	router, _ := NewHandlers(cfg)
+	return router
+}
+
+// NewHandlers returns the daemon's HTTP handler and, on its own, the one
+// it mounts on /function/NAME (cfg.Invoke behind the same credentials
+// and login throttle, nil without cfg.Invoke), for a server that routes
+// function calls itself.
+func NewHandlers(cfg Config) (router, invoke http.Handler) {
 	a := &api{
 		store:        cfg.Store,
 		status:       cfg.Status,
@@ -277,13 +286,13 @@ func NewRouter(cfg Config) http.Handler {
 	}
 
 	if cfg.Invoke != nil {
-		inv := cfg.Invoke
+		invoke = cfg.Invoke
 		if !cfg.Auth.InvokeOpen {
-			inv = auth.wrap(inv)
+			invoke = auth.wrap(invoke)
 		}
-		r.Handle("/function/{name}", inv)
-		r.Handle("/function/{name}/", inv)
-		r.Handle("/function/{name}/{params:.*}", inv)
+		r.Handle("/function/{name}", invoke)
+		r.Handle("/function/{name}/", invoke)
+		r.Handle("/function/{name}/{params:.*}", invoke)
 	}
 	if cfg.Async != nil {
 		a.asyncRoutes(r, auth, cfg.Auth.InvokeOpen)
@@ -329,7 +338,7 @@ func NewRouter(cfg Config) http.Handler {
 		// surface lives, and behind the same auth.
 		r.Handle("/system/metrics", auth.wrap(methods{http.MethodGet: cfg.Metrics}))
 	}
-	return r
+	return r, invoke
 }
 
 // healthz answers liveness probes and `faas-cli ready`. It says nothing about

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
+	frontloop "github.com/dockerfaasd/dockerfaasd/pkg/front"
 )
 
 // mapResolver is a Resolver without change notification, so waits poll.
@@ -95,15 +97,31 @@ func quietLogger() logrus.FieldLogger {
 	return l
 }
 
-// front serves p over HTTP and returns its base URL.
+// front serves p over HTTP and returns its base URL. Function calls
+// reach the proxy through the daemon's own loop (pkg/front) in
+// production, so the tests use it too; PROXY_TEST_SERVER=net/http runs
+// them on net/http's server alone, which serves the proxy over TLS and on
+// dedicated function addresses.
 func front(t testing.TB, p *Proxy) string {
 	t.Helper()
-	srv := httptest.NewServer(p)
+	srv := httptest.NewUnstartedServer(p)
+	if os.Getenv("PROXY_TEST_SERVER") == "net/http" {
+		srv.Start()
+		t.Cleanup(func() {
+			srv.Close()
+			p.CloseIdleConnections()
+		})
+		return srv.URL
+	}
+	loop := frontloop.New(srv.Config, nil, func(string) bool { return true }, quietLogger())
+	go func() { _ = loop.Serve(srv.Listener) }()
 	t.Cleanup(func() {
-		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = loop.Shutdown(ctx)
 		p.CloseIdleConnections()
 	})
-	return srv.URL
+	return "http://" + srv.Listener.Addr().String()
 }
 
 // noRedirects is a client that reports redirects instead of following them.

@@ -1,0 +1,242 @@
+package front
+
+import (
+	"bytes"
+	"net/http"
+	"net/textproto"
+)
+
+// parseHead parses a request head (request line, fields, the blank line)
+// into a request for the loop. It accepts only what it can judge without
+// doubt: HTTP/1.1, origin-form target, CRLF lines, one Host, at most one
+// Content-Length, no Transfer-Encoding, Expect or Upgrade, no obsolete
+// line folding, valid names and values. Anything else (ok false) goes to
+// net/http, which serves it or answers 400 as it always did.
+func parseHead(head []byte) (req *http.Request, ok bool) {
+	line, rest, ok := cutLine(head)
+	if !ok {
+		return nil, false
+	}
+	method, line, ok1 := bytes.Cut(line, sp)
+	target, proto, ok2 := bytes.Cut(line, sp)
+	if !ok1 || !ok2 || !bytes.Equal(proto, http11) || !validToken(method) ||
+		len(target) == 0 || target[0] != '/' || !validTarget(target) {
+		return nil, false
+	}
+	req = &http.Request{
+		Method:        methodString(method),
+		RequestURI:    string(target),
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        make(http.Header, 8),
+		ContentLength: 0,
+	}
+	u, ok := parseURL(req.RequestURI)
+	if !ok {
+		return nil, false
+	}
+	req.URL = u
+	hosts, lengths := 0, 0
+	for {
+		line, rest, ok = cutLine(rest)
+		if !ok {
+			return nil, false
+		}
+		if len(line) == 0 {
+			break
+		}
+		name, value, found := bytes.Cut(line, colon)
+		if !found || !validToken(name) {
+			return nil, false
+		}
+		value = bytes.Trim(value, " \t")
+		if !validValue(value) {
+			return nil, false
+		}
+		key := canonicalKey(name)
+		switch key {
+		case "Host":
+			hosts++
+			req.Host = string(value)
+			if !validHost(value) {
+				return nil, false
+			}
+		case "Content-Length":
+			lengths++
+			n, ok := parseLength(value)
+			if !ok {
+				return nil, false
+			}
+			req.ContentLength = n
+		case "Transfer-Encoding", "Expect", "Upgrade", "Te":
+			return nil, false
+		case "Connection":
+			for _, t := range bytes.Split(value, comma) {
+				t = bytes.Trim(t, " \t")
+				switch {
+				case bytes.EqualFold(t, []byte("close")):
+					req.Close = true
+				case bytes.EqualFold(t, []byte("upgrade")):
+					return nil, false
+				}
+			}
+		}
+		if key == "Host" {
+			continue // net/http keeps it in req.Host only
+		}
+		req.Header[key] = append(req.Header[key], string(value))
+	}
+	if hosts != 1 || lengths > 1 {
+		return nil, false
+	}
+	return req, true
+}
+
+var (
+	sp     = []byte(" ")
+	colon  = []byte(":")
+	comma  = []byte(",")
+	http11 = []byte("HTTP/1.1")
+)
+
+// cutLine cuts the first CRLF-terminated line off b. A bare LF or CR, or
+// a line starting with whitespace (obsolete folding), is not taken.
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 1 || b[i-1] != '\r' {
+		return nil, nil, false
+	}
+	line, rest = b[:i-1], b[i+1:]
+	if bytes.IndexByte(line, '\r') >= 0 || len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+		return nil, nil, false
+	}
+	return line, rest, true
+}
+
+// commonKeys are field names clients send on nearly every call, kept as
+// constants so that reading them does not allocate.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language",
+		"Authorization", "Connection", "Content-Length", "Content-Type", "Cookie", "Origin", "Referer",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Call-Id",
+		"X-Request-Id", "Cache-Control", "Transfer-Encoding", "Expect", "Upgrade", "Te"} {
+		m[k] = k
+		lower := []byte(k)
+		for i, c := range lower {
+			if 'A' <= c && c <= 'Z' {
+				lower[i] = c + 'a' - 'A'
+			}
+		}
+		m[string(lower)] = k
+	}
+	return m
+}()
+
+func canonicalKey(name []byte) string {
+	if k, ok := commonKeys[string(name)]; ok {
+		return k
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(name))
+}
+
+func methodString(m []byte) string {
+	switch string(m) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodDelete:
+		return http.MethodDelete
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPatch:
+		return http.MethodPatch
+	case http.MethodOptions:
+		return http.MethodOptions
+	}
+	return string(m)
+}
+
+// parseLength parses a Content-Length value: digits only, no sign, at most
+// 18 of them (no overflow).
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// validToken reports whether b is an RFC 9110 token (method, field name).
+func validToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c >= 0x80 || !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChars = func() [128]bool {
+	var t [128]bool
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validValue reports whether a field value has no control characters
+// other than horizontal tab.
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validTarget reports whether a request target is printable ASCII; other
+// bytes are judged by net/http.
+func validTarget(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost is net/http's check of a Host value, narrowed: letters,
+// digits and the characters of names, IPv4 and bracketed IPv6 with port.
+func validHost(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_' || c == '%':
+		default:
+			return false
+		}
+	}
+	return true
+}
