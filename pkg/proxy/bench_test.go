@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/faas"
+	frontloop "github.com/dockerfaasd/dockerfaasd/pkg/front"
 )
 
 // BenchmarkLookupConcurrentSwaps measures the proxy's hot-path read while
@@ -118,15 +120,19 @@ func BenchmarkDirect(b *testing.B) {
 
 // BenchmarkProxyHop sends the same requests through the proxy; its req/s
 // over BenchmarkDirect's is the share of direct throughput one hop keeps.
-// Sub-benchmarks: "forward" is the proxy's own forwarding path,
-// "reverseproxy" the httputil.ReverseProxy + http.Transport path it
-// replaced (still used for upgrades and when Options.Transport is set),
-// measured in the same run.
+// Sub-benchmarks, measured in the same run: "front" is the daemon's path
+// for function calls (pkg/front's loop, then the proxy's own forwarding),
+// "forward" the same forwarding behind net/http's server (TLS, dedicated
+// addresses), "reverseproxy" the httputil.ReverseProxy + http.Transport
+// path behind net/http that forwarding replaced (still used for upgrades
+// and when Options.Transport is set).
 func BenchmarkProxyHop(b *testing.B) {
 	for _, path := range []struct {
 		name      string
+		loop      bool
 		transport http.RoundTripper
 	}{
+		{name: "front", loop: true},
 		{name: "forward"},
 		{name: "reverseproxy", transport: newTransport(0)},
 	} {
@@ -135,12 +141,26 @@ func BenchmarkProxyHop(b *testing.B) {
 			c := NewCache()
 			c.Set("openfaas-fn/bench", []faas.Endpoint{{Replica: "bench", Addr: srv.Listener.Addr().String()}})
 			p := New(c, Options{Log: quietLogger(), Transport: path.transport})
-			fr := httptest.NewServer(p)
+			fr := httptest.NewUnstartedServer(p)
+			url := "http://" + fr.Listener.Addr().String() + "/function/bench"
+			if !path.loop {
+				fr.Start()
+				b.Cleanup(func() {
+					fr.Close()
+					p.CloseIdleConnections()
+				})
+				runRequests(b, url)
+				return
+			}
+			loop := frontloop.New(fr.Config, nil, frontloop.FunctionCalls, quietLogger())
+			go func() { _ = loop.Serve(fr.Listener) }()
 			b.Cleanup(func() {
-				fr.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = loop.Shutdown(ctx)
 				p.CloseIdleConnections()
 			})
-			runRequests(b, fr.URL+"/function/bench")
+			runRequests(b, url)
 		})
 	}
 }

@@ -414,15 +414,38 @@ wait:
 		"run": res.Exited.Sub(res.Started).Round(time.Microsecond),
 	}).Debug("job ran")
 	if exit.Code == 137 { // SIGKILL: by us, or by the kernel for memory
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobKillTimeout)
-		st, err := je.ContainerExit(ictx, id)
-		cancel()
-		if err != nil {
-			log.WithError(err).Warn("job: cannot read whether it was OOM-killed")
-		}
-		res.OOMKilled = st.OOMKilled
+		res.OOMKilled = oomKilled(ctx, je, id, !res.TimedOut && !res.Killed, log)
 	}
 	return res, runErr
+}
+
+// oomKillLag bounds how long a SIGKILL that was not ours is taken for a
+// kernel OOM kill the engine has not recorded yet: it learns of the OOM
+// kill from an event of its own, which can come after the exit.
+const oomKillLag = 500 * time.Millisecond
+
+// oomKilled reads whether the kernel killed the job's process for memory.
+// Unless the daemon killed it itself (notOurs false), a first "no" is
+// read again for up to oomKillLag.
+func oomKilled(ctx context.Context, je engine.JobEngine, id string, notOurs bool, log logrus.FieldLogger) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobKillTimeout)
+	defer cancel()
+	deadline := time.Now().Add(oomKillLag)
+	for {
+		st, err := je.ContainerExit(ctx, id)
+		if err != nil {
+			log.WithError(err).Warn("job: cannot read whether it was OOM-killed")
+			return false
+		}
+		if st.OOMKilled || !notOurs || time.Now().After(deadline) {
+			return st.OOMKilled
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // feedStdin copies in to the container's stdin and closes it. A failed
