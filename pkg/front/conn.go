@@ -52,7 +52,9 @@ type conn struct {
 	cr     connReader
 	bufs   *connBufs
 	ctx    context.Context
-	header http.Header // the answer's fields, reused call after call
+	// The answer's fields and their copy at WriteHeader, reused call
+	// after call.
+	header, sent http.Header
 
 	// The watch for the client going away during a long call.
 	timer     *time.Timer
@@ -74,6 +76,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 	// (client gone, handler done), and a parent that cannot be cancelled
 	// spares each request's context registering with it.
 	c.ctx = context.WithValue(s.base, http.LocalAddrContextKey, nc.LocalAddr())
+	if s.srv.ConnContext != nil {
+		if c.ctx = s.srv.ConnContext(c.ctx, nc); c.ctx == nil {
+			panic("front: ConnContext returned nil")
+		}
+	}
 	c.timer = time.AfterFunc(time.Hour, c.watchFired)
 	c.timer.Stop()
 	return c
@@ -120,13 +127,18 @@ func (c *conn) serve() {
 	}
 	br := c.bufs.r
 	srv := c.s.srv
-	for {
+	for first := true; ; first = false {
 		if br.Buffered() == 0 {
 			c.state.Store(stateIdle)
 			if c.s.shutdown.Load() {
 				return
 			}
+			// As net/http: a new connection has ReadHeaderTimeout to send
+			// its first request, a kept one IdleTimeout for the next.
 			idle := srv.IdleTimeout
+			if first && srv.ReadHeaderTimeout > 0 {
+				idle = srv.ReadHeaderTimeout
+			}
 			if idle <= 0 {
 				idle = srv.ReadTimeout
 			}
@@ -139,6 +151,14 @@ func (c *conn) serve() {
 				return
 			}
 			c.state.Store(stateActive)
+		}
+		// Blank lines before a request line are skipped (RFC 9112 2.2),
+		// e.g. a CRLF a client sent after a body.
+		for range 4 {
+			if b, _ := br.Peek(2); len(b) < 2 || b[0] != '\r' || b[1] != '\n' {
+				break
+			}
+			_, _ = br.Discard(2)
 		}
 		n, err := c.peekHead(br)
 		if err != nil {
@@ -167,6 +187,11 @@ func (c *conn) peekHead(br *bufio.Reader) (int, error) {
 	headerDeadline := false
 	for {
 		b, _ := br.Peek(br.Buffered())
+		// A head ends at its first empty line. One ended by a bare LF is
+		// net/http's to judge (it accepts it).
+		if i := bytes.Index(b, lflf); i >= 0 && !bytes.Contains(b[:i+1], crlfcrlf) {
+			return -1, nil
+		}
 		if i := bytes.Index(b, crlfcrlf); i >= 0 {
 			return i + 4, nil
 		}
@@ -193,7 +218,10 @@ func (c *conn) peekHead(br *bufio.Reader) (int, error) {
 	}
 }
 
-var crlfcrlf = []byte("\r\n\r\n")
+var (
+	crlfcrlf = []byte("\r\n\r\n")
+	lflf     = []byte("\n\n")
+)
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -265,16 +293,18 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	c.mu.Unlock()
 	c.timer.Reset(watchAfter)
 
-	w := newResponse(c, req)
+	w := newResponse(c, req, b)
 	aborted := c.runHandler(w, req)
 	c.endWatch()
-	if aborted || c.gone {
+	if aborted {
 		return false
 	}
-	if err := w.finish(); err != nil {
+	// A client gone (or only done sending: a half-close) still gets the
+	// answer if it can take it, as from net/http; then the connection ends.
+	if err := w.finish(); err != nil || c.gone {
 		return false
 	}
-	if w.closeAfter || req.Close || c.s.shutdown.Load() {
+	if w.closeAfter || w.overrun || req.Close || c.s.shutdown.Load() {
 		return false
 	}
 	if b != nil && b.left > 0 {

@@ -12,6 +12,13 @@
 // Expect: 100-continue uploads, upgrades, HTTP/1.0) is handed over at the
 // request boundary, unread bytes included, so net/http answers exactly
 // as before.
+//
+// What a client can tell apart from net/http's server (front_test.go
+// compares the two answer by answer): http.Server.SetKeepAlivesEnabled
+// is not seen (it has no getter); a request body the handler closed
+// unread is dropped only up to 256 KiB (net/http reads all of it) and the
+// connection closed beyond that; the loop has no Hijack (upgrades go to
+// net/http) and speaks no HTTP/2.
 package front
 
 import (
@@ -51,9 +58,10 @@ func New(srv *http.Server, handler http.Handler, fast func(path string) bool, lo
 	if handler == nil {
 		handler = srv.Handler
 	}
-	s := &Server{srv: srv, handler: handler, fast: fast, log: log, conns: map[*conn]struct{}{}}
-	s.base = context.WithValue(context.Background(), http.ServerContextKey, srv)
-	return s
+	if handler == nil {
+		handler = http.DefaultServeMux
+	}
+	return &Server{srv: srv, handler: handler, fast: fast, log: log, conns: map[*conn]struct{}{}}
 }
 
 // FunctionCalls is the fast set of the daemon: synchronous function
@@ -72,6 +80,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.handed = newConnListener(ln.Addr())
+	base := context.Background()
+	if s.srv.BaseContext != nil {
+		if base = s.srv.BaseContext(ln); base == nil {
+			s.mu.Unlock()
+			panic("front: BaseContext returned nil")
+		}
+	}
+	s.base = context.WithValue(base, http.ServerContextKey, s.srv)
 	s.mu.Unlock()
 	fallback := make(chan error, 1)
 	go func() { fallback <- s.srv.Serve(s.handed) }()

@@ -90,6 +90,12 @@ func parseHead(head []byte) (req *http.Request, ok bool) {
 	if hosts != 1 || lengths > 1 {
 		return nil, false
 	}
+	// As net/http: an HTTP/1.0 cache directive read as its 1.1 one.
+	if p := req.Header["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
+		if _, ok := req.Header["Cache-Control"]; !ok {
+			req.Header["Cache-Control"] = []string{"no-cache"}
+		}
+	}
 	return req, true
 }
 

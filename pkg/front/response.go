@@ -3,26 +3,31 @@ package front
 import (
 	"bufio"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 )
 
-// bodyHold is how much of an answer is held before its head is written:
-// an answer that ends within it gets a Content-Length, a longer one or a
-// flushed one is sent chunked unless the handler gave its length.
-const bodyHold = 4 << 10
+// bodyHold is how much of an answer is held before its head is written,
+// as net/http's server does: an answer that ends within it gets a
+// Content-Length, a longer one or a flushed one is sent chunked unless
+// the handler gave its length.
+const bodyHold = 2 << 10
 
 // response is the loop's http.ResponseWriter. It follows net/http's
 // server in what it adds to an answer (Date, Content-Length or chunked
-// framing, a sniffed Content-Type, Connection: close) and in what it
-// refuses (a body for HEAD, 204 or 304, more than the declared length).
+// framing, a sniffed Content-Type, Connection: close), in what it refuses
+// (a body for HEAD, 204 or 304, more than the declared length) and in
+// taking the fields as they were at WriteHeader (trailers excepted).
 type response struct {
 	c      *conn
 	req    *http.Request
+	body   *body // nil without a request body
 	bw     *bufio.Writer
-	header http.Header
+	header http.Header // the handler's, live
+	sent   http.Header // as it was at WriteHeader: the head's fields
 
 	status      int
 	wroteHeader bool
@@ -32,17 +37,19 @@ type response struct {
 	written     int64
 	held        []byte
 	trailers    []string
-	closeAfter  bool
+	closeAfter  bool // announced with Connection: close
+	overrun     bool // closed after the answer, unannounced
+	fullDuplex  bool
 	failed      error
 }
 
-func newResponse(c *conn, req *http.Request) *response {
+func newResponse(c *conn, req *http.Request, b *body) *response {
 	if c.header == nil {
-		c.header = make(http.Header, 8)
+		c.header, c.sent = make(http.Header, 8), make(http.Header, 8)
 	} else {
 		clear(c.header)
 	}
-	return &response{c: c, req: req, bw: c.bufs.w, header: c.header, declared: -1, held: c.bufs.body[:0]}
+	return &response{c: c, req: req, body: b, bw: c.bufs.w, header: c.header, declared: -1, held: c.bufs.body[:0]}
 }
 
 func (w *response) Header() http.Header { return w.header }
@@ -58,17 +65,24 @@ func (w *response) WriteHeader(code int) {
 		// An informational answer (103 Early Hints) goes out at once with
 		// the fields set so far.
 		w.writeStatusLine(code)
-		w.writeFields(w.header)
+		w.writeFields(w.header, code)
 		w.bw.WriteString("\r\n")
 		w.fail(w.bw.Flush())
 		return
 	}
 	w.status, w.wroteHeader = code, true
-	if cl := w.header.Get("Content-Length"); cl != "" {
-		if n, ok := parseLength([]byte(strings.TrimSpace(cl))); ok {
+	// The head says what the fields were now, as net/http's copy does;
+	// the map is the connection's, reused (values are shared, not copied).
+	w.sent = w.c.sent
+	clear(w.sent)
+	for k, vv := range w.header {
+		w.sent[k] = vv
+	}
+	if cl := w.sent.Get("Content-Length"); cl != "" {
+		if n, ok := parseLength([]byte(textproto.TrimString(cl))); ok {
 			w.declared = n
 		} else {
-			w.header.Del("Content-Length")
+			delete(w.sent, "Content-Length")
 		}
 	}
 }
@@ -87,17 +101,18 @@ func (w *response) Write(p []byte) (int, error) {
 		return 0, http.ErrBodyNotAllowed
 	}
 	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		w.overrun = true // net/http gives up on such a connection, unannounced
 		return 0, http.ErrContentLength
 	}
 	w.written += int64(len(p))
+	if !w.headSent && w.written <= bodyHold {
+		w.held = append(w.held, p...)
+		return len(p), nil
+	}
 	if w.req.Method == http.MethodHead {
-		return len(p), nil // counted for Content-Length only
+		return len(p), nil // counted, never sent
 	}
 	if !w.headSent {
-		if w.declared < 0 && len(w.held)+len(p) <= bodyHold {
-			w.held = append(w.held, p...)
-			return len(p), nil
-		}
 		w.sendHead(false, p)
 	}
 	w.writeBody(p)
@@ -140,10 +155,14 @@ func (w *response) FlushError() error {
 
 // SetReadDeadline, SetWriteDeadline and EnableFullDuplex serve
 // http.ResponseController. The loop reads a request body and writes the
-// answer independently, so full duplex needs nothing.
+// answer independently, so full duplex only changes what happens to a
+// body left unread when the head is written (nothing, as in net/http).
 func (w *response) SetReadDeadline(t time.Time) error  { return w.c.nc.SetReadDeadline(t) }
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
-func (w *response) EnableFullDuplex() error            { return nil }
+func (w *response) EnableFullDuplex() error {
+	w.fullDuplex = true
+	return nil
+}
 
 func (w *response) fail(err error) {
 	if err != nil && w.failed == nil {
@@ -187,40 +206,48 @@ func (w *response) finish() error {
 // about to follow (for sniffing the type).
 func (w *response) sendHead(final bool, first []byte) {
 	w.headSent = true
-	h := w.header
+	h := w.sent
 	if h.Get("Connection") == "close" || w.req.Close || w.c.s.shutdown.Load() {
+		w.closeAfter = true
+	}
+	// A request body the handler left unread: it is read and dropped up to
+	// 256 KiB after the answer; with more left, the connection will close,
+	// and net/http says so now.
+	if b := w.body; b != nil && b.left >= discardMax && !w.fullDuplex {
 		w.closeAfter = true
 	}
 	allowed := bodyAllowed(w.status)
 	isHead := w.req.Method == http.MethodHead
-	if tr, ok := h["Trailer"]; ok && allowed && !isHead {
+	te, hasTE := "", false
+	if v, ok := h["Transfer-Encoding"]; ok && len(v) > 0 {
+		te, hasTE = v[0], true
+	}
+	if tr, ok := h["Trailer"]; ok {
 		for _, v := range tr {
 			for _, k := range strings.Split(v, ",") {
-				if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
+				if k = http.CanonicalHeaderKey(textproto.TrimString(k)); k != "" {
 					w.trailers = append(w.trailers, k)
 				}
 			}
 		}
 	}
-	hasTrailers := !isHead && (len(w.trailers) > 0 || hasPrefixedTrailer(h))
+	hasTrailers := len(w.trailers) > 0 || hasPrefixedTrailer(h)
 	var setLength string
 	switch {
 	case !allowed:
+	case hasTE && te == "identity":
+		w.closeAfter = true // the body ends with the connection
+	case w.declared >= 0:
 	case isHead:
-		if final && w.declared < 0 && w.written > 0 {
+		if final && !hasTrailers && !hasTE && w.written > 0 && w.written <= bodyHold {
 			setLength = strconv.FormatInt(w.written, 10)
 		}
-	case w.declared >= 0 && !hasTrailers:
-	case final && !hasTrailers:
+	case final && !hasTrailers && !hasTE:
 		setLength = strconv.FormatInt(w.written, 10)
 	default:
 		w.chunked = true
-		if w.declared >= 0 {
-			h.Del("Content-Length")
-			w.declared = -1
-		}
 	}
-	if _, ok := h["Content-Type"]; !ok && allowed {
+	if _, ok := h["Content-Type"]; !ok && allowed && !hasTE && h.Get("Content-Encoding") == "" {
 		sample := w.held
 		if len(sample) == 0 {
 			sample = first
@@ -230,7 +257,7 @@ func (w *response) sendHead(final bool, first []byte) {
 		}
 	}
 	w.writeStatusLine(w.status)
-	w.writeFields(h)
+	w.writeFields(h, w.status)
 	if _, ok := h["Date"]; !ok {
 		w.bw.WriteString("Date: ")
 		w.bw.WriteString(httpDate())
@@ -244,7 +271,7 @@ func (w *response) sendHead(final bool, first []byte) {
 	if w.chunked {
 		w.bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if w.closeAfter && h.Get("Connection") != "close" {
+	if w.closeAfter {
 		w.bw.WriteString("Connection: close\r\n")
 	}
 	w.bw.WriteString("\r\n")
@@ -267,16 +294,17 @@ func (w *response) writeStatusLine(code int) {
 }
 
 // writeFields writes the handler's fields except those the loop decides
-// (framing) or that come after the body (trailers), and, as net/http, no
-// length for an answer without a body and no type for a 304.
-func (w *response) writeFields(h http.Header) {
-	allowed := bodyAllowed(w.status)
+// (framing, Connection when it closes) or that come after the body
+// (trailers), and, as net/http, no length or framing for an answer
+// without a body and no type for a 304.
+func (w *response) writeFields(h http.Header, status int) {
+	allowed := bodyAllowed(status)
 	for k, vv := range h {
 		switch {
 		case k == "Transfer-Encoding",
-			k == "Trailer" && !w.chunked,
 			k == "Content-Length" && (w.chunked || !allowed),
-			k == "Content-Type" && w.status == http.StatusNotModified,
+			k == "Content-Type" && status == http.StatusNotModified,
+			k == "Connection" && w.closeAfter,
 			strings.HasPrefix(k, http.TrailerPrefix),
 			!validKey(k):
 			continue
@@ -295,7 +323,7 @@ func writeField(bw *bufio.Writer, k, v string) {
 	if strings.ContainsAny(v, "\r\n") {
 		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
-	bw.WriteString(strings.TrimSpace(v))
+	bw.WriteString(textproto.TrimString(v))
 	bw.WriteString("\r\n")
 }
 
