@@ -147,22 +147,16 @@ func canonicalKey(name []byte) string {
 	return textproto.CanonicalMIMEHeaderKey(string(name))
 }
 
+// knownMethods are returned as the constants, so that reading them does
+// not allocate.
+var knownMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete,
+	http.MethodHead, http.MethodPatch, http.MethodOptions}
+
 func methodString(m []byte) string {
-	switch string(m) {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodPatch:
-		return http.MethodPatch
-	case http.MethodOptions:
-		return http.MethodOptions
+	for _, k := range knownMethods {
+		if string(m) == k {
+			return k
+		}
 	}
 	return string(m)
 }
