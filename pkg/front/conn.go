@@ -307,11 +307,12 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	if w.closeAfter || w.overrun || req.Close || c.s.shutdown.Load() {
 		return false
 	}
-	if b != nil && b.left > 0 {
-		if b.left > discardMax || b.err != nil {
+	if b != nil {
+		left, ok := b.unread()
+		if left > discardMax || left > 0 && !ok {
 			return false
 		}
-		if _, err := io.CopyN(io.Discard, br, b.left); err != nil {
+		if _, err := io.CopyN(io.Discard, br, left); err != nil {
 			return false
 		}
 	}
@@ -407,8 +408,11 @@ func (c *conn) endWatch() {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// body is a request body of known length read from the connection.
+// body is a request body of known length read from the connection. A
+// handler may read it on one goroutine and close it on another (as the
+// proxy's body writer does), hence the lock.
 type body struct {
+	mu     sync.Mutex
 	r      *bufio.Reader
 	left   int64
 	c      *conn
@@ -417,6 +421,8 @@ type body struct {
 }
 
 func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
 		return 0, http.ErrBodyReadAfterClose
 	}
@@ -445,8 +451,17 @@ func (b *body) Read(p []byte) (int, error) {
 }
 
 func (b *body) Close() error {
+	b.mu.Lock()
 	b.closed = true
+	b.mu.Unlock()
 	return nil
+}
+
+// unread is how much of the body is left and whether it can still be read.
+func (b *body) unread() (left int64, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.left, b.err == nil
 }
 
 // parseURL is url.ParseRequestURI for the origin form the loop accepts.

@@ -213,8 +213,10 @@ func (w *response) sendHead(final bool, first []byte) {
 	// A request body the handler left unread: it is read and dropped up to
 	// 256 KiB after the answer; with more left, the connection will close,
 	// and net/http says so now.
-	if b := w.body; b != nil && b.left >= discardMax && !w.fullDuplex {
-		w.closeAfter = true
+	if b := w.body; b != nil && !w.fullDuplex {
+		if left, _ := b.unread(); left >= discardMax {
+			w.closeAfter = true
+		}
 	}
 	allowed := bodyAllowed(w.status)
 	isHead := w.req.Method == http.MethodHead
