@@ -182,13 +182,35 @@ func (s *logStream) replicas(ctx context.Context) ([]engine.Container, error) {
 // read by its own goroutine.
 type source struct {
 	id   string // the container's; a replica has a source per stream
+	key  streamKey
 	msgs chan logs.Message
 	err  error // set before msgs is closed
 }
 
+// streamKey is one output stream of one container: how far a log was read
+// is kept per stream. Docker stamps each stream's lines in a goroutine of
+// its own, so a stderr line can be stamped after a stdout line that
+// reaches the log file later; a mark shared by both streams would then
+// skip that stdout line for good.
+type streamKey struct {
+	id      string
+	streams engine.LogStreams
+}
+
+// followedStreams are the streams a replica is followed by, each from its
+// own mark.
+var followedStreams = [...]engine.LogStreams{engine.StdoutOnly, engine.StderrOnly}
+
+// streamMarks are how far the history read each stream of each replica,
+// and the oldest line it read of each replica.
+type streamMarks struct {
+	marks  map[streamKey]runtime.LogMark
+	oldest map[string]time.Time
+}
+
 // history sends the merged history of list and returns how far each
-// replica's log was read (both streams together) (lines dropped by the tail count as read).
-func (s *logStream) history(ctx context.Context, list []engine.Container, jobLines []logs.Message) (map[string]runtime.LogMark, error) {
+// stream of each replica was read (lines dropped by the tail count as read).
+func (s *logStream) history(ctx context.Context, list []engine.Container, jobLines []logs.Message) (streamMarks, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -209,15 +231,15 @@ func (s *logStream) history(ctx context.Context, list []engine.Container, jobLin
 	// order, while the two together, as Docker recorded them, need not be
 	// (see engine.BothStreams).
 	for _, c := range list {
-		for _, streams := range []engine.LogStreams{engine.StdoutOnly, engine.StderrOnly} {
+		for _, streams := range followedStreams {
 			rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: s.since, Tail: s.req.Tail, Streams: streams})
 			if errors.Is(err, engine.ErrNotFound) {
 				break // removed since it was listed: nothing to read
 			}
 			if err != nil {
-				return nil, fmt.Errorf("read logs of %s: %w", engine.ShortID(c.ID), err)
+				return streamMarks{}, fmt.Errorf("read logs of %s: %w", engine.ShortID(c.ID), err)
 			}
-			src := &source{id: c.ID, msgs: make(chan logs.Message, 64)}
+			src := &source{id: c.ID, key: streamKey{c.ID, streams}, msgs: make(chan logs.Message, 64)}
 			srcs = append(srcs, src)
 			wg.Add(1)
 			go func() {
@@ -256,10 +278,10 @@ func (s *logStream) history(ctx context.Context, list []engine.Container, jobLin
 	}
 	for i := range srcs {
 		if err := next(i); err != nil {
-			return nil, err
+			return streamMarks{}, err
 		}
 	}
-	marks := map[string]runtime.LogMark{}
+	sm := streamMarks{marks: map[streamKey]runtime.LogMark{}, oldest: map[string]time.Time{}}
 	ring := runtime.LogTail{Max: s.req.Tail}
 	for {
 		best := -1
@@ -272,29 +294,33 @@ func (s *logStream) history(ctx context.Context, list []engine.Container, jobLin
 			break
 		}
 		m := *heads[best]
-		mk := marks[srcs[best].id]
+		key := srcs[best].key
+		mk := sm.marks[key]
 		mk.Advance(m.Timestamp)
-		marks[srcs[best].id] = mk
+		sm.marks[key] = mk
+		if _, ok := sm.oldest[key.id]; !ok {
+			sm.oldest[key.id] = m.Timestamp // merged in time order: the first is the oldest
+		}
 		if ring.Max > 0 {
 			ring.Push(m)
 		} else if err := s.emit(m); err != nil {
-			return nil, err
+			return streamMarks{}, err
 		}
 		if err := next(best); err != nil {
-			return nil, err
+			return streamMarks{}, err
 		}
 	}
 	for _, m := range ring.Lines() {
 		if err := s.emit(m); err != nil {
-			return nil, err
+			return streamMarks{}, err
 		}
 	}
-	return marks, nil
+	return sm, nil
 }
 
 // follow streams new lines of the known replicas (starting after their
 // marks) and of replicas that appear later, until ctx is done.
-func (s *logStream) follow(ctx context.Context, known []engine.Container, marks map[string]runtime.LogMark, jobLines <-chan logs.Message) error {
+func (s *logStream) follow(ctx context.Context, known []engine.Container, sm streamMarks, jobLines <-chan logs.Message) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -309,15 +335,14 @@ func (s *logStream) follow(ctx context.Context, known []engine.Container, marks 
 			return
 		}
 		started[c.ID] = true
-		mk, ok := marks[c.ID]
-		if !ok {
-			mk = runtime.MarkAt(s.since)
+		for _, streams := range followedStreams {
+			mk := sm.from(streamKey{c.ID, streams}, s.since, s.req.Tail > 0)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.followOne(ctx, c, streams, mk, out)
+			}()
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.followOne(ctx, c, mk, out)
-		}()
 	}
 	for _, c := range known {
 		start(c)
@@ -364,12 +389,26 @@ func (s *logStream) follow(ctx context.Context, known []engine.Container, marks 
 	}
 }
 
-// followOne streams one replica's log from mk on; it returns when the
-// replica stops or ctx is done. Errors are logged: the other replicas'
-// lines keep coming.
-func (s *logStream) followOne(ctx context.Context, c engine.Container, mk runtime.LogMark, out chan<- logs.Message) {
+// from is where the follow of one stream starts: after the lines the
+// history read of it. A stream it read nothing of starts at since; with a
+// tail, at the oldest line it read of the replica, since Docker's tail
+// (of both streams together) may have left that stream's older lines out.
+func (sm streamMarks) from(key streamKey, since time.Time, tail bool) runtime.LogMark {
+	if mk, ok := sm.marks[key]; ok {
+		return mk
+	}
+	if oldest, ok := sm.oldest[key.id]; ok && tail {
+		return runtime.MarkAt(oldest)
+	}
+	return runtime.MarkAt(since)
+}
+
+// followOne streams one stream of one replica's log from mk on; it returns
+// when the replica stops or ctx is done. Errors are logged: the other
+// replicas' lines keep coming.
+func (s *logStream) followOne(ctx context.Context, c engine.Container, streams engine.LogStreams, mk runtime.LogMark, out chan<- logs.Message) {
 	log := s.log.WithField("container", engine.ShortID(c.ID))
-	rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: mk.Time(), Follow: true})
+	rc, err := s.engine.ContainerLogs(ctx, c.ID, engine.LogOptions{Since: mk.Time(), Follow: true, Streams: streams})
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, engine.ErrNotFound) {
 			log.WithError(err).Warn("log stream: following replica failed")

@@ -363,6 +363,39 @@ func TestLogsFollow(t *testing.T) {
 	}
 }
 
+// TestLogsFollowStreamsStampedOutOfOrder: Docker stamps stdout and stderr
+// lines in goroutines of their own, so a stderr line the history read can
+// be stamped after a stdout line that reaches the log only afterwards. The
+// follow must still send that stdout line: each stream is followed from
+// its own mark, not from the newest line of both.
+func TestLogsFollowStreamsStampedOutOfOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tail int
+	}{{"whole history", 0}, {"tail", 5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newLogFixture(t)
+			a := f.replica("mixed", "a", engine.StateRunning)
+			f.write(t, a.ID, true, 10, "listening\n")
+			f.write(t, a.ID, true, 21, "request GET /log\n") // stamped after the stdout line below
+			fl := f.follow(t, logs.Request{Name: "mixed", Tail: tc.tail})
+			if got := fl.next(t, 2); strings.Join(got, "|") != "a@10 listening|a@21 request GET /log" {
+				t.Fatalf("history: got %v", got)
+			}
+			f.write(t, a.ID, false, 20, "marker\n") // reaches the log after the history was read
+			if got := fl.next(t, 1); got[0] != "a@20 marker" {
+				t.Fatalf("live: got %v", got)
+			}
+			f.write(t, a.ID, true, 22, "after\n")
+			if got := fl.next(t, 1); got[0] != "a@22 after" {
+				t.Fatalf("live: got %v", got)
+			}
+			fl.quiet(t) // nothing sent twice
+			fl.cancel()
+		})
+	}
+}
+
 func TestLogsStopEndsFollowStreams(t *testing.T) {
 	f := newLogFixture(t)
 	a := f.replica("hello", "a", engine.StateRunning)
