@@ -61,7 +61,7 @@ func (r *Runtime) Stream(ctx context.Context, req logs.Request, emit func(logs.M
 	ctx, release := r.logStops.Bind(ctx)
 	defer release()
 
-	s := &logStream{Runtime: r, req: req, ns: req.Namespace, tasks: map[string]taskName{}, marks: map[string]*runtime.LogMark{}}
+	s := &logStream{Runtime: r, req: req, ns: req.Namespace, tasks: map[string]taskName{}, marks: map[taskStream]*runtime.LogMark{}}
 	// The consumer's errors end the stream as they are, whatever they
 	// pass through.
 	s.emit = func(m logs.Message) error {
@@ -118,10 +118,19 @@ type logStream struct {
 	emit  func(logs.Message) error
 	log   logrus.FieldLogger
 	// tasks names the tasks of the service seen so far; marks are how far
-	// each task's log has been sent. Both are used by one goroutine at a
-	// time.
+	// each stream of each task's log has been sent. Both are used by one
+	// goroutine at a time.
 	tasks map[string]taskName
-	marks map[string]*runtime.LogMark
+	marks map[taskStream]*runtime.LogMark
+}
+
+// taskStream is one output stream of one task. Docker stamps a task's
+// stdout and stderr lines in goroutines of their own, so a stderr line can
+// be stamped after a stdout line that reaches the log later; a mark shared
+// by both streams would then skip that stdout line for good.
+type taskStream struct {
+	task   string
+	stderr bool
 }
 
 // taskName is how a task's lines are named, and whether req.Instance
@@ -166,7 +175,8 @@ func (s *logStream) open(ctx context.Context, svc swarm.Service, opts engine.Log
 }
 
 // history sends the log of svc up to now, merged by time, and marks how far
-// each task's log was read (lines dropped by the tail count as read).
+// each stream of each task's log was read (lines dropped by the tail count
+// as read).
 func (s *logStream) history(ctx context.Context, svc swarm.Service) error {
 	s.learnTasks(ctx, svc)
 	rc, err := s.open(ctx, svc, engine.LogOptions{Since: s.since, Tail: s.req.Tail})
@@ -177,8 +187,8 @@ func (s *logStream) history(ctx context.Context, svc swarm.Service) error {
 		return fmt.Errorf("read logs of service %s: %w", svc.Spec.Name, err)
 	}
 	h := sortedHistory{tail: s.req.Tail, budget: historyBudget, emit: s.emit}
-	err = s.read(ctx, svc, rc, func(task string, m logs.Message) error {
-		s.mark(task).Advance(m.Timestamp)
+	err = s.read(ctx, svc, rc, func(ts taskStream, m logs.Message) error {
+		s.mark(ts).Advance(m.Timestamp)
 		return h.push(m)
 	})
 	if err != nil {
@@ -187,12 +197,12 @@ func (s *logStream) history(ctx context.Context, svc swarm.Service) error {
 	return h.flush()
 }
 
-// mark is how far task's log has been sent.
-func (s *logStream) mark(task string) *runtime.LogMark {
-	mk := s.marks[task]
+// mark is how far one stream of a task's log has been sent.
+func (s *logStream) mark(ts taskStream) *runtime.LogMark {
+	mk := s.marks[ts]
 	if mk == nil {
 		mk = &runtime.LogMark{}
-		s.marks[task] = mk
+		s.marks[ts] = mk
 	}
 	return mk
 }
@@ -357,19 +367,19 @@ func (s *logStream) followService(ctx context.Context, svc swarm.Service, from t
 	for _, mk := range s.marks {
 		mk.Replay()
 	}
-	return s.read(ctx, svc, rc, func(task string, m logs.Message) error {
-		if s.mark(task).Seen(m.Timestamp) {
+	return s.read(ctx, svc, rc, func(ts taskStream, m logs.Message) error {
+		if s.mark(ts).Seen(m.Timestamp) {
 			return nil
 		}
 		return s.emit(m)
 	})
 }
 
-// read parses one log stream of svc into messages for send, with the task
-// each came from, dropping those of other instances than req.Instance. It
-// closes rc. When swarm says in the stream that it could not read some
-// node, that is logged: the lines of the others are good.
-func (s *logStream) read(ctx context.Context, svc swarm.Service, rc io.ReadCloser, send func(task string, m logs.Message) error) error {
+// read parses one log stream of svc into messages for send, with the
+// task and stream each came from, dropping those of other instances than
+// req.Instance. It closes rc. When swarm says in the stream that it could
+// not read some node, that is logged: the lines of the others are good.
+func (s *logStream) read(ctx context.Context, svc swarm.Service, rc io.ReadCloser, send func(ts taskStream, m logs.Message) error) error {
 	defer rc.Close()
 	f := engine.LogFormat{Details: true, TTY: svc.Spec.TaskTemplate.ContainerSpec != nil && svc.Spec.TaskTemplate.ContainerSpec.TTY}
 	err := engine.ReadLogs(rc, f, func(l engine.LogLine) error {
@@ -380,7 +390,7 @@ func (s *logStream) read(ctx context.Context, svc swarm.Service, rc io.ReadClose
 		if !tn.wanted {
 			return nil
 		}
-		return send(l.Task, logs.Message{Name: s.req.Name, Namespace: s.ns, Instance: tn.name, Timestamp: l.Time, Text: l.Text})
+		return send(taskStream{l.Task, l.Stderr}, logs.Message{Name: s.req.Name, Namespace: s.ns, Instance: tn.name, Timestamp: l.Time, Text: l.Text})
 	})
 	if errors.Is(err, engine.ErrLogsIncomplete) {
 		s.log.WithError(err).Warn("log stream: swarm could not deliver the logs of every task")
@@ -427,7 +437,8 @@ func (s *logStream) learnTasks(ctx context.Context, svc swarm.Service) {
 	for id := range s.tasks {
 		if !keep[id] {
 			delete(s.tasks, id)
-			delete(s.marks, id)
+			delete(s.marks, taskStream{id, false})
+			delete(s.marks, taskStream{id, true})
 		}
 	}
 }

@@ -424,6 +424,23 @@ func TestLogsFollow(t *testing.T) {
 	}
 }
 
+// TestLogsFollowStreamsStampedOutOfOrder: a stderr line the history read
+// can be stamped after a stdout line that reaches the log only later
+// (Docker stamps each stream in a goroutine of its own); the follow must
+// still send the stdout line, so marks are kept per task and stream.
+func TestLogsFollowStreamsStampedOutOfOrder(t *testing.T) {
+	f := newLogFixture(t, 1)
+	a := f.tasks(t, 1)[0]
+	f.write(t, a, true, 10, "listening\n")
+	f.write(t, a, true, 21, "request GET /log\n")
+	fl := f.follow(t, logs.Request{Name: "echo"})
+	same(t, fl.next(t, 2), []string{inst(a) + " 10 listening", inst(a) + " 21 request GET /log"})
+	f.write(t, a, false, 20, "marker\n")
+	same(t, fl.next(t, 1), []string{inst(a) + " 20 marker"})
+	fl.quiet(t)
+	fl.cancel()
+}
+
 func TestLogsFollowBeforeDeploy(t *testing.T) {
 	f := newLogFixture(t, 0)
 	since := at(2)
