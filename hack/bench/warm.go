@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -193,27 +191,11 @@ func wrkErrors(w wrkResult) string {
 // sameReplica checks that proxy reaches the container that direct is:
 // fn-hostname answers with its hostname.
 func sameReplica(ctx context.Context, direct, proxy string) error {
-	get := func(url string) (string, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return "", err
-		}
-		res, err := pollClient.Do(req)
-		if err != nil {
-			return "", err
-		}
-		defer res.Body.Close()
-		b, err := io.ReadAll(res.Body)
-		if err == nil && res.StatusCode != http.StatusOK {
-			err = fmt.Errorf("GET %s: status %d", url, res.StatusCode)
-		}
-		return string(b), err
-	}
-	want, err := get(direct)
+	want, err := getOnce(ctx, direct)
 	if err != nil {
 		return err
 	}
-	got, err := get(proxy)
+	got, err := getOnce(ctx, proxy)
 	if err != nil {
 		return err
 	}

@@ -181,8 +181,7 @@ func (s *logStream) replicas(ctx context.Context) ([]engine.Container, error) {
 // source is one stream of a replica's log (or the job runs' lines) being
 // read by its own goroutine.
 type source struct {
-	id   string // the container's; a replica has a source per stream
-	key  streamKey
+	key  streamKey // the container's ID ("jobs" for job runs) and stream
 	msgs chan logs.Message
 	err  error // set before msgs is closed
 }
@@ -220,7 +219,7 @@ func (s *logStream) history(ctx context.Context, list []engine.Container, jobLin
 	if len(jobLines) > 0 {
 		// The job runs' lines are one more source of the merge, in time
 		// order already.
-		src := &source{id: "jobs", msgs: make(chan logs.Message, len(jobLines))}
+		src := &source{key: streamKey{id: "jobs"}, msgs: make(chan logs.Message, len(jobLines))}
 		for _, m := range jobLines {
 			src.msgs <- m
 		}
@@ -239,7 +238,7 @@ func (s *logStream) history(ctx context.Context, list []engine.Container, jobLin
 			if err != nil {
 				return streamMarks{}, fmt.Errorf("read logs of %s: %w", engine.ShortID(c.ID), err)
 			}
-			src := &source{id: c.ID, key: streamKey{c.ID, streams}, msgs: make(chan logs.Message, 64)}
+			src := &source{key: streamKey{c.ID, streams}, msgs: make(chan logs.Message, 64)}
 			srcs = append(srcs, src)
 			wg.Add(1)
 			go func() {
@@ -269,7 +268,7 @@ func (s *logStream) history(ctx context.Context, list []engine.Container, jobLin
 				return nil
 			}
 			if err := srcs[i].err; err != nil {
-				return fmt.Errorf("read logs of %s: %w", engine.ShortID(srcs[i].id), err)
+				return fmt.Errorf("read logs of %s: %w", engine.ShortID(srcs[i].key.id), err)
 			}
 			return nil
 		case <-ctx.Done():
