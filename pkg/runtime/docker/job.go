@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openfaas/faas-provider/types"
@@ -92,6 +93,8 @@ type jobRun struct {
 	done      chan struct{}      // closed once its container is removed (or given up)
 	// died gets the exit code from Docker's die event (see jobDied).
 	died chan int
+	// oom is set by Docker's oom event for its container (see jobOOM).
+	oom atomic.Bool
 	// warm is set (under jobState.mu) on a run started ahead of its call.
 	warm *warmJob
 	// iso is set (under jobState.mu) on a pooled container of a function
@@ -223,6 +226,17 @@ func (r *Runtime) jobDied(id, exitCode string) {
 	select {
 	case run.died <- code:
 	default:
+	}
+}
+
+// jobOOM takes note of Docker's "oom" event for a job container: the
+// memory cgroup of its run hit its limit and the kernel killed a process.
+func (r *Runtime) jobOOM(id string) {
+	r.jobs.mu.Lock()
+	run := r.jobs.byContainer[id]
+	r.jobs.mu.Unlock()
+	if run != nil {
+		run.oom.Store(true)
 	}
 }
 
@@ -414,35 +428,42 @@ wait:
 		"run": res.Exited.Sub(res.Started).Round(time.Microsecond),
 	}).Debug("job ran")
 	if exit.Code == 137 { // SIGKILL: by us, or by the kernel for memory
-		res.OOMKilled = oomKilled(ctx, je, id, !res.TimedOut && !res.Killed, log)
+		res.OOMKilled = oomKilled(ctx, je, id, run, !res.TimedOut && !res.Killed, log)
 	}
 	return res, runErr
 }
 
 // oomKillLag bounds how long a SIGKILL that was not ours is taken for a
-// kernel OOM kill the engine has not recorded yet: it learns of the OOM
-// kill from an event of its own, which can come after the exit.
-const oomKillLag = 500 * time.Millisecond
+// kernel OOM kill the engine has not reported yet. Docker 20.10 sets
+// State.OOMKilled only when containerd's OOM event for the task comes
+// before its exit event; the two travel apart, and under container churn
+// the OOM event can come hundreds of milliseconds after the exit (then only
+// Docker's "oom" event tells of it: see jobOOM).
+const oomKillLag = time.Second
 
-// oomKilled reads whether the kernel killed the job's process for memory.
-// Unless the daemon killed it itself (notOurs false), a first "no" is
-// read again for up to oomKillLag.
-func oomKilled(ctx context.Context, je engine.JobEngine, id string, notOurs bool, log logrus.FieldLogger) bool {
+// oomKilled reads whether the kernel killed the run's process for memory:
+// Docker's State.OOMKilled, or an "oom" event for its container. Unless the
+// daemon killed it itself (notOurs false), a first "no" is read again for
+// up to oomKillLag.
+func oomKilled(ctx context.Context, je engine.JobEngine, id string, run *jobRun, notOurs bool, log logrus.FieldLogger) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobKillTimeout)
 	defer cancel()
 	deadline := time.Now().Add(oomKillLag)
 	for {
+		if run.oom.Load() {
+			return true
+		}
 		st, err := je.ContainerExit(ctx, id)
 		if err != nil {
 			log.WithError(err).Warn("job: cannot read whether it was OOM-killed")
-			return false
+			return run.oom.Load()
 		}
 		if st.OOMKilled || !notOurs || time.Now().After(deadline) {
-			return st.OOMKilled
+			return st.OOMKilled || run.oom.Load()
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return run.oom.Load()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -194,6 +194,49 @@ func TestRunOnce(t *testing.T) {
 	}
 }
 
+// Docker 20.10 leaves State.OOMKilled false when containerd's OOM event
+// for the task comes after its exit event, which happens under container
+// churn; Docker's "oom" event, even one that comes after the exit, must
+// still make the run read as OOM-killed.
+func TestRunOnceOOMKilledFromALateOOMEvent(t *testing.T) {
+	tests := []struct {
+		name     string
+		oomEvent bool
+		want     bool
+	}{
+		{name: "oom event after the exit", oomEvent: true, want: true},
+		{name: "SIGKILL with no oom event", oomEvent: false, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, key := jobFixture(t)
+			exited := make(chan struct{})
+			f.eng.SetJobProgram(func(ctx context.Context, spec engine.ContainerSpec, stdin io.Reader, stdout, errw io.Writer) engine.Exit {
+				defer close(exited)
+				_, _ = io.Copy(stdout, stdin)
+				return engine.Exit{Code: 137} // killed, and Docker did not say it was for memory
+			})
+			go func() {
+				<-exited
+				time.Sleep(100 * time.Millisecond) // the exit is handled first
+				if tt.oomEvent {
+					for _, c := range f.jobContainers() {
+						f.rt.jobOOM(c.ID)
+					}
+				}
+			}()
+			res, err := f.rt.RunOnce(context.Background(), runtime.RunRequest{Key: key, CallID: "c1", Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard})
+			if err != nil {
+				t.Fatalf("RunOnce: %v", err)
+			}
+			if res.ExitCode != 137 || res.OOMKilled != tt.want {
+				t.Errorf("exit %d, OOM-killed %v; want 137, %v", res.ExitCode, res.OOMKilled, tt.want)
+			}
+			f.waitNoJobContainers()
+		})
+	}
+}
+
 func TestRunOnceContainerIsAReplicaWithJobLabels(t *testing.T) {
 	f := newFixture(t)
 	f.secret("openfaas-fn", "api-key", "s3cr3t")

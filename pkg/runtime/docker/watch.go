@@ -37,8 +37,13 @@ func (r *Runtime) Watch(ctx context.Context, subscribed func(context.Context) er
 			if k := function.KeyOf(ev.Attributes); k != "" {
 				r.touch(k)
 				changed(k)
-			} else if ev.Action == "die" && ev.Attributes[engine.LabelRole] == engine.RoleJob {
-				r.jobDied(ev.ID, ev.Attributes["exitCode"])
+			} else if ev.Attributes[engine.LabelRole] == engine.RoleJob {
+				switch ev.Action {
+				case "die":
+					r.jobDied(ev.ID, ev.Attributes["exitCode"])
+				case "oom":
+					r.jobOOM(ev.ID)
+				}
 			}
 		case ev, ok := <-nevs:
 			if !ok {
