@@ -161,6 +161,9 @@ func validMode(annotations *map[string]string) error {
 	if _, _, err := faas.JobWarmOf(*annotations); err != nil {
 		return err
 	}
+	if _, err := faas.JobStreamOf(*annotations); err != nil {
+		return err
+	}
 	_, err := faas.IsolationOf(*annotations)
 	return err
 }

@@ -81,6 +81,7 @@ func TestBadInput(t *testing.T) {
 		{"bad mode", with(t, "annotations", `{"io.dockerfaas.mode":"batch"}`), 400, `annotations: io.dockerfaas.mode "batch": want replicas or job`},
 		{"job concurrency 0", with(t, "annotations", `{"io.dockerfaas.mode":"job","io.dockerfaas.job.concurrency":"0"}`), 400, `io.dockerfaas.job.concurrency "0": want an integer from 1 to 10000`},
 		{"job concurrency not a number", with(t, "annotations", `{"io.dockerfaas.job.concurrency":"many"}`), 400, `io.dockerfaas.job.concurrency "many"`},
+		{"job stream not a boolean", with(t, "annotations", `{"io.dockerfaas.mode":"job","io.dockerfaas.job.stream":"yes"}`), 400, `io.dockerfaas.job.stream "yes": want true or false`},
 		{"job mode on a runtime without it", with(t, "annotations", `{"io.dockerfaas.mode":"job"}`), 501, "job mode needs RUNTIME=docker"},
 		{"bad isolation", with(t, "annotations", `{"io.dockerfaas.isolation":"per-call"}`), 400, `annotations: io.dockerfaas.isolation "per-call": want per-request or shared`},
 		{"pool size 0", with(t, "annotations", `{"io.dockerfaas.isolation":"per-request","io.dockerfaas.pool.size":"0"}`), 400, `io.dockerfaas.pool.size "0": want an integer from 1 to 64`},

@@ -25,6 +25,11 @@ const (
 	// started ahead of its calls (0 to MaxJobWarm); absent, the daemon's
 	// JOB_WARM.
 	AnnotationJobWarm = "io.dockerfaas.job.warm"
+	// AnnotationJobStream "true" sends a job's stdout on from its first
+	// byte, with 200 and how the process ended in the trailers, as the
+	// of-watchdog's streaming mode does; absent or "false", stdout is held
+	// back (up to a bound) so that the status can say how it ended.
+	AnnotationJobStream = "io.dockerfaas.job.stream"
 )
 
 // MaxJobWarm bounds the warm annotation: every one is an idle container.
@@ -68,6 +73,19 @@ func JobConcurrencyOf(annotations map[string]string) (int, error) {
 		return 0, fmt.Errorf("annotations: %s %q: want an integer from 1 to %d", AnnotationJobConcurrency, v, MaxJobConcurrency)
 	}
 	return n, nil
+}
+
+// JobStreamOf reads the stream annotation: false when absent, an error
+// naming the annotation when it is neither "true" nor "false".
+func JobStreamOf(annotations map[string]string) (bool, error) {
+	switch v, set := annotations[AnnotationJobStream]; {
+	case !set || v == "false":
+		return false, nil
+	case v == "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("annotations: %s %q: want true or false", AnnotationJobStream, v)
+	}
 }
 
 // JobWarmOf reads the warm annotation: ok false when absent (the daemon's

@@ -82,3 +82,28 @@ func TestJobWarmOf(t *testing.T) {
 		}
 	}
 }
+
+func TestJobStreamOf(t *testing.T) {
+	tests := []struct {
+		v    string
+		set  bool
+		want bool
+		bad  bool
+	}{
+		{set: false},
+		{v: "false", set: true},
+		{v: "true", set: true, want: true},
+		{v: "yes", set: true, bad: true},
+		{v: "", set: true, bad: true},
+	}
+	for _, tt := range tests {
+		ann := map[string]string{}
+		if tt.set {
+			ann[AnnotationJobStream] = tt.v
+		}
+		got, err := JobStreamOf(ann)
+		if got != tt.want || (err != nil) != tt.bad {
+			t.Errorf("JobStreamOf(%q) = %v, %v; want %v, error %v", tt.v, got, err, tt.want, tt.bad)
+		}
+	}
+}

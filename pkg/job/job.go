@@ -16,7 +16,9 @@
 // the kernel killed it for memory, 504 when the exec timeout killed it.
 // An answer beyond that bound is sent on as it comes, with 200, and how
 // the process ended follows in the HTTP trailers X-Exit-Code,
-// X-OOM-Killed and X-Timed-Out.
+// X-OOM-Killed and X-Timed-Out. A function annotated
+// io.dockerfaas.job.stream: "true", or a call with Accept:
+// text/event-stream, holds nothing back: its first byte starts the answer.
 package job
 
 import (
@@ -214,7 +216,7 @@ func (e *Executor) ServeJob(w http.ResponseWriter, r *http.Request, c proxy.JobC
 
 	rec := e.startRecord(c)
 	in := &countingReader{r: r.Body}
-	out := newOutput(w, e.cfg.BufferBytes, e.headers(r, c, info))
+	out := newOutput(w, e.holdBytes(r, info), e.headers(r, c, info))
 	stderr := newHeadTail(recordHeadTail)
 	res, err := e.run.RunOnce(r.Context(), runtime.RunRequest{
 		Key: c.Key, CallID: c.CallID, Env: e.env(r, c),
@@ -231,6 +233,18 @@ func (e *Executor) ServeJob(w http.ResponseWriter, r *http.Request, c proxy.JobC
 	}
 	e.finishRecord(rec, a, res, code, in.n, out, stderr)
 	return code
+}
+
+// holdBytes is how much of a call's stdout is held back before the answer
+// is streamed: none for a streaming function or a caller asking for an
+// event stream (Accept: text/event-stream), which want each line as it
+// comes; else Config.BufferBytes. A run that writes nothing still gets the
+// exact status either way.
+func (e *Executor) holdBytes(r *http.Request, info runtime.JobInfo) int {
+	if info.Stream || strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		return 0
+	}
+	return e.cfg.BufferBytes
 }
 
 // answer is how a run maps onto the call's answer and record.

@@ -240,6 +240,72 @@ func TestServeJobStreamsBeyondTheBufferWithTrailers(t *testing.T) {
 	}
 }
 
+// A streaming function's (or an event-stream caller's) first line reaches
+// the client while the process still runs; how it ended follows in the
+// trailers. Nothing written still gets the exact status.
+func TestServeJobStreamsFromTheFirstByte(t *testing.T) {
+	tests := []struct {
+		name   string
+		stream bool
+		accept string
+	}{
+		{name: "io.dockerfaas.job.stream: true", stream: true},
+		{name: "Accept: text/event-stream", accept: "text/event-stream"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seen := make(chan struct{})
+			fr := &fakeRunner{info: runtime.JobInfo{Stream: tt.stream}, run: func(ctx context.Context, req runtime.RunRequest) (runtime.RunResult, error) {
+				res := runtime.RunResult{Started: time.Now()}
+				_, _ = io.WriteString(req.Stdout, "first\n")
+				select {
+				case <-seen:
+				case <-time.After(5 * time.Second):
+					return res, errors.New("the first line did not reach the client while the run went on")
+				}
+				_, _ = io.WriteString(req.Stdout, "second\n")
+				res.ExitCode, res.Exited = 3, time.Now()
+				return res, nil
+			}}
+			e := New(Config{Log: quietLog()}, fr, nil) // the default bound, far above the output
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				e.ServeJob(w, r, call("ns/fn"))
+			}))
+			defer srv.Close()
+			req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("in"))
+			if tt.accept != "" {
+				req.Header.Set("Accept", tt.accept)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			first := make([]byte, len("first\n"))
+			if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first\n" {
+				t.Fatalf("first line %q, %v", first, err)
+			}
+			close(seen)
+			rest, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(rest) != "second\n" {
+				t.Errorf("status %d, rest %q; want 200 and the second line", resp.StatusCode, rest)
+			}
+			if g := resp.Trailer.Get(HeaderExitCode); g != "3" {
+				t.Errorf("trailer %s = %q, want 3", HeaderExitCode, g)
+			}
+		})
+	}
+	t.Run("no output keeps the exact status", func(t *testing.T) {
+		fr := &fakeRunner{info: runtime.JobInfo{Stream: true}, run: ran("", "", runtime.RunResult{ExitCode: 3})}
+		e := New(Config{Log: quietLog()}, fr, nil)
+		w := httptest.NewRecorder()
+		e.ServeJob(w, httptest.NewRequest(http.MethodPost, "/", strings.NewReader("in")), call("ns/fn"))
+		if w.Code != 500 || w.Header().Get(HeaderExitCode) != "3" {
+			t.Errorf("status %d, %s %q; want 500 and 3", w.Code, HeaderExitCode, w.Header().Get(HeaderExitCode))
+		}
+	})
+}
+
 func TestServeJobConcurrencyLimit(t *testing.T) {
 	tests := []struct {
 		name       string

@@ -144,6 +144,9 @@ type JobInfo struct {
 	// Concurrency is the function's io.dockerfaas.job.concurrency (0 when
 	// absent: the daemon's default applies).
 	Concurrency int
+	// Stream is the function's io.dockerfaas.job.stream: its stdout is sent
+	// on from the first byte.
+	Stream bool
 	// Env is the function's own environment (envVars), for the exec
 	// timeout and the classic watchdog's content_type.
 	Env map[string]string

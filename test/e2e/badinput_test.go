@@ -74,6 +74,7 @@ func badInputCases(img string) []badCase {
 		{"deploy: unknown secret", "POST", "/system/functions", deploy(`,"secrets":["nope"]`), 400},
 		{"deploy: mode batch", "POST", "/system/functions", deploy(`,"annotations":{"io.dockerfaas.mode":"batch"}`), 400},
 		{"deploy: job concurrency 0", "POST", "/system/functions", deploy(`,"annotations":{"io.dockerfaas.mode":"job","io.dockerfaas.job.concurrency":"0"}`), 400},
+		{"deploy: job stream not a boolean", "POST", "/system/functions", deploy(`,"annotations":{"io.dockerfaas.mode":"job","io.dockerfaas.job.stream":"yes"}`), 400},
 		{"deploy: secret ../sec", "POST", "/system/functions", deploy(`,"secrets":["../sec"]`), 400},
 		{"deploy: existing function", "POST", "/system/functions", named("keep"), 409},
 		// Update and delete.

@@ -154,6 +154,7 @@ func (r *Runtime) Job(key string) (runtime.JobInfo, bool) {
 	info := runtime.JobInfo{Env: d.Spec.EnvVars}
 	if d.Spec.Annotations != nil {
 		info.Concurrency, _ = faas.JobConcurrencyOf(*d.Spec.Annotations) // validated by the API
+		info.Stream, _ = faas.JobStreamOf(*d.Spec.Annotations)
 	}
 	return info, true
 }
