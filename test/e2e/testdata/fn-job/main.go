@@ -14,6 +14,7 @@
 //	sleep=D       sleeps D (a Go duration) before answering
 //	alloc=N       allocates and touches N MiB (to be OOM-killed)
 //	exit=N        exits with code N after answering
+//	hold=D        waits D after answering, before it exits
 //
 // Without exit in the query, EXIT_CODE from the environment is the exit
 // code. It is built by the harness into a FROM scratch image.
@@ -87,6 +88,9 @@ func main() {
 		_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"args": os.Args, "env": env, "stdin": string(in), "uid": os.Getuid()})
 	default:
 		os.Stdout.Write(in)
+	}
+	if d, err := time.ParseDuration(q.Get("hold")); err == nil {
+		time.Sleep(d)
 	}
 	code := os.Getenv("EXIT_CODE")
 	if v := q.Get("exit"); v != "" {
