@@ -38,7 +38,9 @@ type console struct {
 	store *store.Memory
 }
 
-func newConsole(t *testing.T) *console {
+// newConsole mounts the console; opts set the router's optional parts
+// (image loader, async queue) before it is built.
+func newConsole(t *testing.T, opts ...func(*api.Config)) *console {
 	t.Helper()
 	log, _ := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
@@ -53,10 +55,14 @@ func newConsole(t *testing.T) *console {
 		_, _ = w.Write([]byte("got " + r.URL.Path + " " + r.Header.Get("X-Test") + " " + string(b) + " auth=" + r.Header.Get("Authorization")))
 	})
 	st := store.NewMemory()
-	router := api.NewRouter(api.Config{
+	cfg := api.Config{
 		Store: st, Status: status.NewBoard(), Invocations: counter(7), Invoke: echo, JobMode: true,
 		Auth: api.Auth{User: user, Password: pass}, Log: log, UI: c,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	router := api.NewRouter(cfg)
 	c.Bind(router)
 	return &console{t: t, h: router, store: st}
 }

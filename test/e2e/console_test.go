@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,13 +19,18 @@ import (
 // TestConsole drives the web console (/ui/) in headless Chromium as a
 // person would: deploy fn-echo from its image reference through the form,
 // see it in the list until it is ready, invoke it through the form and read
-// the response, scale it to two replicas, and delete it through the
-// confirmation step. Each step is checked against the API too. It saves
-// screenshots of the list and the function page in a temporary directory
-// (logged), and, with UPDATE_SCREENSHOTS=1, as docs/screenshots/console-*.png.
+// the response, follow its logs while it writes a new line, scale it to two
+// replicas, and delete it through the confirmation step; then upload a
+// `docker save` archive through the upload form and deploy from it. Each
+// step is checked against the API too. It keeps screenshots of the list,
+// the function page and the uploaded function (and of the page a failure
+// left) in the artifacts directory (consoleArtifacts, paths logged), and,
+// with UPDATE_SCREENSHOTS=1, writes the first two to docs/screenshots/.
 func TestConsole(t *testing.T) {
 	t.Parallel()
 	chrome := chromiumPath(t)
+	// Before startDaemon: the image is removed after the daemon's containers.
+	upload := prepareUpload(t, requireDocker(t), "console")
 	d := startDaemon(t)
 	img := fnImage(t, fnEcho)
 	const name = "console-echo"
@@ -50,7 +57,7 @@ func TestConsole(t *testing.T) {
 		}
 		return strings.TrimSpace(s)
 	}
-	shots := t.TempDir()
+	shots := consoleArtifacts(t)
 	screenshot := func(file string) {
 		t.Helper()
 		shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
@@ -62,7 +69,7 @@ func TestConsole(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("screenshot %s (%d bytes)", path, len(shot))
-		if os.Getenv("UPDATE_SCREENSHOTS") == "1" {
+		if docsScreenshots[file] && os.Getenv("UPDATE_SCREENSHOTS") == "1" {
 			keep := filepath.Join(suite.moduleRoot, "docs", "screenshots", file)
 			if err := os.MkdirAll(filepath.Dir(keep), 0o755); err != nil {
 				t.Fatal(err)
@@ -73,6 +80,24 @@ func TestConsole(t *testing.T) {
 			t.Logf("UPDATE_SCREENSHOTS: wrote %s", keep)
 		}
 	}
+
+	// What the browser showed when a step failed, to look at after the run.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		sctx, scancel := context.WithTimeout(browser, 10*time.Second)
+		defer scancel()
+		shot, err := chromedp.Run(sctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Logf("screenshot of the failure: %v", err)
+			return
+		}
+		path := filepath.Join(shots, failureShot)
+		if err := os.WriteFile(path, shot, 0o644); err == nil {
+			t.Logf("screenshot of the page at the failure: %s", path)
+		}
+	})
 
 	// Screenshots of exactly 1280x800, whatever the window decorations.
 	step("viewport", chromedp.EmulateViewport(1280, 800))
@@ -178,6 +203,44 @@ func TestConsole(t *testing.T) {
 	step("scroll to the response", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 170)`))
 	screenshot("console-function.png")
 
+	// Follow the logs: tick the box, and a line the function writes after
+	// that shows up on the same page, without a reload.
+	step("follow the logs",
+		chromedp.Evaluate[chromedp.Void](`window.consoleTestPage = "not reloaded"`),
+		chromedp.Click(`#logs-follow`),
+	)
+	// The follow stream starts with the recent lines: the invocation's.
+	readLogs := func() (logsView, error) {
+		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+		defer scancel()
+		return chromedp.Run(sctx, chromedp.Evaluate[logsView](readLogsView))
+	}
+	eventually(t, 30*time.Second, pollInterval, func() error {
+		v, err := readLogs()
+		if err != nil {
+			return err
+		}
+		if !v.Follow || v.State != "following…" || !strings.Contains(v.Text, "request POST /greet") {
+			return fmt.Errorf("logs: box ticked %v, state %q, text %q; want following… with the invocation's line", v.Follow, v.State, v.Text)
+		}
+		return nil
+	})
+	line := "console follow " + randomSuffix(8)
+	logLine(t, d, name, line)
+	eventually(t, 30*time.Second, pollInterval, func() error {
+		v, err := readLogs()
+		if err != nil {
+			return err
+		}
+		if v.Mark != "not reloaded" {
+			t.Fatalf("the function page was reloaded while following its logs (state %q)", v.State)
+		}
+		if !strings.Contains(v.Text, line) {
+			return fmt.Errorf("logs state %q, text %q: no line %q yet", v.State, v.Text, line)
+		}
+		return nil
+	})
+
 	// Scale to two.
 	step("scale form",
 		chromedp.SetValue(`#replicas-input`, "2"),
@@ -209,4 +272,77 @@ func TestConsole(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Deploy from a docker save archive of an image the engine does not
+	// have, through the upload form's file input.
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	if err := os.WriteFile(archive, upload.archive, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const uploaded = "console-upload"
+	step("upload form",
+		chromedp.Navigate(d.baseURL+"/ui/deploy?namespace="+ns),
+		chromedp.WaitVisible(`#upload-form`),
+		chromedp.SetValue(`#upload-name`, uploaded),
+		chromedp.SetUploadFiles(`#upload-archive`, []string{archive}),
+		chromedp.Click(`#upload-form button[type=submit]`),
+		chromedp.WaitVisible(`#fn-name`),
+	)
+	if got, want := text(`#flash`), "Loaded "+upload.ref+" and deployed "+uploaded+"."; got != want {
+		t.Errorf("after the upload the page says %q, want %q", got, want)
+	}
+	if fs, code, err := d.getFunction(uploaded, ns); err != nil || code != http.StatusOK || fs.Image != upload.ref {
+		t.Fatalf("API after the upload form: %d %v %+v, want 200 with image %s", code, err, fs, upload.ref)
+	}
+	d.waitReady(uploaded, ns, 1)
+	// Its replica runs the uploaded image, which only the upload brought.
+	if mark := d.invokeUploadMark(uploaded); mark != upload.ref {
+		t.Errorf("%s runs an image with UPLOAD_MARK %q, want %q", uploaded, mark, upload.ref)
+	}
+	step("uploaded function page", chromedp.Reload(), chromedp.WaitVisible(`#fn-name`))
+	screenshot("console-upload.png")
 }
+
+// docsScreenshots are the screenshots README shows, which
+// UPDATE_SCREENSHOTS=1 rewrites.
+var docsScreenshots = map[string]bool{"console-list.png": true, "console-function.png": true}
+
+// failureShot is the screenshot of the page a failed TestConsole left.
+const failureShot = "console-failure.png"
+
+// consoleArtifacts is where TestConsole keeps its screenshots after the
+// run, for CI to collect: $E2E_ARTIFACTS/console, else
+// dockerfaasd-e2e-artifacts/console in the temporary directory. A failure
+// screenshot of an earlier run is removed, so what is there is this run's.
+func consoleArtifacts(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("E2E_ARTIFACTS")
+	if base == "" {
+		base = filepath.Join(os.TempDir(), "dockerfaasd-e2e-artifacts")
+	}
+	dir := filepath.Join(base, "console")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("artifacts directory: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, failureShot)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("artifacts directory: %v", err)
+	}
+	t.Logf("artifacts: %s", dir)
+	return dir
+}
+
+// logsView is the logs section of a function page as the browser shows it,
+// and the mark a test left on the page (gone after a reload).
+type logsView struct {
+	Follow bool   `json:"follow"`
+	State  string `json:"state"`
+	Text   string `json:"text"`
+	Mark   string `json:"mark"`
+}
+
+const readLogsView = `(() => ({
+	follow: document.getElementById('logs-follow').checked,
+	state: document.getElementById('logs-state').innerText.trim(),
+	text: document.getElementById('logs').textContent,
+	mark: window.consoleTestPage || '',
+}))()`
