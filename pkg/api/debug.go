@@ -274,11 +274,11 @@ ul.replicas{margin:0;padding:0;list-style:none}
 </table>
 <h2>Functions ({{len .Functions}})</h2>
 <table id="functions">
-<tr><th>Function</th><th title="Ready when every desired replica runs the current spec and answers its readiness probe; otherwise why not yet">State</th><th>Desired</th><th title="running containers, including old-spec ones during an update">Current</th><th title="replicas receiving traffic">Ready</th><th title="running containers: name, short ID, state">Replicas</th><th title="observed / desired; they differ while a change is being applied">Generation</th><th>Spec hash</th><th>Last reconcile</th><th>Result</th><th title="unexpected exits of current-spec replicas">Restarts</th><th>Next retry</th><th>Last error</th></tr>
+<tr><th>Function</th><th title="Ready when every desired replica runs the current spec and answers its readiness probe; otherwise why not yet">State</th><th>Desired</th><th title="running containers, including old-spec ones during an update">Current</th><th title="replicas receiving traffic">Ready</th><th title="running containers: short ID, state, the node they run on">Replicas</th><th title="observed / desired; they differ while a change is being applied">Generation</th><th>Spec hash</th><th>Last reconcile</th><th>Result</th><th title="unexpected exits of current-spec replicas">Restarts</th><th>Next retry</th><th>Last error</th></tr>
 {{$now := .Now}}{{range .Functions}}<tr class="{{state .}}" data-key="{{.Key}}">
 <td class="key"><code>{{.Key}}</code></td><td class="state">{{if .Reason}}{{.Reason}}{{else}}Ready{{end}}</td>
 <td class="desired num">{{.DesiredReplicas}}</td><td class="current num">{{.CurrentReplicas}}</td><td class="ready num">{{.ReadyReplicas}}</td>
-<td class="replicas">{{with .Replicas}}<ul class="replicas">{{range .}}<li><code title="{{.Name}}">{{.ID}}</code> <span class="r-{{.State}}">{{.State}}</span>{{if not .CurrentSpec}} <span class="muted">(old spec)</span>{{end}}</li>{{end}}</ul>{{else}}<span class="muted">none</span>{{end}}</td>
+<td class="replicas">{{with .Replicas}}<ul class="replicas">{{range .}}<li><code title="{{.Name}}">{{.ID}}</code> <span class="r-{{.State}}">{{.State}}</span>{{if not .CurrentSpec}} <span class="muted">(old spec)</span>{{end}}{{with .Node}} <span class="node">on {{.}}</span>{{end}}</li>{{end}}</ul>{{else}}<span class="muted">none</span>{{end}}</td>
 <td class="generation">{{.ObservedGeneration}} / {{.Generation}}</td><td><code>{{.SpecHash}}</code></td>
 <td class="last-reconcile">{{ago $now .LastReconcile}}</td><td class="result">{{.LastResult}}</td><td class="restarts num">{{.Restarts}}</td><td class="next-retry">{{in $now .NextRetry}}</td>
 <td class="err">{{.LastError}}</td></tr>

@@ -33,7 +33,7 @@ func debugFixture() staticDebug {
 				Generation: 3, ObservedGeneration: 3, SpecHash: "abc123def456",
 				LastReconcile: now.Add(-2 * time.Second), LastResult: "converged",
 				Replicas: []status.Replica{
-					{Name: "d-healthy.openfaas-fn-abc-0", ID: "0123456789ab", Slot: 0, State: status.ReplicaReady, CurrentSpec: true},
+					{Name: "d-healthy.openfaas-fn-abc-0", ID: "0123456789ab", Slot: 0, State: status.ReplicaReady, CurrentSpec: true, Node: "host-a"},
 					{Name: "d-healthy.openfaas-fn-abc-1", ID: "ba9876543210", Slot: 1, State: status.ReplicaReady, CurrentSpec: true},
 				},
 			},
@@ -71,7 +71,8 @@ func TestDebugHandlerHTML(t *testing.T) {
 		`<td class="desired num">2</td>`,
 		`<td class="ready num">2</td>`,
 		`<td class="result">converged</td>`,
-		`<code title="d-healthy.openfaas-fn-abc-0">0123456789ab</code> <span class="r-ready">ready</span>`,
+		`<code title="d-healthy.openfaas-fn-abc-0">0123456789ab</code> <span class="r-ready">ready</span> <span class="node">on host-a</span></li>`,
+		`<code title="d-healthy.openfaas-fn-abc-1">ba9876543210</code> <span class="r-ready">ready</span></li>`, // node not known: nothing said
 		`<tr class="busy" data-key="openfaas-fn/crashy">`,
 		`<td class="state">CrashLoopBackOff</td>`,
 		`<td class="restarts num">4</td>`,

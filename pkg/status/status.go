@@ -55,6 +55,10 @@ type Replica struct {
 	State string `json:"state"`
 	// CurrentSpec is false for a replica of an older spec (a rolling update).
 	CurrentSpec bool `json:"currentSpec"`
+	// Node is the hostname of the host the replica runs on: the task's
+	// node on a swarm, the engine's host on one Docker host; empty while
+	// unknown (a task not placed yet, or an engine that did not say).
+	Node string `json:"node,omitempty"`
 }
 
 // keyed is a concurrency-safe map of values that carry their own key; both

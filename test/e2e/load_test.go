@@ -259,6 +259,7 @@ type reconcileFunction struct {
 		ID    string `json:"id"`
 		Name  string `json:"name"`
 		State string `json:"state"`
+		Node  string `json:"node"`
 	} `json:"replicas"`
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -141,14 +142,19 @@ func TestSwarmStackDeployMapsToServices(t *testing.T) {
 	if !ok {
 		t.Fatal("hostname missing from /debug/reconcile")
 	}
+	placed, swarmNodes := 0, map[string]bool{}
+	for _, n := range view.Nodes {
+		placed += n.Replicas
+		swarmNodes[n.Hostname] = true
+	}
 	for _, r := range fv.Replicas {
 		if !strings.Contains(r.Name, "@dfswarm-node") {
 			t.Errorf("replica %q does not name its node", r.Name)
 		}
-	}
-	placed := 0
-	for _, n := range view.Nodes {
-		placed += n.Replicas
+		// The console's Node column: the hostname of one of the swarm's nodes.
+		if !swarmNodes[r.Node] || !strings.HasSuffix(r.Name, "@"+r.Node) {
+			t.Errorf("replica %q: node %q, want its task's node, one of %v", r.Name, r.Node, slices.Sorted(maps.Keys(swarmNodes)))
+		}
 	}
 	if len(view.Nodes) < 3 || placed != 4 {
 		t.Errorf("/debug/reconcile nodes %+v: want every node and the 4 replicas (3 hostname, 1 echo) on them", view.Nodes)

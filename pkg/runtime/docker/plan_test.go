@@ -527,7 +527,7 @@ func TestParkOnStop(t *testing.T) {
 }
 
 func TestReplicaStatusesShowParked(t *testing.T) {
-	got := replicaStatuses([]*replica{parked("p1", 1, true, time.Now()), rep("r0", 0, true, true)})
+	got := replicaStatuses([]*replica{parked("p1", 1, true, time.Now()), rep("r0", 0, true, true)}, "")
 	var states []string
 	for _, r := range got {
 		states = append(states, r.Name+"="+r.State)

@@ -127,6 +127,8 @@ type Runtime struct {
 	iso *isoState
 	// images loads and inspects images; nil when the engine cannot.
 	images *Images
+	// host is the engine's host name, for the replicas' status.
+	host hostName
 
 	mu       sync.Mutex
 	draining map[string]time.Time // container ID → when it left the endpoint set

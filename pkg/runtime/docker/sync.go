@@ -139,7 +139,7 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 	converged, current, reason := convergence(replicas, d.Replicas, len(slots), r.crashCount(d.Key))
 	obs.Converged, obs.Current, obs.Reason = converged, current, reason
 	obs.Restarts = r.crashCount(d.Key)
-	obs.Replicas = replicaStatuses(append(slices.Clone(replicas), parked...))
+	obs.Replicas = replicaStatuses(append(slices.Clone(replicas), parked...), r.host.get(ctx, r.eng))
 	if err := errors.Join(errs...); err != nil {
 		return obs, err
 	}

@@ -143,16 +143,22 @@ func requeue(converged bool, reason runtime.Reason, probe, restartDelay, maxWait
 	}
 }
 
-// replicaStatuses describe the tasks for /debug/reconcile: each named
-// SERVICE.SLOT@NODE (as swarm names task containers, plus where it runs),
+// replicaStatuses describe the tasks for /debug/reconcile and the console:
+// each named SERVICE.SLOT@NODE (as swarm names task containers, plus where
+// it runs) with its node's hostname (none while the task has no node),
 // current spec first, in slot order.
 func replicaStatuses(service string, ts tasks, nodeName func(string) string) []status.Replica {
 	var out []status.Replica
 	add := func(l []*task, state func(*task) string) {
 		for _, t := range l {
+			node := ""
+			if t.Node != "" {
+				node = nodeName(t.Node)
+			}
 			out = append(out, status.Replica{
 				Name: service + "." + strconv.Itoa(t.Slot) + "@" + nodeName(t.Node),
 				ID:   engine.ShortID(t.ID), Slot: t.Slot, State: state(t), CurrentSpec: t.Current,
+				Node: node,
 			})
 		}
 	}
