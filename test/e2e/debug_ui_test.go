@@ -193,6 +193,16 @@ func TestDebugPageInBrowser(t *testing.T) {
 	if strings.Contains(row.Replicas, short(ids[0])) {
 		t.Errorf("replicas cell %q still shows the removed container %s", row.Replicas, short(ids[0]))
 	}
+	// Where they run: on one Docker host, the engine's host.
+	ictx, icancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer icancel()
+	info, err := d.docker.Info(ictx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(row.Replicas, "on "+info.Name); info.Name == "" || n != len(healed) {
+		t.Errorf("replicas cell %q names the engine's host %q %d times, want once per replica (%d)", row.Replicas, info.Name, n, len(healed))
+	}
 }
 
 // loggedInBrowser starts headless Chromium (no sandbox: the tests may run
