@@ -38,7 +38,7 @@ const defaultBuildList = 50
 // only, as the OpenFaaS builder is), the build records and the templates
 // (behind the /system auth).
 func (a *api) buildRoutes(r *mux.Router, auth *basicAuth, svc *build.Service) {
-	h := &buildHandler{svc: svc, log: a.log}
+	h := &buildHandler{svc: svc, log: a.log, receiving: make(chan struct{}, uploadsPerSlot*max(svc.Concurrency(), 1))}
 	r.Handle("/build", methods{http.MethodPost: http.HandlerFunc(h.build)})
 	r.Handle("/system/builds", auth.wrap(methods{http.MethodGet: http.HandlerFunc(h.listBuilds)}))
 	r.Handle("/system/builds/{id}", auth.wrap(methods{http.MethodGet: http.HandlerFunc(h.getBuild)}))
@@ -53,7 +53,17 @@ func (a *api) buildRoutes(r *mux.Router, auth *basicAuth, svc *build.Service) {
 type buildHandler struct {
 	svc *build.Service
 	log logrus.FieldLogger
+	// receiving bounds the requests whose bodies are being read (and
+	// spooled to disk) at once. Build slots are taken only once a body is
+	// in and signed, so without it unsigned uploads could fill the disk.
+	receiving chan struct{}
 }
+
+// uploadsPerSlot is how many build requests may be received at once per
+// build slot (BUILD_CONCURRENCY): enough that slow signed uploads are not
+// turned away by each other, few enough to bound the spooled bytes at
+// uploadsPerSlot × BUILD_CONCURRENCY × BUILD_MAX_BYTES.
+const uploadsPerSlot = 4
 
 // build answers POST /build: the OpenFaaS builder API.
 func (h *buildHandler) build(w http.ResponseWriter, r *http.Request) {
@@ -61,12 +71,6 @@ func (h *buildHandler) build(w http.ResponseWriter, r *http.Request) {
 		writeError(w, h.log, http.StatusNotImplemented, "image builds are not supported by this runtime (build on a Docker host and upload the image with POST /system/images)", nil)
 		return
 	}
-	release, ok := h.svc.Acquire()
-	if !ok {
-		writeError(w, h.log, http.StatusTooManyRequests, fmt.Sprintf("Concurrent request limit exceeded. Max concurrent request: %d", h.svc.Concurrency()), nil)
-		return
-	}
-	defer release()
 	if r.ContentLength > h.svc.MaxBytes() {
 		writeError(w, h.log, http.StatusRequestEntityTooLarge, fmt.Sprintf("the build request is larger than %d bytes (BUILD_MAX_BYTES)", h.svc.MaxBytes()), nil)
 		return
@@ -77,7 +81,15 @@ func (h *buildHandler) build(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetReadDeadline(time.Now().Add(h.svc.Timeout()))
 	_ = rc.SetWriteDeadline(time.Now().Add(h.svc.Timeout() + time.Minute))
 
+	select {
+	case h.receiving <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "5")
+		writeError(w, h.log, http.StatusTooManyRequests, fmt.Sprintf("too many build requests are being received at once (at most %d): try again later", cap(h.receiving)), nil)
+		return
+	}
 	sp, err := h.svc.Spool(r.Body)
+	<-h.receiving
 	switch {
 	case errors.Is(err, build.ErrTooLarge):
 		writeError(w, h.log, http.StatusRequestEntityTooLarge, fmt.Sprintf("the build request is larger than %d bytes (BUILD_MAX_BYTES)", h.svc.MaxBytes()), nil)
@@ -92,6 +104,15 @@ func (h *buildHandler) build(w http.ResponseWriter, r *http.Request) {
 		writeError(w, h.log, http.StatusUnauthorized, "missing or invalid "+build.SignatureHeader+" (HMAC-SHA256 of the body with the payload secret)", nil)
 		return
 	}
+	// The slot is taken only once the body is in and signed: an upload
+	// still under way, or one nobody signed, must not hold a build slot
+	// and turn signed builds away.
+	release, ok := h.svc.Acquire()
+	if !ok {
+		writeError(w, h.log, http.StatusTooManyRequests, fmt.Sprintf("Concurrent request limit exceeded. Max concurrent request: %d", h.svc.Concurrency()), nil)
+		return
+	}
+	defer release()
 	job, err := h.svc.Prepare(r.Context(), sp)
 	var reqErr *build.RequestError
 	switch {

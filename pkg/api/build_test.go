@@ -6,9 +6,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/dockerfaasd/dockerfaasd/pkg/build"
 	"github.com/dockerfaasd/dockerfaasd/pkg/runtime"
@@ -169,6 +174,156 @@ func TestBuildAPIRefusals(t *testing.T) {
 			t.Errorf("POST /build = %d %q, want 429", code, out)
 		}
 	})
+}
+
+// countingBuilder is stubBuilder counting the images it builds.
+type countingBuilder struct {
+	stubBuilder
+	mu     sync.Mutex
+	images []string
+}
+
+func (c *countingBuilder) Build(ctx context.Context, req runtime.BuildRequest, emit func(string)) error {
+	c.mu.Lock()
+	c.images = append(c.images, req.Image)
+	c.mu.Unlock()
+	return c.stubBuilder.Build(ctx, req, emit)
+}
+
+func (c *countingBuilder) built() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.images...)
+}
+
+// stalledBody is a request body whose first Read is signalled on started
+// and which delivers what is written to w.
+type stalledBody struct {
+	r       *io.PipeReader
+	w       *io.PipeWriter
+	once    sync.Once
+	started chan struct{}
+}
+
+func newStalledBody() *stalledBody {
+	r, w := io.Pipe()
+	return &stalledBody{r: r, w: w, started: make(chan struct{})}
+}
+
+func (b *stalledBody) Read(p []byte) (int, error) {
+	b.once.Do(func() { close(b.started) })
+	return b.r.Read(p)
+}
+
+// Uploads still under way, unsigned or badly signed, hold no build slot:
+// a signed build beside them is served, and they end 401 having built
+// nothing.
+func TestBuildAPISlotAfterSignature(t *testing.T) {
+	b := &countingBuilder{}
+	f := buildFixture(t, b, func(c *build.Config) { c.Concurrency = 2 })
+	stalledTar := buildTar(t, `{"image":"stalled:1"}`)
+	stalled := []struct {
+		name, sig string
+	}{
+		{"no signature", ""},
+		{"bad signature", build.Sign(stalledTar, []byte("wrong"))},
+	}
+	type answer struct {
+		name string
+		w    *httptest.ResponseRecorder
+	}
+	answers := make(chan answer, len(stalled))
+	bodies := make([]*stalledBody, len(stalled))
+	// As many stalled uploads as there are slots.
+	for i, s := range stalled {
+		bodies[i] = newStalledBody()
+		r := httptest.NewRequest(http.MethodPost, "/build", bodies[i])
+		if s.sig != "" {
+			r.Header.Set(build.SignatureHeader, s.sig)
+		}
+		go func() {
+			w := httptest.NewRecorder()
+			f.h.ServeHTTP(w, r)
+			answers <- answer{s.name, w}
+		}()
+		select {
+		case <-bodies[i].started:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the handler never read the body", s.name)
+		}
+	}
+
+	body := buildTar(t, `{"image":"fn:1"}`)
+	code, out := postBuild(t, f, body, build.Sign(body, []byte(buildSecret)), false)
+	if code != http.StatusOK || !strings.Contains(out, `"success"`) {
+		t.Errorf("signed build beside %d stalled uploads = %d %s, want 200 success", len(stalled), code, out)
+	}
+
+	for _, sb := range bodies {
+		go func() {
+			_, _ = sb.w.Write(stalledTar)
+			_ = sb.w.Close()
+		}()
+	}
+	for range stalled {
+		select {
+		case a := <-answers:
+			if a.w.Code != http.StatusUnauthorized {
+				t.Errorf("%s: %d %s, want 401", a.name, a.w.Code, a.w.Body)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a stalled upload got no answer once its body was in")
+		}
+	}
+	if got := b.built(); len(got) != 1 || got[0] != "fn:1" {
+		t.Errorf("built %v, want only fn:1", got)
+	}
+	if list, _ := f.store.ListBuilds(t.Context(), 0); len(list) != 1 || list[0].Image != "fn:1" {
+		t.Errorf("records %+v, want only the signed build's", list)
+	}
+}
+
+// The bodies read at once are bounded (they are spooled to disk before the
+// signature is checked): one more is a 429, and a slot frees once a body
+// is in.
+func TestBuildAPIReceivingBounded(t *testing.T) {
+	f := buildFixture(t, &countingBuilder{}, func(c *build.Config) { c.Concurrency = 1 })
+	n := uploadsPerSlot // × 1 slot
+	var bodies []*stalledBody
+	answers := make(chan int, n)
+	for range n {
+		sb := newStalledBody()
+		bodies = append(bodies, sb)
+		r := httptest.NewRequest(http.MethodPost, "/build", sb)
+		go func() {
+			w := httptest.NewRecorder()
+			f.h.ServeHTTP(w, r)
+			answers <- w.Code
+		}()
+		select {
+		case <-sb.started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the handler never read a body")
+		}
+	}
+	body := buildTar(t, `{"image":"fn:1"}`)
+	code, out := postBuild(t, f, body, build.Sign(body, []byte(buildSecret)), false)
+	if code != http.StatusTooManyRequests || !strings.Contains(out, fmt.Sprintf("at most %d", n)) {
+		t.Errorf("build beside %d bodies being received = %d %s, want 429 naming the bound", n, code, out)
+	}
+	_ = bodies[0].w.CloseWithError(io.ErrUnexpectedEOF) // one upload breaks off
+	if code := <-answers; code != http.StatusBadRequest {
+		t.Errorf("broken upload = %d, want 400", code)
+	}
+	if code, out := postBuild(t, f, body, build.Sign(body, []byte(buildSecret)), false); code != http.StatusOK {
+		t.Errorf("build once a receiving slot freed = %d %s, want 200", code, out)
+	}
+	for _, sb := range bodies[1:] {
+		_ = sb.w.CloseWithError(io.ErrUnexpectedEOF)
+	}
+	for range n - 1 {
+		<-answers
+	}
 }
 
 func TestBuildAPIDeploy(t *testing.T) {

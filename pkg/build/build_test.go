@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -273,12 +274,29 @@ type fakeBuilder struct {
 	buildErr error
 	answer   runtime.ImageTestResult
 	testErr  error
-	// got is the context tar of the last build.
-	got   []string
-	tests []runtime.ImageTest
+	// delay is how long a build takes; hang makes the build ("build") or
+	// the test ("test") run until its context ends.
+	delay time.Duration
+	hang  string
+	// got is the context tar of the last build; images the images built.
+	got    []string
+	images []string
+	tests  []runtime.ImageTest
 }
 
-func (f *fakeBuilder) Build(_ context.Context, req runtime.BuildRequest, emit func(string)) error {
+// waitCtx blocks until ctx ends, bounded so a build nobody stops fails
+// the test instead of hanging it.
+func waitCtx(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(10 * time.Second):
+		return errors.New("fake builder: never stopped")
+	}
+}
+
+func (f *fakeBuilder) Build(ctx context.Context, req runtime.BuildRequest, emit func(string)) error {
+	f.images = append(f.images, req.Image)
 	tr := tar.NewReader(req.Context)
 	f.got = nil
 	for {
@@ -290,13 +308,20 @@ func (f *fakeBuilder) Build(_ context.Context, req runtime.BuildRequest, emit fu
 	}
 	_, _ = io.Copy(io.Discard, req.Context)
 	emit("Step 1/1 : FROM scratch")
+	if f.hang == "build" {
+		return waitCtx(ctx)
+	}
+	time.Sleep(f.delay)
 	return f.buildErr
 }
 
 func (f *fakeBuilder) Platform(context.Context) (string, error) { return f.platform, nil }
 
-func (f *fakeBuilder) TestImage(_ context.Context, req runtime.ImageTest) (runtime.ImageTestResult, error) {
+func (f *fakeBuilder) TestImage(ctx context.Context, req runtime.ImageTest) (runtime.ImageTestResult, error) {
 	f.tests = append(f.tests, req)
+	if f.hang == "test" {
+		return runtime.ImageTestResult{}, waitCtx(ctx)
+	}
 	return f.answer, f.testErr
 }
 
@@ -327,6 +352,10 @@ func spoolOf(t *testing.T, s *Service, config string, entries ...entry) *Spooled
 
 func TestServiceRun(t *testing.T) {
 	ok := runtime.ImageTestResult{Status: 200, Body: []byte("hello v2")}
+	// sent is the test request the image must get: method, path, body.
+	sent := func(image, method, path, body string) []string {
+		return []string{image + " " + method + " " + path + " " + body}
+	}
 	tests := []struct {
 		name       string
 		config     string
@@ -334,13 +363,15 @@ func TestServiceRun(t *testing.T) {
 		wantStatus string
 		wantErr    string
 		deployed   int
+		wantTests  []string
 	}{
-		{"plain", `{"image":"fn:1"}`, fakeBuilder{}, store.BuildSuccess, "", 0},
-		{"engine error", `{"image":"fn:1"}`, fakeBuilder{buildErr: errors.Join(runtime.ErrBuildFailed)}, store.BuildFailed, "the build failed", 0},
-		{"test passes, deploys", `{"image":"fn:2","test":{"path":"/","contains":"v2"},"deploy":{"name":"fn"}}`, fakeBuilder{answer: ok}, store.BuildSuccess, "", 1},
-		{"test wrong body", `{"image":"fn:2","test":{"contains":"v3"},"deploy":{"name":"fn"}}`, fakeBuilder{answer: ok}, store.BuildFailed, `body does not contain "v3"`, 0},
-		{"test wrong status", `{"image":"fn:2","test":{"status":201}}`, fakeBuilder{answer: ok}, store.BuildFailed, "status 200, want 201", 0},
-		{"test no answer", `{"image":"fn:2","test":{},"deploy":{"name":"fn"}}`, fakeBuilder{testErr: errors.New("nothing answered")}, store.BuildFailed, "nothing answered", 0},
+		{"plain", `{"image":"fn:1"}`, fakeBuilder{}, store.BuildSuccess, "", 0, nil},
+		{"skipPush accepted", `{"image":"fn:1","skipPush":true}`, fakeBuilder{}, store.BuildSuccess, "", 0, nil},
+		{"engine error", `{"image":"fn:1","test":{}}`, fakeBuilder{buildErr: errors.Join(runtime.ErrBuildFailed)}, store.BuildFailed, "the build failed", 0, nil},
+		{"test passes, deploys", `{"image":"fn:2","test":{"method":"POST","path":"/sum?x=1","body":"1 2","contains":"v2"},"deploy":{"name":"fn"}}`, fakeBuilder{answer: ok}, store.BuildSuccess, "", 1, sent("fn:2", "POST", "/sum?x=1", "1 2")},
+		{"test wrong body", `{"image":"fn:2","test":{"contains":"v3"},"deploy":{"name":"fn"}}`, fakeBuilder{answer: ok}, store.BuildFailed, `body does not contain "v3"`, 0, sent("fn:2", "GET", "", "")},
+		{"test wrong status", `{"image":"fn:2","test":{"method":"PUT","path":"/","body":"{\"a\":1}","status":201}}`, fakeBuilder{answer: ok}, store.BuildFailed, "status 200, want 201", 0, sent("fn:2", "PUT", "/", `{"a":1}`)},
+		{"test no answer", `{"image":"fn:2","test":{},"deploy":{"name":"fn"}}`, fakeBuilder{testErr: errors.New("nothing answered")}, store.BuildFailed, "nothing answered", 0, sent("fn:2", "GET", "", "")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -351,6 +382,9 @@ func TestServiceRun(t *testing.T) {
 				t.Fatalf("Prepare: %v", err)
 			}
 			defer job.Close()
+			if skip := strings.Contains(tc.config, `"skipPush":true`); job.Req.SkipPush != skip {
+				t.Errorf("SkipPush = %v, want %v", job.Req.SkipPush, skip)
+			}
 			var lines []string
 			rec := s.Run(t.Context(), job, func(l string) { lines = append(lines, l) })
 			if rec.Status != tc.wantStatus || !strings.Contains(rec.Error, tc.wantErr) {
@@ -371,7 +405,122 @@ func TestServiceRun(t *testing.T) {
 					t.Errorf("the response is not in the log: %q", lines)
 				}
 			}
+			if len(b.images) != 1 || b.images[0] != job.Req.Image {
+				t.Errorf("built %v, want %s once", b.images, job.Req.Image)
+			}
+			var gotTests []string
+			for _, r := range b.tests {
+				gotTests = append(gotTests, r.Image+" "+r.Method+" "+r.Path+" "+string(r.Body))
+			}
+			if strings.Join(gotTests, "|") != strings.Join(tc.wantTests, "|") {
+				t.Errorf("test requests %q, want %q", gotTests, tc.wantTests)
+			}
 		})
+	}
+}
+
+// BUILD_TIMEOUT bounds the build and its test: a builder or a test that
+// does not end is stopped, the build fails saying why, and nothing is
+// deployed.
+func TestServiceTimeout(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	tests := []struct {
+		name, config, hang string
+		tested             bool
+	}{
+		{"build hangs", `{"image":"fn:1","test":{},"deploy":{"name":"fn"}}`, "build", false},
+		{"test hangs", `{"image":"fn:1","test":{},"deploy":{"name":"fn"}}`, "test", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &fakeBuilder{hang: tc.hang, answer: runtime.ImageTestResult{Status: 200}}
+			st := store.NewMemory()
+			t.Cleanup(func() { st.Close() })
+			d := &fakeDeployer{}
+			s := New(Config{Builder: b, Records: st, Deploy: d, WorkDir: t.TempDir(), Secret: []byte("s"), Timeout: timeout})
+			job, err := s.Prepare(t.Context(), spoolOf(t, s, tc.config, entry{name: "context/Dockerfile", body: "FROM scratch"}))
+			if err != nil {
+				t.Fatalf("Prepare: %v", err)
+			}
+			defer job.Close()
+			start := time.Now()
+			rec := s.Run(t.Context(), job, nil)
+			took := time.Since(start)
+			want := "the build took longer than " + timeout.String()
+			if rec.Status != store.BuildFailed || !strings.Contains(rec.Error, want) {
+				t.Fatalf("Run = %s %q, want failed with %q", rec.Status, rec.Error, want)
+			}
+			if took < timeout || took > 5*time.Second {
+				t.Errorf("Run took %s, want about %s", took, timeout)
+			}
+			if len(d.deployed) != 0 {
+				t.Errorf("deployed %v after a timeout", d.deployed)
+			}
+			if tested := len(b.tests) > 0; tested != tc.tested {
+				t.Errorf("tested = %v, want %v", tested, tc.tested)
+			}
+			got, err := st.GetBuild(t.Context(), rec.ID)
+			if err != nil || got.Status != store.BuildFailed || !strings.Contains(got.Error, want) || got.FinishedAt.IsZero() || got.Duration < timeout.Seconds() {
+				t.Errorf("record = %+v, %v; want failed with %q after at least %s", got, err, want, timeout)
+			}
+			if tc.tested && (got.Test == nil || got.Test.Passed) {
+				t.Errorf("record test = %+v, want a failed test", got.Test)
+			}
+		})
+	}
+}
+
+// A finished build's record has its duration: finish minus start, in
+// seconds, covering the build.
+func TestServiceRunDuration(t *testing.T) {
+	const delay = 50 * time.Millisecond
+	s, st, _ := newTestService(t, &fakeBuilder{delay: delay})
+	job, err := s.Prepare(t.Context(), spoolOf(t, s, `{"image":"fn:1"}`, entry{name: "context/Dockerfile", body: "FROM scratch"}))
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	defer job.Close()
+	rec := s.Run(t.Context(), job, nil)
+	got, err := st.GetBuild(t.Context(), rec.ID)
+	if err != nil || got.Status != store.BuildSuccess {
+		t.Fatalf("record = %+v, %v", got, err)
+	}
+	span := got.FinishedAt.Sub(got.StartedAt).Seconds()
+	if got.Duration < delay.Seconds() || got.Duration > 5 || got.Duration-span > 0.005 || span-got.Duration > 0.005 {
+		t.Errorf("duration %.4f s (finish - start %.4f s), want at least %s", got.Duration, span, delay)
+	}
+	if rec.Duration != got.Duration {
+		t.Errorf("returned duration %v, recorded %v", rec.Duration, got.Duration)
+	}
+}
+
+// BUILD_RETENTION: the service keeps only the newest Retention records.
+func TestServiceRetention(t *testing.T) {
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	s := New(Config{Builder: &fakeBuilder{}, Records: st, WorkDir: t.TempDir(), Secret: []byte("s"), Retention: 2})
+	var ids []string
+	for i := range 4 {
+		job, err := s.Prepare(t.Context(), spoolOf(t, s, fmt.Sprintf(`{"image":"fn:%d"}`, i), entry{name: "context/Dockerfile", body: "FROM scratch"}))
+		if err != nil {
+			t.Fatalf("Prepare: %v", err)
+		}
+		ids = append(ids, s.Run(t.Context(), job, nil).ID)
+		job.Close()
+	}
+	list, err := st.ListBuilds(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range list {
+		got = append(got, b.Image)
+	}
+	if strings.Join(got, ",") != "fn:3,fn:2" {
+		t.Errorf("kept %v, want fn:3,fn:2", got)
+	}
+	if _, err := st.GetBuild(t.Context(), ids[0]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("oldest record: %v, want ErrNotFound", err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/openfaas/go-sdk/builder"
 )
@@ -359,6 +360,24 @@ func TestBuild(t *testing.T) {
 		cs, err := d.docker.ContainerList(ctx, containerListAll("io.dockerfaas.instance="+d.instance, "io.dockerfaas.role=build-test"))
 		if err != nil || len(cs) != 0 {
 			t.Errorf("build test containers left: %d %v", len(cs), err)
+		}
+		// Networks by label, and by name (FUNCTIONS_NETWORK-build-…) in
+		// case one lost its labels.
+		nws, err := d.docker.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("label", "io.dockerfaas.instance="+d.instance),
+			filters.Arg("label", "io.dockerfaas.role=build-test"))})
+		if err != nil || len(nws) != 0 {
+			t.Errorf("build test networks left by label: %d %v", len(nws), err)
+		}
+		prefix := d.network + "-build-"
+		nws, err = d.docker.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", prefix))})
+		if err != nil {
+			t.Errorf("list networks named %s…: %v", prefix, err)
+		}
+		for _, n := range nws {
+			if strings.HasPrefix(n.Name, prefix) {
+				t.Errorf("build test network left: %s", n.Name)
+			}
 		}
 	})
 }
