@@ -3,16 +3,20 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 	"github.com/openfaas/faas-provider/types"
+	bolt "go.etcd.io/bbolt"
 )
 
 // runCLI runs the daemon binary with args (a subcommand), stdin and extra
@@ -194,5 +198,82 @@ func TestCorruptStateFile(t *testing.T) {
 				t.Errorf("the damaged state file was changed (%v)", err)
 			}
 		})
+	}
+}
+
+// TestNewerStateSchema: a daemon started on a state file a newer
+// dockerfaasd wrote (made here by this tree's store, then stamped one schema
+// ahead in its meta bucket, as a downgrade leaves it) exits non-zero at once
+// saying which schema it found and what to do, and leaves the file and the
+// secrets key byte for byte.
+func TestNewerStateSchema(t *testing.T) {
+	t.Parallel()
+	requireDocker(t)
+	bin := daemonBinary(t)
+	dir := filepath.Join(t.TempDir(), "state")
+	path := filepath.Join(dir, "state.db")
+	st, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte("meta"))
+		if meta == nil {
+			return errors.New("no meta bucket in a new state file")
+		}
+		cur, err := strconv.ParseUint(string(meta.Get([]byte("schema"))), 10, 64)
+		if err != nil || cur == 0 {
+			return fmt.Errorf("schema of a new state file: %q %v", meta.Get([]byte("schema")), err)
+		}
+		next = cur + 1
+		return meta.Put([]byte("schema"), []byte(strconv.FormatUint(next, 10)))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath := store.DefaultKeyFile(path)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyBefore, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	d := &daemon{bin: bin}
+	code, out := d.runCLI(t, "", []string{
+		"STATE_DIR=" + dir, "STATE_DB_PATH=", "STATE_JOURNAL=", "RUNTIME=",
+		"GATEWAY_PORT=" + fmt.Sprint(freePort(t)), "BIND_ADDRESS=127.0.0.1",
+		"AUTH_PASSWORD=pw-schema", "INSTANCE=e2e-schema-" + randomSuffix(6),
+	})
+	for _, want := range []string{path, fmt.Sprintf("state file schema %d is newer than this dockerfaasd (knows up to %d)", next, next-1),
+		"upgrade dockerfaasd or restore a backup"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if code == 0 {
+		t.Errorf("daemon on a schema %d state file: exit 0", next)
+	}
+	if t.Failed() {
+		t.Logf("daemon output (exit %d):\n%s", code, out)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, before) {
+		t.Errorf("the state file was changed (%v)", err)
+	}
+	if got, err := os.ReadFile(keyPath); err != nil || !bytes.Equal(got, keyBefore) {
+		t.Errorf("the secrets key was changed (%v)", err)
 	}
 }

@@ -13,17 +13,20 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	imagetypes "github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/openfaas/faas-provider/types"
 )
 
 // TestCompose runs the repository's compose.yaml as README tells users
-// (`docker compose up -d`), in a project of its own, on the daemon image
-// built from the Dockerfile (DOCKERFAASD_IMAGE, so compose builds
-// nothing) with a free port and a unique INSTANCE from an env file: the
-// container turns healthy through `dockerfaasd healthcheck`, /healthz
+// (`make build`, then `docker compose up -d`), in a project of its own,
+// with a free port, a unique INSTANCE and a fresh DOCKERFAASD_IMAGE tag
+// from an env file: compose builds that image from the Dockerfile through
+// the file's `build: .` (no pull: FROM scratch), the container runs it and
+// turns healthy through `dockerfaasd healthcheck`, /healthz
 // answers on 127.0.0.1, a function deployed and invoked with the Go SDK
 // answers, its state is in the project's named volume; a delete, then
 // `docker compose down -v` of that project leaves none of its containers,
@@ -32,8 +35,9 @@ func TestCompose(t *testing.T) {
 	t.Parallel()
 	cli := requireDocker(t)
 	requireCompose(t)
-	image := daemonImage(t)
 	fnImg := fnImage(t, "fn-hostname")
+	buildDir := composeBuildContext(t)
+	image := imageRepoPrefix + "compose:" + randomSuffix(8)
 
 	inst := "e2e-" + randomSuffix(6)
 	project := "dockerfaasd-" + inst
@@ -43,8 +47,10 @@ func TestCompose(t *testing.T) {
 	compose := func(timeout time.Duration, args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
+		// The project directory is where `build: .` points: the build
+		// context as `make build` leaves it in a checkout.
 		args = append([]string{"compose", "--project-name", project, "--env-file", envFile,
-			"--file", filepath.Join(suite.moduleRoot, "compose.yaml")}, args...)
+			"--file", filepath.Join(suite.moduleRoot, "compose.yaml"), "--project-directory", buildDir}, args...)
 		cmd := exec.CommandContext(ctx, "docker", args...)
 		cmd.Dir = suite.moduleRoot
 		cmd.Env = composeEnviron(envFile)
@@ -58,6 +64,15 @@ func TestCompose(t *testing.T) {
 		}
 		if err := removeInstance(cli, inst); err != nil {
 			t.Errorf("cleanup: %v", err)
+		}
+	})
+	// After down: the image compose built.
+	t.Cleanup(func() {
+		if os.Getenv("E2E_KEEP") == "1" {
+			return
+		}
+		if _, err := cli.ImageRemove(context.Background(), image, imagetypes.RemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("cleanup: remove %s: %v", image, err)
 		}
 	})
 	// First to run: this project only.
@@ -84,8 +99,12 @@ func TestCompose(t *testing.T) {
 			"AUTH_PASSWORD=" + password,
 			"LOG_LEVEL=debug",
 		}, "\n")+"\n")
-		out, err := compose(3*time.Minute, "up", "--detach", "--no-build", "--pull", "never", "--wait", "--wait-timeout", "90")
+		// No --build: the image is missing, so up builds it, as on a
+		// user's first `docker compose up -d`.
+		start := time.Now()
+		out, err := compose(3*time.Minute, "up", "--detach", "--pull", "never", "--wait", "--wait-timeout", "90")
 		if err == nil {
+			t.Logf("docker compose up (build included) took %s", time.Since(start).Round(time.Millisecond))
 			break
 		}
 		if attempt == 3 || !strings.Contains(out, "address already in use") {
@@ -106,6 +125,10 @@ func TestCompose(t *testing.T) {
 	}
 	if ctr.Config.Image != image {
 		t.Errorf("container runs %s, want %s", ctr.Config.Image, image)
+	}
+	if img, err := cli.ImageInspect(ctx, image); err != nil || img.ID != ctr.Image ||
+		img.Config == nil || img.Config.Labels["com.docker.compose.project"] != project {
+		t.Errorf("image %s was not built by compose for this project: %v %+v", image, err, img.Config)
 	}
 	if ctr.HostConfig.RestartPolicy.Name != container.RestartPolicyUnlessStopped {
 		t.Errorf("restart policy %q, want unless-stopped", ctr.HostConfig.RestartPolicy.Name)
@@ -243,4 +266,24 @@ func composeEnviron(envFile string) []string {
 		}
 	}
 	return env
+}
+
+// composeBuildContext returns a directory laid out as compose.yaml's
+// `build: .` expects in a checkout after `make build`: the repository's
+// Dockerfile and a static daemon in bin/. It is built here rather than in
+// the checkout's bin/, which belongs to the developer.
+func composeBuildContext(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	// The flags daemonImage uses, so the go build cache serves both.
+	if err := goCommand(suite.moduleRoot, []string{"CGO_ENABLED=0", "GOOS=linux"},
+		"build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "bin", "dockerfaasd"), "./cmd/dockerfaasd"); err != nil {
+		t.Fatalf("static daemon build: %v", err)
+	}
+	dockerfile, err := os.ReadFile(filepath.Join(suite.moduleRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "Dockerfile"), string(dockerfile))
+	return dir
 }

@@ -195,7 +195,10 @@ func findModuleRoot() (string, error) {
 // per run with `go build ./cmd/dockerfaasd` from the module root.
 // DOCKERFAASD_BIN names a prebuilt binary instead. The daemon is built with
 // -race when the tests are (go test -race) or when E2E_RACE=1, so CI's race
-// run covers the daemon's own goroutines too.
+// run covers the daemon's own goroutines too. -buildvcs=auto stamps the
+// checkout's revision as a release build has it, even where GOFLAGS says
+// -buildvcs=false, and still builds outside a git checkout
+// (TestVersionFromBuild checks what the binary reports).
 func daemonBinary(t *testing.T) string {
 	t.Helper()
 	suite.daemonOnce.Do(func() {
@@ -204,7 +207,7 @@ func daemonBinary(t *testing.T) string {
 			return
 		}
 		out := filepath.Join(suite.workDir, "dockerfaasd")
-		args := []string{"build", "-o", out}
+		args := []string{"build", "-buildvcs=auto", "-o", out}
 		race := raceEnabled || os.Getenv("E2E_RACE") == "1"
 		if race {
 			args = append(args, "-race")

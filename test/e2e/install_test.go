@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,9 +179,19 @@ func TestInstallScript(t *testing.T) {
 		if err != nil || len(bytes.TrimSpace(out)) > 0 {
 			t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 		}
-		if out, err := exec.Command(analyze, "security", "--offline=yes", copyPath).CombinedOutput(); err == nil {
-			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-			t.Logf("systemd-analyze security: %s", lines[len(lines)-1])
+		// README says the unit rates 2.0: a weaker sandbox scores higher.
+		sec := exec.Command(analyze, "security", "--offline=yes", "--no-pager", copyPath)
+		sec.Env = append(os.Environ(), "SYSTEMD_COLORS=0")
+		out, err = sec.CombinedOutput()
+		m := regexp.MustCompile(`Overall exposure level for dockerfaasd\.service: ([0-9]+(?:\.[0-9]+)?)`).FindSubmatch(out)
+		if err != nil || m == nil {
+			t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+		}
+		const maxExposure = 2.0
+		if score, err := strconv.ParseFloat(string(m[1]), 64); err != nil || score > maxExposure {
+			t.Errorf("systemd-analyze security rates the unit %s, want at most %.1f (README); its findings:\n%s", m[1], maxExposure, out)
+		} else {
+			t.Logf("systemd-analyze security: exposure %s", m[1])
 		}
 	})
 }
