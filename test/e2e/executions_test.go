@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -74,6 +75,49 @@ func (d *daemon) waitExecution(id, state string) store.Execution {
 		return nil
 	})
 	return e
+}
+
+// waitExecutions polls GET /system/executions?query until it lists n
+// records, all final, and returns them.
+func (d *daemon) waitExecutions(query string, n int) []store.Execution {
+	d.t.Helper()
+	var list []store.Execution
+	eventually(d.t, asyncWait, asyncPoll, func() error {
+		var err error
+		if list, err = d.executionsOf(query); err != nil {
+			return err
+		}
+		if len(list) != n {
+			return fmt.Errorf("GET /system/executions?%s: %d records %q, want %d", query, len(list), idsOf(list), n)
+		}
+		for _, e := range list {
+			if !e.Final() {
+				return fmt.Errorf("record %s is %s", e.ID, e.State)
+			}
+		}
+		return nil
+	})
+	return list
+}
+
+// debugExecutions returns the summary of function key's ("namespace/name")
+// execution records on /debug/reconcile's JSON.
+func (d *daemon) debugExecutions(key string) (store.ExecutionSummary, error) {
+	res, err := d.request(http.MethodGet, "/debug/reconcile?format=json", nil, nil, authBasic)
+	if err != nil {
+		return store.ExecutionSummary{}, err
+	}
+	var page struct {
+		Executions []store.ExecutionSummary `json:"executions"`
+	}
+	if err := json.Unmarshal(res.Body, &page); err != nil {
+		return store.ExecutionSummary{}, fmt.Errorf("debug JSON: %s: %w", res, err)
+	}
+	i := slices.IndexFunc(page.Executions, func(s store.ExecutionSummary) bool { return s.Function == key })
+	if i < 0 {
+		return store.ExecutionSummary{}, fmt.Errorf("debug page: no executions of %s in %+v", key, page.Executions)
+	}
+	return page.Executions[i], nil
 }
 
 // wellFormed checks what every record must hold, whole or not at all.
@@ -219,28 +263,74 @@ func TestExecutionRecords(t *testing.T) {
 	}
 
 	// /debug/reconcile sums them up per function.
-	res, err := d.request(http.MethodGet, "/debug/reconcile?format=json", nil, nil, authBasic)
+	s, err := d.debugExecutions("openfaas-fn/exe")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var page struct {
-		Executions []store.ExecutionSummary `json:"executions"`
-	}
-	if err := json.Unmarshal(res.Body, &page); err != nil {
-		t.Fatalf("debug JSON: %v", err)
-	}
-	i := slices.IndexFunc(page.Executions, func(s store.ExecutionSummary) bool { return s.Function == "openfaas-fn/exe" })
-	if i < 0 {
-		t.Fatalf("debug page: no executions of exe in %+v", page.Executions)
-	}
-	s := page.Executions[i]
 	if s.Retained != 4 || s.Failures != 2 || s.Running != 0 || len(s.Last) != 4 || s.Last[0].ID != bad+".1" {
 		t.Errorf("debug page, exe: retained %d, failures %d, running %d, last %q", s.Retained, s.Failures, s.Running, idsOf(s.Last))
 	}
-	res, err = d.request(http.MethodGet, "/debug/reconcile", nil, nil, authBasic)
+	res, err := d.request(http.MethodGet, "/debug/reconcile", nil, nil, authBasic)
 	if err != nil || !strings.Contains(string(res.Body), `<li data-execution="`+flaky+`.1"><code>`+flaky+`.1</code> async <span class="x-failed">failed</span>`) {
 		t.Errorf("debug page HTML lacks the record of %s.1: %v", flaky, err)
 	}
+}
+
+// TestExecutionRecordsDebugJobs: a job function's runs, one that exits 0
+// and one that exits 3, are summed up on /debug/reconcile as the async
+// attempts are: two kept, one failure, none running, the last runs newest
+// first with their kind, state and exit code (JSON and HTML).
+func TestExecutionRecordsDebugJobs(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	d.deployJob("dbgjob", nil)
+	suffix := randomSuffix(6)
+	ok, bad := "dbgjob-ok-"+suffix, "dbgjob-bad-"+suffix
+	if res := d.mustCallJob("POST", "/function/dbgjob?mode=upper", []byte("fine"), map[string]string{"X-Call-Id": ok}); res.Status != 200 {
+		t.Fatalf("call %s: %s", ok, res)
+	}
+	if res := d.mustCallJob("POST", "/function/dbgjob?exit=3&stderr=boom", nil, map[string]string{"X-Call-Id": bad}); res.Status != 500 {
+		t.Fatalf("call %s: %s", bad, res)
+	}
+	d.waitExecution(ok, store.ExecutionSucceeded)
+	d.waitExecution(bad, store.ExecutionFailed)
+
+	s, err := d.debugExecutions("openfaas-fn/dbgjob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Retained != 2 || s.Failures != 1 || s.Running != 0 || !slices.Equal(idsOf(s.Last), []string{bad, ok}) {
+		t.Fatalf("debug page, dbgjob: retained %d, failures %d, running %d, last %q; want 2, 1, 0, [%s %s]",
+			s.Retained, s.Failures, s.Running, idsOf(s.Last), bad, ok)
+	}
+	for i, want := range []struct {
+		state string
+		exit  int
+		out   string
+	}{{store.ExecutionFailed, 3, ""}, {store.ExecutionSucceeded, 0, "FINE"}} {
+		e := s.Last[i]
+		if e.Kind != store.ExecutionJob || e.State != want.state || e.ExitCode == nil || *e.ExitCode != want.exit ||
+			e.StdoutHead != want.out || e.FinishedAt.IsZero() {
+			t.Errorf("debug page, run %s: %+v; want a job run, %s, exit %d", e.ID, e, want.state, want.exit)
+		}
+	}
+
+	res, err := d.request(http.MethodGet, "/debug/reconcile", nil, nil, authBasic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(res.Body)
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`<tr data-executions-key="openfaas-fn/dbgjob"><td class="key"><code>openfaas-fn/dbgjob</code></td>` +
+			`<td class="retained num">2</td><td class="running num">0</td><td class="failures num">1</td>`),
+		regexp.MustCompile(`<li data-execution="` + bad + `"><code>` + bad + `</code> job <span class="x-failed">failed</span> [^<]* exit 3 <span class="muted">`),
+		regexp.MustCompile(`<li data-execution="` + ok + `"><code>` + ok + `</code> job <span class="x-succeeded">succeeded</span> [^<]* exit 0 <span class="muted">`),
+	} {
+		if !want.MatchString(html) {
+			t.Errorf("debug page HTML lacks %s", want)
+		}
+	}
+	d.waitJobsSettled(1, 30*time.Second)
 }
 
 // TestExecutionRecordsRetention: with EXECUTIONS_MAX=3 only the newest 3

@@ -570,6 +570,100 @@ func TestJobAsync(t *testing.T) {
 	d.waitJobsSettled(1, 30*time.Second)
 }
 
+// TestJobAsyncConcurrency: four /async-function/ calls at once to a job
+// function with io.dockerfaas.job.concurrency 1 all complete, each with
+// its own output, and their runs (the job records' start and end) never
+// overlap. With async max-inflight 4 the calls that found the slot taken
+// were answered 429 after READY_WAIT and retried; with max-inflight 1
+// they waited in the async queue instead, and none got a 429.
+func TestJobAsyncConcurrency(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, withEnv("READY_WAIT", "1s"))
+	const calls = 4
+	tests := []struct {
+		name        string
+		maxInflight int
+		retried     bool // some attempts were answered 429 and retried
+	}{
+		{name: "retried after 429", maxInflight: calls, retried: true},
+		{name: "queued", maxInflight: 1},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fn := "ajobc" + strconv.Itoa(i)
+			d.deployJob(fn, map[string]string{
+				"io.dockerfaas.job.concurrency": "1",
+				annMaxInflight:                  strconv.Itoa(tc.maxInflight),
+				annRetryAttempts:                "20",
+				annRetryMinWait:                 "100ms",
+				annRetryMaxWait:                 "500ms",
+			})
+			suffix := randomSuffix(6)
+			ids := make([]string, 0, calls)
+			for n := range calls {
+				id := fmt.Sprintf("%s-%d-%s", fn, n, suffix)
+				d.accept(http.MethodPost, "/async-function/"+fn+"?sleep=1s&mode=upper", []byte(id), map[string]string{"X-Call-Id": id})
+				ids = append(ids, id)
+			}
+			for _, id := range ids {
+				d.waitRecord(id, finalWith("succeeded", false))
+			}
+
+			// One job record per call (a 429 leaves none), each with the
+			// call's own output; sorted by start, each run began after
+			// the one before it ended.
+			runs := d.waitExecutions("function="+fn+"&kind=job", calls)
+			slices.SortFunc(runs, func(a, b store.Execution) int { return a.StartedAt.Compare(b.StartedAt) })
+			for n, e := range runs {
+				if e.State != store.ExecutionSucceeded || !slices.Contains(ids, e.ID) || e.StdoutHead != strings.ToUpper(e.ID) {
+					t.Errorf("job record %+v, want succeeded with the call's own output", e)
+				}
+				if n > 0 && e.StartedAt.Before(runs[n-1].FinishedAt) {
+					t.Errorf("run %s started at %s, before run %s ended (%s): more than one ran at a time",
+						e.ID, e.StartedAt.Format(time.StampMicro), runs[n-1].ID, runs[n-1].FinishedAt.Format(time.StampMicro))
+				}
+			}
+
+			// The async attempts: per call, the last succeeded and every
+			// earlier one was refused with 429.
+			attempts, err := d.executionsOf("function=" + fn + "&kind=async&limit=1000")
+			if err != nil {
+				t.Fatal(err)
+			}
+			refused := 0
+			for _, id := range ids {
+				rec, _, err := d.asyncRecordOf(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range attempts {
+					if !strings.HasPrefix(a.ID, id+".") {
+						continue
+					}
+					switch {
+					case a.Attempt == rec.Attempts && a.State == store.ExecutionSucceeded && a.StatusCode == http.StatusOK:
+					case a.Attempt < rec.Attempts && a.StatusCode == http.StatusTooManyRequests:
+						refused++
+					default:
+						t.Errorf("attempt %s: %s, status %d (the call took %d attempts)", a.ID, a.State, a.StatusCode, rec.Attempts)
+					}
+				}
+			}
+			t.Logf("%d async attempt records, %d answered 429 and retried", len(attempts), refused)
+			if got, want := len(attempts), calls+refused; got != want {
+				t.Errorf("%d attempt records, want %d (one success per call and the 429s)", got, want)
+			}
+			if tc.retried && refused == 0 {
+				t.Error("no attempt was answered 429: the calls did not meet the concurrency bound")
+			}
+			if !tc.retried && refused != 0 {
+				t.Errorf("%d attempts answered 429 with max-inflight 1, want the calls queued", refused)
+			}
+		})
+	}
+	d.waitJobsSettled(len(tests), 30*time.Second) // one pooled container per function
+}
+
 // TestJobKillDuringRuns: kill -9 while four jobs run; after the restart no
 // container of the killed runs is left, their records read interrupted
 // (written whole: the state file passes its checks), and the function

@@ -205,7 +205,36 @@ func TestPushThroughTLSProxy(t *testing.T) {
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: proxy.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	pushOverTLS(t, d, img, proxy.URL, certFile)
+}
 
+// TestPushNativeTLS pushes to a daemon serving HTTPS itself
+// (TLS_CERT_FILE/TLS_KEY_FILE, a certificate from a test CA): trusted with
+// SSL_CERT_FILE naming the CA, with --tls-no-verify, and refused (nothing
+// deployed) when the CA is unknown.
+func TestPushNativeTLS(t *testing.T) {
+	requireDocker(t)
+	img := fnImage(t, fnEcho)
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := ca.issue(t, dir, 3001)
+	d := startDaemon(t, withTLS(certFile, keyFile, ca.pool))
+	if !strings.HasPrefix(d.baseURL, "https://") {
+		t.Fatalf("harness base URL %s, want https", d.baseURL)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pushOverTLS(t, d, img, d.baseURL, caFile)
+}
+
+// pushOverTLS runs `dockerfaasd push --deploy` of img to d at the https
+// gateway: trusting certFile (SSL_CERT_FILE) and with --tls-no-verify each
+// deploy a function that then answers; with neither the push fails on the
+// certificate and deploys nothing.
+func pushOverTLS(t *testing.T, d *daemon, img, gateway, certFile string) {
+	t.Helper()
 	tests := []struct {
 		name  string
 		env   map[string]string
@@ -219,7 +248,7 @@ func TestPushThroughTLSProxy(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fn := "tls-" + randomSuffix(6)
-			args := append([]string{img, "--deploy", fn, "--gateway", proxy.URL, "--password-stdin"}, tc.flags...)
+			args := append([]string{img, "--deploy", fn, "--gateway", gateway, "--password-stdin"}, tc.flags...)
 			if tc.env == nil {
 				tc.env = map[string]string{}
 			}
@@ -237,8 +266,8 @@ func TestPushThroughTLSProxy(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("exit %d", r.code)
 			}
-			if !strings.Contains(r.stdout, "URL: "+proxy.URL+"/function/"+fn) {
-				t.Errorf("stdout lacks the function's URL through the proxy")
+			if !strings.Contains(r.stdout, "URL: "+gateway+"/function/"+fn) {
+				t.Errorf("stdout lacks the function's URL at %s", gateway)
 			}
 			d.waitReady(fn, "", 1)
 			res, err := d.request(http.MethodGet, "/function/"+fn, nil, nil, authBasic)
