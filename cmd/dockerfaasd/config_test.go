@@ -30,6 +30,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		{"exec timeout", c.ExecTimeout, 60 * time.Second},
 		{"resync", c.Resync, 30 * time.Second},
 		{"image upload max", c.ImageUploadMax, int64(2 << 30)},
+		{"pool size", c.PoolSize, 2},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -91,6 +92,10 @@ func TestParseConfigRejects(t *testing.T) {
 		{"IMAGE_UPLOAD_MAX": "0"},
 		{"IMAGE_UPLOAD_MAX": "-1Mi"},
 		{"IMAGE_UPLOAD_MAX": "lots"},
+		{"POOL_SIZE": "0"},
+		{"POOL_SIZE": "65"},
+		{"POOL_SIZE": "-1"},
+		{"POOL_SIZE": "two"},
 	}
 	for _, e := range tests {
 		if _, err := parseConfig(nil, env(e)); err == nil {
@@ -106,6 +111,35 @@ func TestParseConfigImageUploadMax(t *testing.T) {
 		if err != nil || c.ImageUploadMax != want {
 			t.Errorf("--image-upload-max %s = %d %v, want %d", in, c.ImageUploadMax, err, want)
 		}
+	}
+}
+
+// POOL_SIZE (or --pool-size) is the pool of a per-request function without
+// an io.dockerfaas.pool.size annotation: 1 to 64, the flag winning.
+func TestParseConfigPoolSize(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{"default", nil, nil, 2},
+		{"env", nil, map[string]string{"POOL_SIZE": "5"}, 5},
+		{"the smallest", nil, map[string]string{"POOL_SIZE": "1"}, 1},
+		{"the largest", []string{"--pool-size", "64"}, nil, 64},
+		{"flag over env", []string{"--pool-size=7"}, map[string]string{"POOL_SIZE": "3"}, 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env(tt.env))
+			if err != nil || c.PoolSize != tt.want {
+				t.Errorf("pool size %d %v, want %d", c.PoolSize, err, tt.want)
+			}
+		})
+	}
+	_, err := parseConfig(nil, env(map[string]string{"POOL_SIZE": "100"}))
+	if err == nil || !strings.Contains(err.Error(), "POOL_SIZE") || !strings.Contains(err.Error(), "from 1 to 64") {
+		t.Errorf("POOL_SIZE=100: %v; want an error naming the setting and its range", err)
 	}
 }
 

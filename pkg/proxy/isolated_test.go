@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -404,5 +405,88 @@ func TestIsolatedRouteOnlyForThePseudoEndpoint(t *testing.T) {
 	}
 	if takes, _, _ := pools.snapshot(); takes != 0 {
 		t.Errorf("Take called %d times for a shared function", takes)
+	}
+}
+
+// An isolated call past its exec timeout gets 504, and its container is
+// released all the same: one Take, one Dial, one Release, so the next call
+// gets a container of its own, never the one the timed-out call used.
+func TestIsolatedCallExecTimeout(t *testing.T) {
+	tests := []struct {
+		name   string
+		fnExec time.Duration // the function's exec_timeout; 0: the default applies
+		def    time.Duration
+	}{
+		{"the function's exec timeout", 100 * time.Millisecond, time.Minute},
+		{"the default exec timeout", 0, 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var abandoned atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+					abandoned.Add(1)
+				case <-time.After(isoWait):
+					_, _ = io.WriteString(w, "too late")
+				}
+			}))
+			t.Cleanup(srv.Close)
+			pools := &fakePools{addr: srv.Listener.Addr().String()}
+			key := faas.Key("ns", "fn")
+			cache := NewCache()
+			cache.Set(key, faas.IsolatedEndpoints(key))
+			cache.SetTimeouts(key, faas.Timeouts{Exec: tt.fnExec})
+			var mu sync.Mutex
+			var codes []int
+			base := front(t, New(cache, Options{Pools: pools, Timeout: tt.def, Log: quietLogger(),
+				Observe: func(_ string, code int, _ time.Duration) {
+					mu.Lock()
+					codes = append(codes, code)
+					mu.Unlock()
+				}}))
+
+			for i := 1; i <= 2; i++ {
+				start := time.Now()
+				resp, body := get(t, base+"/function/fn.ns")
+				if resp.StatusCode != http.StatusGatewayTimeout {
+					t.Fatalf("call %d: status %d %q, want 504", i, resp.StatusCode, body)
+				}
+				if took := time.Since(start); took > isoWait/2 {
+					t.Errorf("call %d took %v, want about the exec timeout", i, took)
+				}
+				takes, _, leases := pools.snapshot()
+				if takes != i || len(leases) != i {
+					t.Fatalf("after call %d: %d Takes, %d leases; want one per call", i, takes, len(leases))
+				}
+				l := leases[i-1]
+				l.awaitRelease(t)
+				if n := l.dials.Load(); n != 1 {
+					t.Errorf("call %d: Dial called %d times, want once", i, n)
+				}
+				if l.releasedDuringIO.Load() {
+					t.Errorf("call %d: released before its dial", i)
+				}
+				for _, earlier := range leases[:i-1] {
+					if n := earlier.dials.Load(); n != 1 {
+						t.Errorf("call %d dialed the container of an earlier call (%d dials)", i, n)
+					}
+				}
+			}
+			// The function saw each call abandoned at the deadline.
+			deadline := time.Now().Add(isoWait)
+			for abandoned.Load() < 2 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n := abandoned.Load(); n != 2 {
+				t.Errorf("%d calls abandoned in the container, want 2", n)
+			}
+			waitObservations(&mu, &codes, 2)
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(codes, []int{http.StatusGatewayTimeout, http.StatusGatewayTimeout}) {
+				t.Errorf("observed %v, want two 504s", codes)
+			}
+		})
 	}
 }

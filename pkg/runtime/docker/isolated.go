@@ -614,7 +614,14 @@ func (r *Runtime) Take(ctx context.Context, key string) (rt.Lease, error) {
 		return nil, &rt.PoolBusyError{Key: key, RetryAfter: retry}
 	}
 	r.iso.mu.Unlock()
-	if b := <-ch; b != nil { // handed over as the call left: nobody used it
+	b := <-ch // handed over (or the pool removed) as the call left
+	r.iso.mu.Lock()
+	if b != nil {
+		p.served-- // counted as it was handed over, but nobody used it
+	}
+	p.busy++ // the call is answered 429 all the same
+	r.iso.mu.Unlock()
+	if b != nil {
 		r.retireBoxes(b)
 	}
 	return nil, &rt.PoolBusyError{Key: key, RetryAfter: time.Second}
