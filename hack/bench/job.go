@@ -97,7 +97,7 @@ func (r *runner) job(ctx context.Context) error {
 		"Floor: `ContainerCreate` + `ContainerStart` + `ContainerWait` + `ContainerRemove` through the Docker API on a network of "+
 		"the driver's. dockerfaasd: `POST /function/NAME` (basic auth, keep-alive) to a job-mode function, whose container is "+
 		"removed after the answer. Pooled: a function keeping as many containers started ahead of calls as calls run at once "+
-		"(the default pool of one at concurrency 1, `io.dockerfaas.job.warm: 4` at 4), its calls made back to back (bound by "+
+		"(the default pool of one at concurrency 1, `io.dockerfaas.job.warm: 4` at 4; at 4 also the default pool of one), its calls made back to back (bound by "+
 		"Docker's start rate, like the floor) or each batch once the pool is full of fresh containers (as calls meet an idle "+
 		"function; the wait is not timed). `%s` has no pool (`io.dockerfaas.job.warm: 0`: create, attach, start per call).\n\n", runs, jobColdFn)
 	b.WriteString("| concurrency | what | p50 | p99 | runs/s |\n|---:|---|---:|---:|---:|\n")
@@ -114,13 +114,24 @@ func (r *runner) job(ctx context.Context) error {
 			{name: fmt.Sprintf("dockerfaasd, pool of %d, calls back to back", c), f: call},
 			{name: "dockerfaasd, no pool (a container made per call)", f: cold},
 		}}
+		if c > 1 {
+			// What a function gets without an annotation (JOB_WARM's
+			// pool of one) when calls come c at a time.
+			def := jobLevels[0].fn
+			rw.sides = append(rw.sides, &jobSide{name: "dockerfaasd, default pool of 1, calls back to back",
+				f: func(ctx context.Context) error { return r.jobCall(ctx, def) }, poolFn: def, poolN: 1})
+		}
 		for round := range 4 {
 			n := runs / 4
 			if round == 3 {
 				n = runs - 3*(runs/4)
 			}
 			for _, sd := range rw.sides {
-				if _, err := r.waitPooled(ctx, fn, c, nil); err != nil {
+				pfn, pn := fn, c
+				if sd.poolFn != "" {
+					pfn, pn = sd.poolFn, sd.poolN
+				}
+				if _, err := r.waitPooled(ctx, pfn, pn, nil); err != nil {
 					return err
 				}
 				lat, el, err := runConcurrent(ctx, c, n, sd.f)
@@ -183,6 +194,10 @@ type jobSide struct {
 	f    func(context.Context) error
 	lat  []time.Duration
 	took time.Duration
+	// poolFn's pool is waited for to hold poolN fresh containers before
+	// each round ("": the row's function and concurrency).
+	poolFn string
+	poolN  int
 }
 
 // jobPaced makes n calls of fn, c at once, each batch once fn's pool
