@@ -88,7 +88,7 @@ type debugRoute struct {
 // TestPathRoutes: with invoke auth on, functions with io.dockerfaas.route
 // are served at their path prefix exactly as on /function/NAME (path and
 // query passed on, 401 without credentials, the invocation metric
-// counted); a taken route is a 409, a reserved one a 400, a longer one is
+// counted, the exec timeout's 504); a taken route is a 409, a reserved one a 400, a longer one is
 // not confused with a shorter; the routes are on /debug/reconcile; a
 // deleted function's route answers 404, and a changed route moves.
 func TestPathRoutes(t *testing.T) {
@@ -148,6 +148,23 @@ func TestPathRoutes(t *testing.T) {
 	}
 	if got := metricValue(t, d, metric); got != before+calls {
 		t.Errorf("%s = %v after %d calls through /sum, want %v", metric, got, calls, before+calls)
+	}
+
+	// The same timeouts: the function's exec_timeout ends a call through
+	// its route with a 504, as on /function/NAME.
+	slow := routedSpec("rt-slow", img, "/slow")
+	slow.EnvVars = map[string]string{"exec_timeout": "1s"}
+	d.deploy(slow)
+	d.waitReady("rt-slow", defaultNamespace, 1)
+	eventually(t, 30*time.Second, pollInterval, func() error {
+		res, err := d.request(http.MethodGet, "/slow/sleep?d=10s", nil, nil, authBasic)
+		if err != nil || res.Status != http.StatusGatewayTimeout {
+			return fmt.Errorf("GET /slow/sleep?d=10s with exec_timeout 1s: %v %v, want 504", res, err)
+		}
+		return nil
+	})
+	if err := d.client().DeleteFunction(ctx, "rt-slow", defaultNamespace); err != nil {
+		t.Fatalf("delete rt-slow: %v", err)
 	}
 
 	// Collisions and reserved paths are refused at deploy, and nothing is stored.
