@@ -172,9 +172,11 @@ func TestCorruptStateFile(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		content []byte
+		dir     bool // state.db is a directory: unreadable as a file, even to root
 	}{
-		{"garbage", bytes.Repeat([]byte("not a bbolt file "), 1024)},
-		{"empty", nil},
+		{name: "garbage", content: bytes.Repeat([]byte("not a bbolt file "), 1024)},
+		{name: "empty"},
+		{name: "unreadable", dir: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "state")
@@ -182,7 +184,11 @@ func TestCorruptStateFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join(dir, "state.db")
-			if err := os.WriteFile(path, tc.content, 0o600); err != nil {
+			if tc.dir {
+				if err := os.Mkdir(path, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.WriteFile(path, tc.content, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			d := &daemon{bin: bin}
@@ -194,7 +200,11 @@ func TestCorruptStateFile(t *testing.T) {
 			if code == 0 || !strings.Contains(out, path) || !strings.Contains(out, "unreadable or corrupt") || !strings.Contains(out, "dockerfaasd restore") {
 				t.Errorf("daemon on a %s state file: exit %d\n%s", tc.name, code, out)
 			}
-			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, tc.content) {
+			if tc.dir {
+				if entries, err := os.ReadDir(path); err != nil || len(entries) != 0 {
+					t.Errorf("the unreadable state path was changed: %v %v", entries, err)
+				}
+			} else if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, tc.content) {
 				t.Errorf("the damaged state file was changed (%v)", err)
 			}
 		})
