@@ -591,6 +591,7 @@ func newRuntime(ctx context.Context, cfg config, engine *docker.Client, self str
 		JobInitBinary: jobInitBinary(cfg.JobInitBinary, log),
 		PoolSize:      cfg.PoolSize,
 		HandoffDir:    cfg.HandoffDir,
+		KernelLog:     dockerrt.DefaultKernelLog,
 		// Running in a container, the daemon's path is not the engine's.
 		HandoffHostDir: handoffHostDir(ctx, cfg.HandoffDir, self, engine, log),
 		// Drained replicas are stopped once the proxy's calls on them ended.

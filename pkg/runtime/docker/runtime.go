@@ -13,6 +13,7 @@ package docker
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,6 +86,10 @@ type Config struct {
 	// container), else as HandoffDir itself.
 	HandoffDir     string
 	HandoffHostDir string
+	// KernelLog is the kernel's log device (DefaultKernelLog), read for
+	// the OOM kills of job containers that Docker may not report ("":
+	// Docker's word alone).
+	KernelLog string
 	// Registerer receives the runtime's metrics (nil = not registered).
 	Registerer prometheus.Registerer
 	Log        logrus.FieldLogger
@@ -129,6 +134,10 @@ type Runtime struct {
 	images *Images
 	// host is the engine's host name, for the replicas' status.
 	host hostName
+	// kmsg is set while a Watch follows the kernel's log (kmsg.go);
+	// kmsgOff says once that it cannot be read.
+	kmsg    atomic.Bool
+	kmsgOff sync.Once
 
 	mu       sync.Mutex
 	draining map[string]time.Time // container ID → when it left the endpoint set
