@@ -12,8 +12,8 @@
 package docker
 
 import (
+	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,10 +134,6 @@ type Runtime struct {
 	images *Images
 	// host is the engine's host name, for the replicas' status.
 	host hostName
-	// kmsg is set while a Watch follows the kernel's log (kmsg.go);
-	// kmsgOff says once that it cannot be read.
-	kmsg    atomic.Bool
-	kmsgOff sync.Once
 
 	mu       sync.Mutex
 	draining map[string]time.Time // container ID → when it left the endpoint set
@@ -234,6 +230,15 @@ func New(cfg Config, eng engine.Engine) *Runtime {
 	r.usage = newUsage(r)
 	if ie, ok := eng.(engine.ImageEngine); ok {
 		r.images = NewImages(ie, cfg.Log)
+	}
+	if cfg.KernelLog != "" {
+		// For the daemon's lifetime: the kernel's log is not the engine's,
+		// and outlives any one event stream.
+		go func() {
+			if err := r.followKernelOOMs(context.Background(), cfg.KernelLog); err != nil {
+				cfg.Log.WithError(err).Info("jobs: OOM kills are known from Docker alone")
+			}
+		}()
 	}
 	return r
 }

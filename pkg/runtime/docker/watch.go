@@ -28,16 +28,7 @@ func (r *Runtime) Watch(ctx context.Context, subscribed func(context.Context) er
 		return err
 	}
 	r.cfg.Log.Info("watching docker events")
-	if r.cfg.KernelLog != "" && r.kmsg.CompareAndSwap(false, true) {
-		go func() {
-			defer r.kmsg.Store(false)
-			if err := r.followKernelOOMs(ctx, r.cfg.KernelLog); err != nil {
-				r.kmsgOff.Do(func() {
-					r.cfg.Log.WithError(err).Info("jobs: OOM kills are known from Docker alone")
-				})
-			}
-		}()
-	}
+
 	for {
 		select {
 		case ev, ok := <-cevs:
