@@ -93,7 +93,8 @@ type jobRun struct {
 	done      chan struct{}      // closed once its container is removed (or given up)
 	// died gets the exit code from Docker's die event (see jobDied).
 	died chan int
-	// oom is set by Docker's oom event for its container (see jobOOM).
+	// oom is set when Docker's oom event or the kernel's log says its
+	// container's process was killed for memory (see jobOOM).
 	oom atomic.Bool
 	// warm is set (under jobState.mu) on a run started ahead of its call.
 	warm *warmJob
@@ -230,8 +231,9 @@ func (r *Runtime) jobDied(id, exitCode string) {
 	}
 }
 
-// jobOOM takes note of Docker's "oom" event for a job container: the
-// memory cgroup of its run hit its limit and the kernel killed a process.
+// jobOOM takes note that the kernel killed a process of job container id
+// for memory: Docker's "oom" event for it (watch.go), or the kernel's own
+// log line (kmsg.go).
 func (r *Runtime) jobOOM(id string) {
 	r.jobs.mu.Lock()
 	run := r.jobs.byContainer[id]
@@ -438,12 +440,13 @@ wait:
 // kernel OOM kill the engine has not reported yet. Docker 20.10 sets
 // State.OOMKilled only when containerd's OOM event for the task comes
 // before its exit event; the two travel apart, and under container churn
-// the OOM event can come hundreds of milliseconds after the exit (then only
-// Docker's "oom" event tells of it: see jobOOM).
+// the OOM event can come hundreds of milliseconds after the exit, or never
+// (the shim may exit first). Docker's "oom" event and the kernel's log
+// (jobOOM) may still tell of it meanwhile.
 const oomKillLag = time.Second
 
 // oomKilled reads whether the kernel killed the run's process for memory:
-// Docker's State.OOMKilled, or an "oom" event for its container. Unless the
+// Docker's State.OOMKilled, or jobOOM's word for its container. Unless the
 // daemon killed it itself (notOurs false), a first "no" is read again for
 // up to oomKillLag.
 func oomKilled(ctx context.Context, je engine.JobEngine, id string, run *jobRun, notOurs bool, log logrus.FieldLogger) bool {

@@ -28,7 +28,6 @@ func (r *Runtime) Watch(ctx context.Context, subscribed func(context.Context) er
 		return err
 	}
 	r.cfg.Log.Info("watching docker events")
-
 	for {
 		select {
 		case ev, ok := <-cevs:
