@@ -162,6 +162,19 @@ func checkBackedUp(t *testing.T, d *daemon, secretValue string) {
 	}
 }
 
+// startOnState runs the daemon binary on the state directory dir until it
+// exits (a daemon that starts is a failure of the caller's check), and
+// returns its exit code and output.
+func startOnState(t *testing.T, bin, dir, what string) (int, string) {
+	t.Helper()
+	d := &daemon{bin: bin}
+	return d.runCLI(t, "", []string{
+		"STATE_DIR=" + dir, "STATE_DB_PATH=", "STATE_JOURNAL=", "RUNTIME=",
+		"GATEWAY_PORT=" + fmt.Sprint(freePort(t)), "BIND_ADDRESS=127.0.0.1",
+		"AUTH_PASSWORD=pw-" + what, "INSTANCE=e2e-" + what + "-" + randomSuffix(6),
+	})
+}
+
 // TestCorruptStateFile: a daemon started on a damaged state file stops at
 // once with a message naming the file and suggesting restore, and leaves
 // the file as it was.
@@ -191,12 +204,7 @@ func TestCorruptStateFile(t *testing.T) {
 			} else if err := os.WriteFile(path, tc.content, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			d := &daemon{bin: bin}
-			code, out := d.runCLI(t, "", []string{
-				"STATE_DIR=" + dir, "STATE_DB_PATH=", "STATE_JOURNAL=", "RUNTIME=",
-				"GATEWAY_PORT=" + fmt.Sprint(freePort(t)), "BIND_ADDRESS=127.0.0.1",
-				"AUTH_PASSWORD=pw-corrupt", "INSTANCE=e2e-corrupt-" + randomSuffix(6),
-			})
+			code, out := startOnState(t, bin, dir, "corrupt")
 			if code == 0 || !strings.Contains(out, path) || !strings.Contains(out, "unreadable or corrupt") || !strings.Contains(out, "dockerfaasd restore") {
 				t.Errorf("daemon on a %s state file: exit %d\n%s", tc.name, code, out)
 			}
@@ -262,12 +270,7 @@ func TestNewerStateSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d := &daemon{bin: bin}
-	code, out := d.runCLI(t, "", []string{
-		"STATE_DIR=" + dir, "STATE_DB_PATH=", "STATE_JOURNAL=", "RUNTIME=",
-		"GATEWAY_PORT=" + fmt.Sprint(freePort(t)), "BIND_ADDRESS=127.0.0.1",
-		"AUTH_PASSWORD=pw-schema", "INSTANCE=e2e-schema-" + randomSuffix(6),
-	})
+	code, out := startOnState(t, bin, dir, "schema")
 	for _, want := range []string{path, fmt.Sprintf("state file schema %d is newer than this dockerfaasd (knows up to %d)", next, next-1),
 		"upgrade dockerfaasd or restore a backup"} {
 		if !strings.Contains(out, want) {
