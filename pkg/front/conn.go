@@ -59,7 +59,7 @@ type conn struct {
 	// The watch for the client going away during a long call.
 	timer     *time.Timer
 	mu        sync.Mutex
-	reqCancel context.CancelFunc
+	reqCancel func()
 	reqDone   bool // the handler has returned
 	canWatch  bool // nothing of the request is left to read
 	fired     bool // watchAfter has passed
@@ -275,7 +275,7 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	if srv.WriteTimeout > 0 {
 		_ = c.nc.SetWriteDeadline(now.Add(srv.WriteTimeout))
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
+	ctx, cancel := c.requestContext()
 	defer cancel()
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.remote
@@ -317,6 +317,15 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		}
 	}
 	return true
+}
+
+// requestContext is a new request's context and its cancel function.
+func (c *conn) requestContext() (context.Context, func()) {
+	if c.ctx.Done() == nil {
+		ctx := newCallCtx(c.ctx)
+		return ctx, ctx.cancel
+	}
+	return context.WithCancel(c.ctx) // follows a cancellable BaseContext
 }
 
 // runHandler calls the handler, turning a panic into a closed connection

@@ -40,10 +40,16 @@ var errUnexpectedSwitch = errors.New("replica switched protocols unasked")
 // and streams the answer to w. It replaces ReverseProxy + http.Transport
 // for the hot path: no outbound request or header map is built, and no
 // goroutine is involved unless the request has a large or unsized body.
-// ctx carries the exec timeout; body is the request body already bounded
-// by MaxBodyBytes (nil when the request has none).
-func (p *Proxy) forward(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, r *http.Request, c *call, body io.ReadCloser) {
-	uc, err := p.conns.get(ctx, c.upstream)
+// ctx is the request's (the client leaving ends the call); exec is the
+// exec timeout (0 for none), kept by the connection's own timer rather
+// than a context per call; body is the request body already bounded by
+// MaxBodyBytes (nil when the request has none).
+func (p *Proxy) forward(ctx context.Context, exec time.Duration, w http.ResponseWriter, rc *http.ResponseController, r *http.Request, c *call, body io.ReadCloser) {
+	var dialBy time.Time // a dial counts against the exec timeout
+	if exec > 0 {
+		dialBy = time.Now().Add(exec)
+	}
+	uc, err := p.conns.get(ctx, dialBy, c.upstream)
 	if err != nil && len(c.eps) > 1 && isDialError(err) && ctx.Err() == nil {
 		// Nothing was sent, the body is untouched: the next replica may
 		// take the call. Once, as retryTransport does.
@@ -51,20 +57,20 @@ func (p *Proxy) forward(ctx context.Context, w http.ResponseWriter, rc *http.Res
 		c.pick = (c.pick + 1) % len(c.eps)
 		c.upstream = c.eps[c.pick].Addr
 		c.load.On(c.eps[c.pick].Replica)
-		uc, err = p.conns.get(ctx, c.upstream)
+		uc, err = p.conns.get(ctx, dialBy, c.upstream)
 	}
 	if err != nil {
 		p.upstreamFailed(ctx, w, c, err)
 		return
 	}
-	ex := exchange{p: p, ctx: ctx, r: r, c: c, body: body, uc: uc, w: w, rc: rc}
+	ex := exchange{p: p, ctx: ctx, exec: exec, r: r, c: c, body: body, uc: uc, w: w, rc: rc}
 	resp, err := ex.roundTrip()
 	if err != nil && ex.replayable(err) {
 		// The pooled connection was closed under us before the replica
 		// read anything of a request that is safe to send again: send it
 		// on a fresh connection to the same replica.
 		ex.retire()
-		if ex.uc, err = p.conns.dial(ctx, c.upstream); err == nil {
+		if ex.uc, err = p.conns.dial(ctx, dialBy, c.upstream); err == nil {
 			resp, err = ex.roundTrip()
 		}
 	}
@@ -86,6 +92,7 @@ func (p *Proxy) forward(ctx context.Context, w http.ResponseWriter, rc *http.Res
 type exchange struct {
 	p    *Proxy
 	ctx  context.Context
+	exec time.Duration
 	r    *http.Request
 	c    *call
 	body io.ReadCloser
@@ -96,16 +103,27 @@ type exchange struct {
 	stop    func() bool // unregisters the cancellation hook
 	written chan error  // the body writer's result, nil when written inline
 	wrote   bool        // a byte of the request may have left
+
+	// A plain answer (readPlainAnswer): its fields are already in w's
+	// header map, and these stand for http.ReadResponse's results.
+	plain     bool
+	stream    bool
+	plainResp http.Response
+	plainBody plainBody
 }
 
 // roundTrip writes the request and reads the head of the final answer.
 func (ex *exchange) roundTrip() (*http.Response, error) {
 	uc := ex.uc
 	conn := uc.conn
-	// The exec timeout and the client leaving both end the call: one hook
-	// unblocks whatever the call is doing on the connection, without a
-	// watcher goroutine.
-	ex.stop = context.AfterFunc(ex.ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	// The exec timeout and the client leaving both end the call by
+	// unblocking whatever the call is doing on the connection, without a
+	// watcher goroutine: the connection's timer, and one hook on the
+	// request's context.
+	if ex.exec > 0 {
+		uc.armExec(ex.exec)
+	}
+	ex.stop = afterFunc(ex.ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 
 	r := ex.r
 	hasBody := ex.body != nil
@@ -151,6 +169,20 @@ func (ex *exchange) roundTrip() (*http.Response, error) {
 		ex.wrote = true
 	}
 
+	// Not while a body writer runs: the body's size limit may touch w's
+	// header map from its goroutine.
+	bodyWriter := ex.written != nil
+	a, ok, err := readPlainAnswer(uc.br, r.Method, bodyWriter, ex.w)
+	switch {
+	case err != nil:
+		return nil, ex.cause(err)
+	case ok:
+		ex.plain = true
+		ex.plainBody = plainBody{br: uc.br, left: a.length}
+		ex.plainResp = http.Response{StatusCode: a.code, ContentLength: a.length, Body: &ex.plainBody}
+		ex.stream = a.stream
+		return &ex.plainResp, nil
+	}
 	for n := 0; ; n++ {
 		resp, err := http.ReadResponse(uc.br, r)
 		if err != nil {
@@ -170,12 +202,15 @@ func (ex *exchange) roundTrip() (*http.Response, error) {
 	}
 }
 
-// cause returns err, or the context's error when the call was ended by
-// the exec timeout or the client: the deadline set by the hook surfaces
-// as an i/o timeout that would otherwise read as the replica's fault.
+// cause returns err, wrapped in what ended the call when the client or
+// the exec timeout did: the deadline they set surfaces as an i/o timeout
+// that would otherwise read as the replica's fault.
 func (ex *exchange) cause(err error) error {
 	if cerr := ex.ctx.Err(); cerr != nil {
 		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	if ex.uc.expired.Load() {
+		return fmt.Errorf("exec timeout: %w: %w", context.DeadlineExceeded, err)
 	}
 	return err
 }
@@ -201,7 +236,7 @@ func (ex *exchange) informational(resp *http.Response) {
 // answer, and the request has no body and a method that is safe to repeat
 // (http.Transport's rule for the same race).
 func (ex *exchange) replayable(err error) bool {
-	if !ex.uc.reused || ex.body != nil || ex.ctx.Err() != nil {
+	if !ex.uc.reused || ex.body != nil || ex.ctx.Err() != nil || ex.uc.expired.Load() {
 		return false
 	}
 	switch ex.r.Method {
@@ -236,6 +271,9 @@ func (ex *exchange) release(clean bool) {
 	if ex.stop != nil && !ex.stop() {
 		clean = false // the cancellation hook ran: the deadline is poisoned
 	}
+	if !ex.uc.disarmExec() {
+		clean = false // so did the exec timeout
+	}
 	if clean && ex.written != nil {
 		select {
 		case err := <-ex.written:
@@ -256,6 +294,7 @@ func (ex *exchange) retire() {
 	if ex.stop != nil {
 		ex.stop()
 	}
+	ex.uc.disarmExec()
 	_ = ex.uc.conn.Close()
 }
 
@@ -263,7 +302,10 @@ func (ex *exchange) retire() {
 func (ex *exchange) respond(w http.ResponseWriter, resp *http.Response) {
 	p, c := ex.p, ex.c
 	h := w.Header()
-	copyEndToEnd(h, resp.Header)
+	if !ex.plain {
+		copyEndToEnd(h, resp.Header)
+		ex.stream = isStream(resp.Header.Get("Content-Type"))
+	}
 	h.Set(HeaderCallID, c.callID)
 	h.Set(HeaderStartTime, c.startStr)
 	// The watchdog measures the function itself; ours would include the hop.
@@ -290,7 +332,7 @@ func (ex *exchange) respond(w http.ResponseWriter, resp *http.Response) {
 	// write, as ReverseProxy does. A sized body is flushed whenever the
 	// replica has nothing more buffered, so a slowly written one flows,
 	// while an answer that arrives whole leaves in one write with its head.
-	everyWrite := resp.ContentLength < 0 || isStream(resp.Header.Get("Content-Type"))
+	everyWrite := resp.ContentLength < 0 || ex.stream
 	bufp := p.buffers.pool.Get().(*[]byte)
 	buf := *bufp
 	var (
@@ -601,8 +643,8 @@ func writeBody(bw *bufio.Writer, body io.Reader, n int64, chunked bool, trailer 
 }
 
 // validHeaderName reports whether k is an HTTP token.
-func validHeaderName(k string) bool {
-	if k == "" {
+func validHeaderName[T string | []byte](k T) bool {
+	if len(k) == 0 {
 		return false
 	}
 	for i := 0; i < len(k); i++ {
@@ -616,7 +658,7 @@ func validHeaderName(k string) bool {
 
 // validHeaderValue reports whether v holds no control byte but tab, so
 // that it cannot split the request.
-func validHeaderValue(v string) bool {
+func validHeaderValue[T string | []byte](v T) bool {
 	for i := 0; i < len(v); i++ {
 		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
 			return false

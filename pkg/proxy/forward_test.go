@@ -595,3 +595,55 @@ func FuzzWriteHead(f *testing.F) {
 		}
 	})
 }
+
+// TestExecTimeoutOnPooledConnections: the exec timeout is a timer of the
+// connection, re-armed per call. A call that ended in time leaves the
+// connection usable however long it then stays idle; one that timed out
+// gets 504 and its connection is not reused.
+func TestExecTimeoutOnPooledConnections(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	ep := faas.Endpoint{Replica: "r1", Addr: srv.Listener.Addr().String()}
+	c := NewCache()
+	c.Set("openfaas-fn/fn", []faas.Endpoint{ep})
+	p := New(c, Options{Log: quietLogger(), Timeout: 150 * time.Millisecond})
+	base := front(t, p) + "/function/fn"
+
+	for i := range 2 {
+		if resp, body := get(t, base); resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("call %d: %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(300 * time.Millisecond) // idle for twice the timeout
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("calls that ended in time used %d connections, want 1", n)
+	}
+	if resp, _ := get(t, base+"/slow"); resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("slow call: %d, want 504", resp.StatusCode)
+	}
+	if n := p.conns.idleCount(ep.Addr); n != 0 {
+		t.Fatalf("%d idle connections after an exec timeout, want 0", n)
+	}
+	if resp, body := get(t, base); resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("after the timeout: %d %q", resp.StatusCode, body)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections in all, want 2 (the timed-out one replaced)", n)
+	}
+}

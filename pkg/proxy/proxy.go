@@ -335,8 +335,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc := http.NewResponseController(w)
-	ctx, cancel := p.deadlines(rc, r, c)
-	defer cancel()
+	exec := p.clientDeadlines(rc, c)
 
 	// Without full duplex, a function that answers while still reading a
 	// large request body gets its response truncated (golang/go#40747).
@@ -348,6 +347,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p.maxBody > 0 {
 			r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, p.maxBody), c: c}
 		}
+		ctx, cancel := withExec(r.Context(), exec)
+		defer cancel()
 		p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
 		return
 	}
@@ -362,7 +363,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			body = http.MaxBytesReader(w, body, p.maxBody)
 		}
 	}
-	p.forward(ctx, w, rc, r, c, body)
+	p.forward(r.Context(), exec, w, rc, r, c, body)
 }
 
 // isEndpoint reports whether addr is still a ready endpoint of key, for
@@ -382,6 +383,20 @@ func (p *Proxy) isEndpoint(key, addr string) bool {
 // on the call to the replica. The write deadline leaves room to send the
 // 504 that an exec timeout produces.
 func (p *Proxy) deadlines(rc *http.ResponseController, r *http.Request, c *call) (context.Context, context.CancelFunc) {
+	return withExec(r.Context(), p.clientDeadlines(rc, c))
+}
+
+// withExec is ctx ended by the exec timeout, if there is one.
+func withExec(ctx context.Context, exec time.Duration) (context.Context, context.CancelFunc) {
+	if exec <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, exec)
+}
+
+// clientDeadlines sets the function's read and write deadlines on the
+// client connection and returns its exec timeout (0 for none).
+func (p *Proxy) clientDeadlines(rc *http.ResponseController, c *call) time.Duration {
 	var t faas.Timeouts
 	if p.timeouts != nil {
 		t = p.timeouts.Timeouts(c.key)
@@ -397,10 +412,7 @@ func (p *Proxy) deadlines(rc *http.ResponseController, r *http.Request, c *call)
 	if t.Write > 0 || t.Exec > 0 {
 		_ = rc.SetWriteDeadline(now.Add(max(t.Write, exec) + time.Second))
 	}
-	if exec <= 0 {
-		return r.Context(), func() {}
-	}
-	return context.WithTimeout(r.Context(), exec)
+	return max(exec, 0)
 }
 
 // limitedBody notes on the call that the body went over the limit, so the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -35,6 +36,40 @@ type upConn struct {
 	raw      syscall.RawConn
 	peekFn   func(fd uintptr) bool
 	peekLive bool
+
+	// The exec timeout of the call using the connection: one timer for
+	// the connection's life, re-armed per call, which ends the call by
+	// setting a past deadline (cheaper than a context with a timer per
+	// call). A connection whose timer fired is never reused.
+	execTimer *time.Timer
+	execArmed bool
+	expired   atomic.Bool
+}
+
+// armExec starts the exec timeout of a call on uc.
+func (uc *upConn) armExec(d time.Duration) {
+	uc.execArmed = true
+	if uc.execTimer == nil {
+		uc.execTimer = time.AfterFunc(d, uc.expire)
+		return
+	}
+	uc.execTimer.Reset(d)
+}
+
+// expire ends the call in progress: its reads and writes fail at once.
+func (uc *upConn) expire() {
+	uc.expired.Store(true)
+	_ = uc.conn.SetDeadline(aLongTimeAgo)
+}
+
+// disarmExec stops the exec timeout and reports whether the connection
+// is untouched by it (false once it fired: the deadline is poisoned).
+func (uc *upConn) disarmExec() bool {
+	if !uc.execArmed {
+		return !uc.expired.Load()
+	}
+	uc.execArmed = false
+	return uc.execTimer.Stop()
 }
 
 // connPool keeps idle connections per replica address, so that a call
@@ -72,8 +107,9 @@ func newConnPool(present func(key, addr string) bool) *connPool {
 }
 
 // get returns an idle connection to addr that the peer has not closed, or
-// dials a new one. A dial error is returned as the dialer's *net.OpError.
-func (p *connPool) get(ctx context.Context, addr string) (*upConn, error) {
+// dials a new one, giving up on the dial at by (if not zero). A dial
+// error is returned as the dialer's *net.OpError.
+func (p *connPool) get(ctx context.Context, by time.Time, addr string) (*upConn, error) {
 	for {
 		p.mu.Lock()
 		h := p.hosts[addr]
@@ -98,12 +134,14 @@ func (p *connPool) get(ctx context.Context, addr string) (*upConn, error) {
 		}
 		_ = uc.conn.Close()
 	}
-	return p.dial(ctx, addr)
+	return p.dial(ctx, by, addr)
 }
 
-// dial opens a new connection to addr.
-func (p *connPool) dial(ctx context.Context, addr string) (*upConn, error) {
-	conn, err := p.dialer.DialContext(ctx, "tcp", addr)
+// dial opens a new connection to addr, giving up at by (if not zero).
+func (p *connPool) dial(ctx context.Context, by time.Time, addr string) (*upConn, error) {
+	d := p.dialer
+	d.Deadline = by
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
