@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/base64"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,6 +36,19 @@ func TestAuth(t *testing.T) {
 		{"empty basic", func(r *http.Request) { r.SetBasicAuth("", "") }, false},
 		{"garbage basic", func(r *http.Request) { r.Header.Set("Authorization", "Basic !!!") }, false},
 		{"right", func(r *http.Request) { r.SetBasicAuth(testUser, testPass) }, true},
+		// The header as clients send it is decided by its hash; these
+		// others take the full check, with the same outcome as ever.
+		{"right, scheme in lower case", func(r *http.Request) {
+			r.Header.Set("Authorization", "basic "+base64.StdEncoding.EncodeToString([]byte(testUser+":"+testPass)))
+		}, true},
+		{"right, then more bytes", func(r *http.Request) {
+			r.SetBasicAuth(testUser, testPass)
+			r.Header.Set("Authorization", r.Header.Get("Authorization")+"x")
+		}, false},
+		{"right header twice", func(r *http.Request) {
+			r.SetBasicAuth(testUser, testPass)
+			r.Header.Add("Authorization", r.Header.Get("Authorization"))
+		}, true},
 	}
 	for _, c := range creds {
 		for _, p := range protected {

@@ -28,9 +28,38 @@ type Gateway struct {
 	gwSeconds     *prometheus.HistogramVec
 	gwStarted     *prometheus.CounterVec
 
-	// counts backs invocationCount in function lists: completed
-	// invocations per function key, read without touching Prometheus.
-	counts sync.Map // key → *atomic.Uint64
+	// fns are each function's metric children, looked up once: a vector
+	// hashes and checks its label values on every WithLabelValues, which
+	// a call would otherwise do six times. Their count backs
+	// invocationCount in function lists.
+	fns sync.Map // key → *fnMetrics
+
+	reqMu sync.RWMutex
+	reqs  map[reqLabels]prometheus.Counter // gateway_http_requests_total's children
+}
+
+// fnMetrics are one function's children of the per-function vectors.
+type fnMetrics struct {
+	started  prometheus.Counter
+	duration prometheus.Observer
+	count    atomic.Uint64 // completed invocations
+
+	mu    sync.Mutex
+	codes atomic.Pointer[[]*codeMetrics] // copied on write: a function answers few codes
+}
+
+// codeMetrics are a function's children for one status code.
+type codeMetrics struct {
+	code                       int
+	invocations, gwInvocations prometheus.Counter
+	gwSeconds                  prometheus.Observer
+	errors                     prometheus.Counter // nil below 500
+}
+
+// reqLabels are the labels of gateway_http_requests_total.
+type reqLabels struct {
+	code          int
+	method, route string
 }
 
 // ReplicaLister gives the desired replicas per function key, read at scrape
@@ -65,6 +94,7 @@ func New(reg prometheus.Registerer, replicas ReplicaLister) *Gateway {
 		gwStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_function_invocation_started", Help: "Function invocations started (OpenFaaS gateway name).",
 		}, fn),
+		reqs: map[reqLabels]prometheus.Counter{},
 	}
 	reg.MustRegister(g.httpRequests, g.invocations, g.duration, g.errors, g.gwInvocations, g.gwSeconds, g.gwStarted)
 	if replicas != nil {
@@ -84,7 +114,55 @@ func FunctionName(key string) string {
 
 // Started records that an invocation of key began.
 func (g *Gateway) Started(key string) {
-	g.gwStarted.WithLabelValues(FunctionName(key)).Inc()
+	g.function(key).started.Inc()
+}
+
+// function returns key's metric children, made on its first call.
+func (g *Gateway) function(key string) *fnMetrics {
+	if v, ok := g.fns.Load(key); ok {
+		return v.(*fnMetrics)
+	}
+	name := FunctionName(key)
+	v, _ := g.fns.LoadOrStore(key, &fnMetrics{
+		started:  g.gwStarted.WithLabelValues(name),
+		duration: g.duration.WithLabelValues(name),
+	})
+	return v.(*fnMetrics)
+}
+
+// code returns f's children for code, made on its first call.
+func (g *Gateway) code(key string, f *fnMetrics, code int) *codeMetrics {
+	if p := f.codes.Load(); p != nil {
+		for _, m := range *p {
+			if m.code == code {
+				return m
+			}
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var old []*codeMetrics
+	if p := f.codes.Load(); p != nil {
+		old = *p
+		for _, m := range old {
+			if m.code == code {
+				return m
+			}
+		}
+	}
+	name, c := FunctionName(key), strconv.Itoa(code)
+	m := &codeMetrics{
+		code:          code,
+		invocations:   g.invocations.WithLabelValues(name, c),
+		gwInvocations: g.gwInvocations.WithLabelValues(name, c),
+		gwSeconds:     g.gwSeconds.WithLabelValues(name, c),
+	}
+	if code >= 500 {
+		m.errors = g.errors.WithLabelValues(name, c)
+	}
+	codes := append(append(make([]*codeMetrics, 0, len(old)+1), old...), m)
+	f.codes.Store(&codes)
+	return m
 }
 
 // Observe records a completed invocation. An empty key (unknown function)
@@ -93,25 +171,23 @@ func (g *Gateway) Observe(key string, code int, d time.Duration) {
 	if key == "" {
 		return
 	}
-	name, c := FunctionName(key), strconv.Itoa(code)
-	g.invocations.WithLabelValues(name, c).Inc()
-	g.gwInvocations.WithLabelValues(name, c).Inc()
-	g.duration.WithLabelValues(name).Observe(d.Seconds())
-	g.gwSeconds.WithLabelValues(name, c).Observe(d.Seconds())
-	if code >= 500 {
-		g.errors.WithLabelValues(name, c).Inc()
+	f := g.function(key)
+	m := g.code(key, f, code)
+	secs := d.Seconds()
+	m.invocations.Inc()
+	m.gwInvocations.Inc()
+	f.duration.Observe(secs)
+	m.gwSeconds.Observe(secs)
+	if m.errors != nil {
+		m.errors.Inc()
 	}
-	v, ok := g.counts.Load(key)
-	if !ok {
-		v, _ = g.counts.LoadOrStore(key, new(atomic.Uint64))
-	}
-	v.(*atomic.Uint64).Add(1)
+	f.count.Add(1)
 }
 
 // Count returns the completed invocations of key since the daemon started.
 func (g *Gateway) Count(key string) float64 {
-	if v, ok := g.counts.Load(key); ok {
-		return float64(v.(*atomic.Uint64).Load())
+	if v, ok := g.fns.Load(key); ok {
+		return float64(v.(*fnMetrics).count.Load())
 	}
 	return 0
 }
@@ -123,9 +199,31 @@ func (g *Gateway) Instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		g.httpRequests.WithLabelValues(strconv.Itoa(sw.code), r.Method, route(r.URL.Path)).Inc()
+		g.request(reqLabels{sw.code, r.Method, route(r.URL.Path)}).Inc()
 	})
 }
+
+// request returns the child of gateway_http_requests_total for l. The
+// labels are bounded (routes, methods, codes), so the cache is too.
+func (g *Gateway) request(l reqLabels) prometheus.Counter {
+	g.reqMu.RLock()
+	c, ok := g.reqs[l]
+	g.reqMu.RUnlock()
+	if ok {
+		return c
+	}
+	c = g.httpRequests.WithLabelValues(strconv.Itoa(l.code), l.method, l.route)
+	g.reqMu.Lock()
+	if len(g.reqs) < maxRequestLabels {
+		g.reqs[l] = c
+	}
+	g.reqMu.Unlock()
+	return c
+}
+
+// maxRequestLabels bounds the request counter cache: methods are any
+// token a client sends, so their number is not.
+const maxRequestLabels = 1024
 
 // routes are the fixed paths reported as themselves.
 var routes = map[string]bool{

@@ -3,7 +3,9 @@ package metrics
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,5 +95,44 @@ func TestFunctionName(t *testing.T) {
 		if got := FunctionName(key); got != want {
 			t.Errorf("FunctionName(%q) = %q, want %q", key, got, want)
 		}
+	}
+}
+
+// TestObserveConcurrentCodes: the per-function children are made once
+// per code however many calls race to make them, and no count is lost.
+func TestObserveConcurrentCodes(t *testing.T) {
+	g := New(prometheus.NewRegistry(), nil)
+	codes := []int{200, 404, 500, 502, 200, 200}
+	const per = 200
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range per {
+				g.Observe("openfaas-fn/busy", codes[(i+j)%len(codes)], time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	want := map[string]float64{}
+	for i := range 8 {
+		for j := range per {
+			want[strconv.Itoa(codes[(i+j)%len(codes)])]++
+		}
+	}
+	for code, n := range want {
+		if got := testutil.ToFloat64(g.invocations.WithLabelValues("busy.openfaas-fn", code)); got != n {
+			t.Errorf("invocations{%s} = %v, want %v", code, got, n)
+		}
+	}
+	if got := testutil.CollectAndCount(g.invocations); got != len(want) {
+		t.Errorf("%d invocation series, want %d", got, len(want))
+	}
+	if got := testutil.CollectAndCount(g.errors); got != 2 {
+		t.Errorf("%d error series, want 2 (500 and 502)", got)
+	}
+	if got := g.Count("openfaas-fn/busy"); got != 8*per {
+		t.Errorf("Count = %v, want %d", got, 8*per)
 	}
 }
