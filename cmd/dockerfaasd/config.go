@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"runtime"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -71,6 +72,8 @@ type config struct {
 	LogFormat        string
 	Pprof            bool
 	FastPath         bool
+	Procs            int // GOMAXPROCS to set; 0: leave the runtime's
+	procs            string
 
 	// FunctionCIDR, when valid, gives every function an address of its own
 	// (pkg/addresses), served on FunctionAddressPort.
@@ -240,6 +243,11 @@ func settings(c *config) []setting {
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "text", "text or json", str(&c.LogFormat)},
 		{"FAST_PATH", "fast-path", "true", "serve /function/* calls on plain HTTP from the daemon's own HTTP/1.1 loop (false: net/http's server serves everything); see docs/data-plane.md", func(v string) (err error) { c.FastPath, err = strconv.ParseBool(v); return }},
+		{"PROCS", "procs", "auto", "how many CPUs run the daemon's Go code at once (its GOMAXPROCS): a number, or auto: half of those it may use, at least 1, leaving the rest to function containers (auto keeps a GOMAXPROCS set in the environment); see docs/data-plane.md", func(v string) error {
+			_, err := parseProcs(v, "", 1)
+			c.procs = v
+			return err
+		}},
 		{"PPROF", "pprof", "false", "serve Go's profiler at /debug/pprof/ (behind the API's basic auth), for profiling the daemon", func(v string) (err error) { c.Pprof, err = strconv.ParseBool(v); return }},
 	}
 }
@@ -275,6 +283,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.Procs, _ = parseProcs(c.procs, getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)) // checked when set
 	if c.DBPath == "" {
 		c.DBPath = filepath.Join(c.StateDir, "state.db")
 	}
@@ -380,6 +389,23 @@ func (c *config) setTimeouts(v string) error {
 
 // parseDuration accepts positive Go durations and, like the OpenFaaS
 // watchdogs, plain seconds.
+// parseProcs turns a PROCS value into the GOMAXPROCS to set, 0 for the
+// runtime's own: an explicit GOMAXPROCS in the environment (env) under
+// auto. current is the runtime's value, the CPUs the process may use.
+func parseProcs(v, env string, current int) (int, error) {
+	if v == "auto" {
+		if env != "" {
+			return 0, nil
+		}
+		return max(1, current/2), nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1024 {
+		return 0, errors.New("want auto or a number of CPUs from 1 to 1024")
+	}
+	return n, nil
+}
+
 func parseDuration(v string) (time.Duration, error) {
 	if n, err := strconv.Atoi(v); err == nil {
 		// Zero or less would be a timeout that fires at once or a ticker

@@ -96,6 +96,9 @@ func TestParseConfigRejects(t *testing.T) {
 		{"POOL_SIZE": "65"},
 		{"POOL_SIZE": "-1"},
 		{"POOL_SIZE": "two"},
+		{"PROCS": "0"},
+		{"PROCS": "half"},
+		{"PROCS": "-2"},
 	}
 	for _, e := range tests {
 		if _, err := parseConfig(nil, env(e)); err == nil {
@@ -179,5 +182,32 @@ func TestREADMEDocumentsEverySetting(t *testing.T) {
 		if !strings.Contains(readme, "`"+s.env+"`") || !strings.Contains(readme, "`--"+s.flag+"`") {
 			t.Errorf("README.md configuration table lacks %s / --%s", s.env, s.flag)
 		}
+	}
+}
+
+// PROCS: auto is half the CPUs the process may use (at least 1), unless
+// GOMAXPROCS is in the environment; a number is taken as it is.
+func TestParseProcs(t *testing.T) {
+	tests := []struct {
+		v, env  string
+		current int
+		want    int
+	}{
+		{"auto", "", 1, 1},
+		{"auto", "", 2, 1},
+		{"auto", "", 3, 1},
+		{"auto", "", 16, 8},
+		{"auto", "4", 4, 0}, // the environment's GOMAXPROCS stays
+		{"3", "", 16, 3},
+		{"3", "8", 8, 3},
+	}
+	for _, tt := range tests {
+		if got, err := parseProcs(tt.v, tt.env, tt.current); err != nil || got != tt.want {
+			t.Errorf("parseProcs(%q, %q, %d) = %d, %v; want %d", tt.v, tt.env, tt.current, got, err, tt.want)
+		}
+	}
+	c, err := parseConfig([]string{"--procs", "2"}, env(nil))
+	if err != nil || c.Procs != 2 {
+		t.Fatalf("--procs 2: %d, %v", c.Procs, err)
 	}
 }

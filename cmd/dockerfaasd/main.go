@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,7 +112,10 @@ func newLogger(cfg config) *logrus.Logger {
 }
 
 func run(ctx context.Context, cfg config, log *logrus.Logger) error {
-	log.WithFields(logrus.Fields{"version": version, "commit": commit, "instance": cfg.Instance}).Info("starting dockerfaasd")
+	if cfg.Procs > 0 {
+		goruntime.GOMAXPROCS(cfg.Procs)
+	}
+	log.WithFields(logrus.Fields{"version": version, "commit": commit, "instance": cfg.Instance, "procs": goruntime.GOMAXPROCS(0)}).Info("starting dockerfaasd")
 	if cfg.Runtime == runtimeSwarm {
 		if done, err := superviseIfServiceTask(ctx, cfg, log); done {
 			return err
