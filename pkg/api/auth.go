@@ -2,8 +2,8 @@ package api
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"crypto/subtle"
+	"encoding/base64"
 	"math"
 	"net/http"
 	"net/netip"

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/textproto"
+
+	"github.com/dockerfaasd/dockerfaasd/internal/h1"
 )
 
 // parseHead parses a request head (request line, fields, the blank line)
@@ -13,13 +15,13 @@ import (
 // line folding, valid names and values. Anything else (ok false) goes to
 // net/http, which serves it or answers 400 as it always did.
 func parseHead(head []byte) (req *http.Request, ok bool) {
-	line, rest, ok := cutLine(head)
+	line, rest, ok := h1.CutLine(head)
 	if !ok {
 		return nil, false
 	}
 	method, line, ok1 := bytes.Cut(line, sp)
 	target, proto, ok2 := bytes.Cut(line, sp)
-	if !ok1 || !ok2 || !bytes.Equal(proto, http11) || !validToken(method) ||
+	if !ok1 || !ok2 || !bytes.Equal(proto, http11) || !h1.ValidToken(method) ||
 		len(target) == 0 || target[0] != '/' || !validTarget(target) {
 		return nil, false
 	}
@@ -39,7 +41,7 @@ func parseHead(head []byte) (req *http.Request, ok bool) {
 	req.URL = u
 	hosts, lengths := 0, 0
 	for {
-		line, rest, ok = cutLine(rest)
+		line, rest, ok = h1.CutLine(rest)
 		if !ok {
 			return nil, false
 		}
@@ -47,11 +49,11 @@ func parseHead(head []byte) (req *http.Request, ok bool) {
 			break
 		}
 		name, value, found := bytes.Cut(line, colon)
-		if !found || !validToken(name) {
+		if !found || !h1.ValidToken(name) {
 			return nil, false
 		}
 		value = bytes.Trim(value, " \t")
-		if !validValue(value) {
+		if !h1.ValidValue(value) {
 			return nil, false
 		}
 		key := canonicalKey(name)
@@ -64,7 +66,7 @@ func parseHead(head []byte) (req *http.Request, ok bool) {
 			}
 		case "Content-Length":
 			lengths++
-			n, ok := parseLength(value)
+			n, ok := h1.ParseLength(value)
 			if !ok {
 				return nil, false
 			}
@@ -106,20 +108,6 @@ var (
 	http11 = []byte("HTTP/1.1")
 )
 
-// cutLine cuts the first CRLF-terminated line off b. A bare LF or CR, or
-// a line starting with whitespace (obsolete folding), is not taken.
-func cutLine(b []byte) (line, rest []byte, ok bool) {
-	i := bytes.IndexByte(b, '\n')
-	if i < 1 || b[i-1] != '\r' {
-		return nil, nil, false
-	}
-	line, rest = b[:i-1], b[i+1:]
-	if bytes.IndexByte(line, '\r') >= 0 || len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-		return nil, nil, false
-	}
-	return line, rest, true
-}
-
 // commonKeys are field names clients send on nearly every call, kept as
 // constants so that reading them does not allocate.
 var commonKeys = func() map[string]string {
@@ -159,61 +147,6 @@ func methodString(m []byte) string {
 		}
 	}
 	return string(m)
-}
-
-// parseLength parses a Content-Length value: digits only, no sign, at most
-// 18 of them (no overflow).
-func parseLength(v []byte) (int64, bool) {
-	if len(v) == 0 || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
-// validToken reports whether b is an RFC 9110 token (method, field name).
-func validToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if c >= 0x80 || !tokenChars[c] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenChars = func() [128]bool {
-	var t [128]bool
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-// validValue reports whether a field value has no control characters
-// other than horizontal tab.
-func validValue(b []byte) bool {
-	for _, c := range b {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // validTarget reports whether a request target is printable ASCII; other

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/internal/h1"
 )
 
 // bodyHold is how much of an answer is held before its head is written,
@@ -79,7 +81,7 @@ func (w *response) WriteHeader(code int) {
 		w.sent[k] = vv
 	}
 	if cl := w.sent.Get("Content-Length"); cl != "" {
-		if n, ok := parseLength([]byte(textproto.TrimString(cl))); ok {
+		if n, ok := h1.ParseLength([]byte(textproto.TrimString(cl))); ok {
 			w.declared = n
 		} else {
 			delete(w.sent, "Content-Length")
@@ -308,7 +310,7 @@ func (w *response) writeFields(h http.Header, status int) {
 			k == "Content-Type" && status == http.StatusNotModified,
 			k == "Connection" && w.closeAfter,
 			strings.HasPrefix(k, http.TrailerPrefix),
-			!validKey(k):
+			!h1.ValidToken(k):
 			continue
 		}
 		for _, v := range vv {
@@ -327,15 +329,6 @@ func writeField(bw *bufio.Writer, k, v string) {
 	}
 	bw.WriteString(textproto.TrimString(v))
 	bw.WriteString("\r\n")
-}
-
-func validKey(k string) bool {
-	for i := 0; i < len(k); i++ {
-		if c := k[i]; c >= 0x80 || !tokenChars[c] {
-			return false
-		}
-	}
-	return k != ""
 }
 
 func hasPrefixedTrailer(h http.Header) bool {

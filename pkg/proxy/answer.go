@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+
+	"github.com/dockerfaasd/dockerfaasd/internal/h1"
 )
 
 // plainAnswer is an answer head read without http.ReadResponse: its
@@ -56,7 +58,7 @@ var crlfcrlf = []byte("\r\n\r\n")
 // checkPlainHead validates a head (each line ending in CRLF) for
 // readPlainAnswer without keeping anything of it, and counts its fields.
 func checkPlainHead(head []byte) (a plainAnswer, fields int, ok bool) {
-	line, rest, ok := cutCRLF(head)
+	line, rest, ok := h1.CutLine(head)
 	if !ok || len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || len(line) > 12 && line[12] != ' ' {
 		return a, 0, false
 	}
@@ -71,7 +73,7 @@ func checkPlainHead(head []byte) (a plainAnswer, fields int, ok bool) {
 	}
 	a.length = -1
 	for len(rest) > 0 {
-		if line, rest, ok = cutCRLF(rest); !ok {
+		if line, rest, ok = h1.CutLine(rest); !ok {
 			return a, 0, false
 		}
 		name, value, ok := cutField(line)
@@ -84,9 +86,11 @@ func checkPlainHead(head []byte) (a plainAnswer, fields int, ok bool) {
 			if a.length >= 0 {
 				return a, 0, false
 			}
-			if a.length = parseLength(value); a.length < 0 {
+			n, ok := h1.ParseLength(value)
+			if !ok {
 				return a, 0, false
 			}
+			a.length = n
 		case equalFold(name, "Connection"):
 			for _, t := range bytes.Split(value, []byte(",")) {
 				if t = bytes.Trim(t, " \t"); len(t) > 0 && !equalFold(t, "keep-alive") {
@@ -145,50 +149,20 @@ var commonFields = func() map[string]string {
 	return m
 }()
 
-// cutCRLF cuts the first CRLF-ended line off b; a bare CR or LF, or a
-// line starting with white space (obsolete folding), is not plain.
-func cutCRLF(b []byte) (line, rest []byte, ok bool) {
-	i := bytes.IndexByte(b, '\n')
-	if i < 1 || b[i-1] != '\r' {
-		return nil, nil, false
-	}
-	line, rest = b[:i-1], b[i+1:]
-	if bytes.IndexByte(line, '\r') >= 0 || len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-		return nil, nil, false
-	}
-	return line, rest, true
-}
-
 // cutField splits a field line into a valid name and a valid, trimmed
 // value.
 func cutField(line []byte) (name, value []byte, ok bool) {
 	name, value, ok = bytes.Cut(line, []byte(":"))
-	if !ok || !validHeaderName(name) {
+	if !ok || !h1.ValidToken(name) {
 		return nil, nil, false
 	}
 	value = bytes.Trim(value, " \t")
-	return name, value, validHeaderValue(value)
+	return name, value, h1.ValidValue(value)
 }
 
 // equalFold is strings.EqualFold for a field name in bytes.
 func equalFold(b []byte, s string) bool {
 	return len(b) == len(s) && strings.EqualFold(string(b), s)
-}
-
-// parseLength parses a Content-Length value: digits only, -1 if it is not
-// one (or too large to be).
-func parseLength(b []byte) int64 {
-	if len(b) == 0 || len(b) > 18 {
-		return -1
-	}
-	var n int64
-	for _, d := range b {
-		if d < '0' || d > '9' {
-			return -1
-		}
-		n = n*10 + int64(d-'0')
-	}
-	return n
 }
 
 // plainBody is the body of a plain answer: exactly length bytes.

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/internal/h1"
 )
 
 // inlineBodyMax is the largest request body (with a Content-Length) that
@@ -516,11 +518,11 @@ func writeHead(bw *bufio.Writer, r *http.Request, c *call, hasBody, chunked bool
 		if !forwarded(k, conn) {
 			continue
 		}
-		if !validHeaderName(k) {
+		if !h1.ValidToken(k) {
 			return fmt.Errorf("invalid header field name %q", k)
 		}
 		for _, v := range vv {
-			if !validHeaderValue(v) {
+			if !h1.ValidValue(v) {
 				return fmt.Errorf("invalid header field value for %q", k)
 			}
 		}
@@ -623,11 +625,11 @@ func writeBody(bw *bufio.Writer, body io.Reader, n int64, chunked bool, trailer 
 		}
 		// The client's trailers are known once its body was read.
 		for k, vv := range trailer {
-			if !validHeaderName(k) {
+			if !h1.ValidToken(k) {
 				continue
 			}
 			for _, v := range vv {
-				if validHeaderValue(v) {
+				if h1.ValidValue(v) {
 					writeField(bw, k, v)
 				}
 			}
@@ -640,29 +642,4 @@ func writeBody(bw *bufio.Writer, body io.Reader, n int64, chunked bool, trailer 
 		return fmt.Errorf("request body ended after %d of %d bytes: %w", got, n, io.ErrUnexpectedEOF)
 	}
 	return err
-}
-
-// validHeaderName reports whether k is an HTTP token.
-func validHeaderName[T string | []byte](k T) bool {
-	if len(k) == 0 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		b := k[i]
-		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue reports whether v holds no control byte but tab, so
-// that it cannot split the request.
-func validHeaderValue[T string | []byte](v T) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
-			return false
-		}
-	}
-	return true
 }
