@@ -437,17 +437,7 @@ func TestConnectionsReusedAndRetired(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "ok")
 	})
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	ep := faas.Endpoint{Replica: "r1", Addr: srv.Listener.Addr().String()}
-	c := NewCache()
-	c.Set("openfaas-fn/fn", []faas.Endpoint{ep})
+	srv, ep, c := countingReplica(t, h, &conns)
 	p := New(c, Options{Log: quietLogger()})
 	base := front(t, p) + "/function/fn"
 
@@ -602,7 +592,7 @@ func FuzzWriteHead(f *testing.F) {
 // gets 504 and its connection is not reused.
 func TestExecTimeoutOnPooledConnections(t *testing.T) {
 	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, ep, c := countingReplica(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			select {
 			case <-r.Context().Done():
@@ -611,17 +601,7 @@ func TestExecTimeoutOnPooledConnections(t *testing.T) {
 			return
 		}
 		_, _ = io.WriteString(w, "ok")
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	ep := faas.Endpoint{Replica: "r1", Addr: srv.Listener.Addr().String()}
-	c := NewCache()
-	c.Set("openfaas-fn/fn", []faas.Endpoint{ep})
+	}), &conns)
 	p := New(c, Options{Log: quietLogger(), Timeout: 150 * time.Millisecond})
 	base := front(t, p) + "/function/fn"
 
@@ -646,4 +626,22 @@ func TestExecTimeoutOnPooledConnections(t *testing.T) {
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("%d connections in all, want 2 (the timed-out one replaced)", n)
 	}
+}
+
+// countingReplica serves h as the one replica of openfaas-fn/fn, counting
+// the connections it accepts in conns.
+func countingReplica(t *testing.T, h http.Handler, conns *atomic.Int32) (*httptest.Server, faas.Endpoint, *Cache) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	ep := faas.Endpoint{Replica: "r1", Addr: srv.Listener.Addr().String()}
+	c := NewCache()
+	c.Set("openfaas-fn/fn", []faas.Endpoint{ep})
+	return srv, ep, c
 }
