@@ -67,8 +67,8 @@ func (r *runner) goBench(ctx context.Context) error {
 		name string
 		v    float64
 	}{
-		{"ProxyHop / IdealHop requests/s (dockerfaasd's proxy vs one ideal hop, in process)", ratio(get("ProxyHop", "req/s"), get("IdealHop", "req/s"))},
-		{"ProxyHop / Direct requests/s", ratio(get("ProxyHop", "req/s"), get("Direct", "req/s"))},
+		{"ProxyHop/front / IdealHop requests/s (dockerfaasd's loop and proxy vs one ideal hop, in process)", ratio(get("ProxyHop/front", "req/s"), get("IdealHop", "req/s"))},
+		{"ProxyHop/front / Direct requests/s", ratio(get("ProxyHop/front", "req/s"), get("Direct", "req/s"))},
 		{"IdealHop / Direct requests/s", ratio(get("IdealHop", "req/s"), get("Direct", "req/s"))},
 		{"InvokeFullStack / InvokeIdealHop requests/s (router, auth, metrics and proxy vs one ideal hop)", ratio(get("InvokeFullStack", "req/s"), get("InvokeIdealHop", "req/s"))},
 		{"InvokeFullStack / InvokeIdealHop CPU per request (whole process)", ratio(get("InvokeFullStack", "cpu-µs/op"), get("InvokeIdealHop", "cpu-µs/op"))},
