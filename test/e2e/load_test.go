@@ -188,6 +188,20 @@ func (l *loadLoop) stop() []loadSample {
 	return out
 }
 
+// checkLoadLasted fails the test unless some request of the load started
+// after until (the end of the event it was meant to span): a load bound by
+// its request count can run out first when calls get faster, and then
+// proves nothing about the event.
+func checkLoadLasted(t *testing.T, what string, samples []loadSample, until time.Time) {
+	t.Helper()
+	for _, s := range samples {
+		if s.start.After(until) {
+			return
+		}
+	}
+	t.Errorf("%s: the load ended (%d requests) before the event did; raise its maxRequests", what, len(samples))
+}
+
 // loadSummary counts samples by outcome ("200", "503", "refused", "error: …").
 func loadSummary(samples []loadSample) map[string]int {
 	m := map[string]int{}

@@ -49,7 +49,9 @@ func testRollingUpdateUnderLoad(t *testing.T, rt string) {
 	}
 
 	opts := loadOptions{
-		workers: 8, maxDuration: 60 * time.Second, maxRequests: 20000, pause: 2 * time.Millisecond,
+		// Bound by time and count; the count is far above what 8 workers
+		// send in the time an update takes (checkLoadLasted).
+		workers: 8, maxDuration: 60 * time.Second, maxRequests: 150000, pause: 2 * time.Millisecond,
 		request: func(w, i int) (string, string, []byte) {
 			if w%2 == 1 { // a POST with a body is never retried by Go's client
 				return http.MethodPost, "/function/" + name, []byte(fmt.Sprintf("w%d-%d", w, i))
@@ -84,6 +86,7 @@ func testRollingUpdateUnderLoad(t *testing.T, rt string) {
 	t.Logf("rolling update: PUT → old replicas gone and 3 new ready in %s; %d requests: %v",
 		doneAt.Sub(putAt).Round(time.Millisecond), len(samples), loadSummary(samples))
 	logLatency(t, "rolling update", samples)
+	checkLoadLasted(t, "rolling update", samples, doneAt)
 	if n := countFailed(samples); n > 0 {
 		t.Errorf("rolling update: %d of %d requests failed:%s", n, len(samples), firstFailures(samples, 10))
 	}
@@ -125,6 +128,7 @@ func testRollingUpdateUnderLoad(t *testing.T, rt string) {
 	t.Logf("scale down 3→1: done in %s; %d requests: %v",
 		doneAt.Sub(scaleAt).Round(time.Millisecond), len(samples), loadSummary(samples))
 	logLatency(t, "scale down", samples)
+	checkLoadLasted(t, "scale down", samples, doneAt)
 	if n := countFailed(samples); n > 0 {
 		t.Errorf("scale down: %d of %d requests failed:%s", n, len(samples), firstFailures(samples, 10))
 	}

@@ -37,7 +37,7 @@ func testScaleDownFiveToOne(t *testing.T, rt string) {
 	})
 
 	load := startLoad(t, d, loadOptions{
-		workers: 8, maxDuration: 60 * time.Second, maxRequests: 20000, pause: 2 * time.Millisecond,
+		workers: 8, maxDuration: 60 * time.Second, maxRequests: 150000, pause: 2 * time.Millisecond, // see checkLoadLasted
 		request: func(w, i int) (string, string, []byte) {
 			if w%2 == 1 { // a POST with a body is never retried by Go's client
 				return http.MethodPost, "/function/" + name, []byte(fmt.Sprintf("w%d-%d", w, i))
@@ -61,6 +61,7 @@ func testScaleDownFiveToOne(t *testing.T, rt string) {
 	t.Logf("scale down 5→1: one replica left %s after the scale; %d requests: %v",
 		doneAt.Sub(scaleAt).Round(time.Millisecond), len(samples), loadSummary(samples))
 	logLatency(t, "scale down 5→1", samples)
+	checkLoadLasted(t, "scale down 5→1", samples, doneAt)
 	hosts := map[string]int{}
 	for _, s := range samples {
 		if !s.failed() {
