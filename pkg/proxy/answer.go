@@ -24,18 +24,18 @@ type plainAnswer struct {
 // and already buffered whole: HTTP/1.1, a final status other than 204 and
 // 304, one Content-Length, no Transfer-Encoding, Trailer or Connection
 // option but keep-alive, CRLF lines and valid fields; the answer to a
-// HEAD request is never taken. Its end-to-end fields are added to w's header map and
-// the head is consumed. ok is false for any other answer, with nothing
-// consumed and w untouched: http.ReadResponse then reads it as always.
-// err is a failure to read the answer's first bytes. With notNow set,
-// only that wait is done, and w is not touched.
-func readPlainAnswer(br *bufio.Reader, method string, notNow bool, w http.ResponseWriter) (a plainAnswer, ok bool, err error) {
+// HEAD request is never taken. Its end-to-end fields are added to w's
+// header map and the head is consumed. ok is false for any other answer,
+// with nothing consumed and w untouched: http.ReadResponse then reads it
+// as always.
+// err is a failure to read the answer's first bytes.
+func readPlainAnswer(br *bufio.Reader, method string, w http.ResponseWriter) (a plainAnswer, ok bool, err error) {
 	if br.Buffered() == 0 {
 		if _, err := br.Peek(1); err != nil {
 			return a, false, err
 		}
 	}
-	if notNow || method == http.MethodHead {
+	if method == http.MethodHead {
 		return a, false, nil
 	}
 	b, _ := br.Peek(br.Buffered())

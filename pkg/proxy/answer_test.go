@@ -60,7 +60,7 @@ func TestReadPlainAnswer(t *testing.T) {
 			}
 			br := bufio.NewReader(strings.NewReader(tt.head + "body-and-more"))
 			w := httptest.NewRecorder()
-			a, ok, err := readPlainAnswer(br, method, false, w)
+			a, ok, err := readPlainAnswer(br, method, w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +94,7 @@ func TestReadPlainAnswerAddsToExistingFields(t *testing.T) {
 	w := httptest.NewRecorder()
 	w.Header().Set("Vary", "Origin")
 	br := bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nVary: Accept\r\nContent-Length: 0\r\n\r\n"))
-	if _, ok, err := readPlainAnswer(br, http.MethodGet, false, w); !ok || err != nil {
+	if _, ok, err := readPlainAnswer(br, http.MethodGet, w); !ok || err != nil {
 		t.Fatalf("plain %v, %v", ok, err)
 	}
 	if got := w.Header()["Vary"]; !reflect.DeepEqual(got, []string{"Origin", "Accept"}) {
@@ -130,7 +130,7 @@ func FuzzPlainAnswer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		w := httptest.NewRecorder()
 		br := bufio.NewReader(strings.NewReader(s))
-		a, ok, err := readPlainAnswer(br, http.MethodGet, false, w)
+		a, ok, err := readPlainAnswer(br, http.MethodGet, w)
 		if err != nil || !ok {
 			return
 		}

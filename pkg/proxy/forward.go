@@ -173,17 +173,18 @@ func (ex *exchange) roundTrip() (*http.Response, error) {
 
 	// Not while a body writer runs: the body's size limit may touch w's
 	// header map from its goroutine.
-	bodyWriter := ex.written != nil
-	a, ok, err := readPlainAnswer(uc.br, r.Method, bodyWriter, ex.w)
-	switch {
-	case err != nil:
-		return nil, ex.cause(err)
-	case ok:
-		ex.plain = true
-		ex.plainBody = plainBody{br: uc.br, left: a.length}
-		ex.plainResp = http.Response{StatusCode: a.code, ContentLength: a.length, Body: &ex.plainBody}
-		ex.stream = a.stream
-		return &ex.plainResp, nil
+	if ex.written == nil {
+		a, ok, err := readPlainAnswer(uc.br, r.Method, ex.w)
+		switch {
+		case err != nil:
+			return nil, ex.cause(err)
+		case ok:
+			ex.plain = true
+			ex.plainBody = plainBody{br: uc.br, left: a.length}
+			ex.plainResp = http.Response{StatusCode: a.code, ContentLength: a.length, Body: &ex.plainBody}
+			ex.stream = a.stream
+			return &ex.plainResp, nil
+		}
 	}
 	for n := 0; ; n++ {
 		resp, err := http.ReadResponse(uc.br, r)
