@@ -455,24 +455,27 @@ func removeSwarmInstance(cli *client.Client, inst string) error {
 // swarmTasks lists the running tasks of a function's service on the swarm
 // (by the service's instance and function labels).
 func (d *daemon) swarmTasks(name, ns string) ([]swarm.Task, error) {
+	wanted, err := d.swarmWantedTasks(name, ns)
+	var out []swarm.Task
+	for _, tk := range wanted {
+		if tk.Status.State == swarm.TaskStateRunning {
+			out = append(out, tk)
+		}
+	}
+	return out, err
+}
+
+// swarmWantedTasks lists the tasks of a function's service that swarm
+// wants running, in whatever state they are.
+func (d *daemon) swarmWantedTasks(name, ns string) ([]swarm.Task, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	svc, err := d.swarmService(ctx, name, ns)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := d.docker.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(
+	return d.docker.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(
 		filters.Arg("service", svc.ID), filters.Arg("desired-state", "running"))})
-	if err != nil {
-		return nil, err
-	}
-	var out []swarm.Task
-	for _, tk := range tasks {
-		if tk.Status.State == swarm.TaskStateRunning {
-			out = append(out, tk)
-		}
-	}
-	return out, nil
 }
 
 // swarmService finds the function's service by its labels.

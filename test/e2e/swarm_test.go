@@ -282,6 +282,25 @@ func TestSwarmDriftIsHealed(t *testing.T) {
 			}
 			return nil
 		})
+		// Swarm itself runs 2 again: its orchestrator can give up on a
+		// scale-down racing the new tasks' scheduling, and the daemon
+		// makes it try again (retryScaleDown).
+		eventually(t, readyTimeout, pollInterval, func() error {
+			wanted, err := d.swarmWantedTasks(name, defaultNamespace)
+			if err != nil {
+				return err
+			}
+			running := 0
+			for _, tk := range wanted {
+				if tk.Status.State == swarm.TaskStateRunning {
+					running++
+				}
+			}
+			if len(wanted) != 2 || running != 2 {
+				return fmt.Errorf("swarm wants %d tasks running (%d are), want 2", len(wanted), running)
+			}
+			return nil
+		})
 		d.waitReady(name, defaultNamespace, 2)
 	})
 

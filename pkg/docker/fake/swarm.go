@@ -43,6 +43,9 @@ type Swarm struct {
 	Hold bool
 	// cfgs are the swarm configs (swarmconfig.go).
 	cfgs swarmConfigs
+	// strand: service IDs whose next scale-down leaves its extra tasks
+	// wanted running (see StrandNextScaleDown).
+	strand map[string]bool
 }
 
 type swarmNet struct {
@@ -69,6 +72,7 @@ func NewSwarm(images ...string) *Swarm {
 		networks: map[string]*swarmNet{},
 		secrets:  map[string]*swarmSecret{},
 		images:   map[string]bool{},
+		strand:   map[string]bool{},
 		nodes: []docker.Node{
 			{ID: "node1", Hostname: "node-1", Role: "manager", Availability: "active", State: "ready", Labels: map[string]string{}},
 			{ID: "node2", Hostname: "node-2", Role: "worker", Availability: "active", State: "ready", Labels: map[string]string{"zone": "a"}},
@@ -290,6 +294,7 @@ func (s *Swarm) converge(id string) {
 	cs := svc.Spec.TaskTemplate.ContainerSpec
 	hash := cs.Labels[docker.LabelSpecHash]
 	bySlot := map[int][]*docker.Task{}
+	stranded := false
 	for _, t := range s.tasks {
 		if t.ServiceID != id || t.DesiredState != docker.TaskRunning {
 			continue
@@ -299,10 +304,17 @@ func (s *Swarm) converge(id string) {
 			continue
 		}
 		if t.Slot > want {
-			s.shutdown(t)
+			if s.strand[id] {
+				stranded = true
+			} else {
+				s.shutdown(t)
+			}
 			continue
 		}
 		bySlot[t.Slot] = append(bySlot[t.Slot], t)
+	}
+	if stranded {
+		delete(s.strand, id)
 	}
 	parallelism := 0
 	if uc := svc.Spec.UpdateConfig; uc != nil {
@@ -468,6 +480,19 @@ func (s *Swarm) ScaleBehindBack(name string, replicas uint64) {
 		svc.Version.Index = uint64(s.seq)
 		s.emit("service", "update", svc.ID, name)
 		s.converge(svc.ID)
+	}
+}
+
+// StrandNextScaleDown makes the next scale-down of the named service leave
+// the tasks beyond its replicas wanted running, as swarm's orchestrator
+// does when its update of them loses a race with another writer of those
+// tasks (it logs "failed to update task to REMOVE: update out of sequence"
+// and does not try again until the service changes).
+func (s *Swarm) StrandNextScaleDown(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if svc := s.serviceByName(name); svc != nil {
+		s.strand[svc.ID] = true
 	}
 }
 

@@ -154,6 +154,10 @@ type lastSync struct {
 	// unmounted are function secrets the service stopped mounting whose
 	// swarm versions are not pruned yet (see unmountedSecrets).
 	unmounted map[string]bool
+	// extraSince is when Syncs began to see swarm want more slots running
+	// than the service's replicas (zero while it does not; see
+	// retryScaleDown).
+	extraSince time.Time
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)

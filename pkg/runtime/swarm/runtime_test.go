@@ -273,6 +273,72 @@ func TestAdoptionByNewRuntimeChangesNothing(t *testing.T) {
 	}
 }
 
+// TestScaleDownSwarmGaveUpOnIsRetried: when swarm leaves tasks beyond the
+// service's replicas wanted running (its orchestrator does not retry a
+// scale-down whose task update lost a race), Syncs update the service
+// again once the excess has lasted scaleDownGrace, and only then.
+func TestScaleDownSwarmGaveUpOnIsRetried(t *testing.T) {
+	eng := fake.NewSwarm(testImage)
+	r, _ := newTest(t, eng)
+	clock := time.Unix(1700000000, 0)
+	r.now = func() time.Time { return clock }
+	mustSync(t, r, fn(4, "hash000001"))
+
+	eng.StrandNextScaleDown(svcName)
+	eng.ResetActions()
+	d := fn(2, "hash000001")
+	d.Generation = 2
+	if obs := mustSync(t, r, d); obs.Converged || wantedSlots(eng.Tasks(svcName)) != 4 {
+		t.Fatalf("swarm kept 4 slots wanted running: %+v, %d slots", obs, wantedSlots(eng.Tasks(svcName)))
+	}
+	clock = clock.Add(scaleDownGrace - time.Second)
+	if obs := mustSync(t, r, d); obs.Converged || len(obs.Drift) != 0 {
+		t.Fatalf("within the grace: %+v", obs)
+	}
+	if n := countActions(eng.Actions(), "update-service"); n != 1 {
+		t.Fatalf("%d service updates within the grace, want only the scale-down: %v", n, eng.Actions())
+	}
+	clock = clock.Add(time.Second)
+	if obs := mustSync(t, r, d); obs.Drift[runtime.DriftExtraReplica] != 1 {
+		t.Fatalf("after the grace: %+v, want the excess counted as drift", obs)
+	}
+	if n := countActions(eng.Actions(), "update-service"); n != 2 {
+		t.Fatalf("%d service updates after the grace, want 2: %v", n, eng.Actions())
+	}
+	obs := mustSync(t, r, d)
+	if !obs.Converged || len(obs.Endpoints) != 2 || wantedSlots(eng.Tasks(svcName)) != 2 {
+		t.Fatalf("after the retry: %+v, %d slots wanted", obs, wantedSlots(eng.Tasks(svcName)))
+	}
+	clock = clock.Add(time.Hour)
+	mustSync(t, r, d)
+	if n := countActions(eng.Actions(), "update-service"); n != 2 {
+		t.Errorf("a converged service was updated again: %v", eng.Actions())
+	}
+}
+
+func TestWantedSlots(t *testing.T) {
+	task := func(slot int, desired string) engine.Task {
+		return engine.Task{Slot: slot, DesiredState: desired}
+	}
+	for _, tc := range []struct {
+		name string
+		list []engine.Task
+		want int
+	}{
+		{"none", nil, 0},
+		{"one per slot", []engine.Task{task(1, engine.TaskRunning), task(2, engine.TaskRunning)}, 2},
+		{"start-first roll shares the slot", []engine.Task{task(1, engine.TaskRunning), task(1, engine.TaskRunning), task(2, engine.TaskRunning)}, 2},
+		{"ready counts as wanted", []engine.Task{task(1, engine.TaskReady)}, 1},
+		{"stopping tasks do not count", []engine.Task{task(1, engine.TaskRunning), task(2, engine.TaskShutdown), task(3, "remove")}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := wantedSlots(tc.list); got != tc.want {
+				t.Errorf("wantedSlots = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestDriftBehindOurBack(t *testing.T) {
 	eng := fake.NewSwarm(testImage)
 	r, _ := newTest(t, eng)

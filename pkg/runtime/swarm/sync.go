@@ -75,6 +75,9 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 			return obs, err
 		}
 	}
+	if next.extraSince, err = r.retryScaleDown(ctx, &obs, svc, spec, list, prev.extraSince, log); err != nil {
+		return obs, err
+	}
 	netName := r.networkName(d.Namespace, d.Name)
 	ts := sortTasks(list, d.Hash, netName)
 	r.probe(ctx, ts.Live)
@@ -262,6 +265,54 @@ func (r *Runtime) settle(ctx context.Context, serviceID string, list []engine.Ta
 			return nil, r.metrics.count("list-tasks", err)
 		}
 	}
+}
+
+// scaleDownGrace is how long swarm may keep more slots wanted running than
+// the service's replicas before a Sync asks it again. Its orchestrator
+// marks a scale-down's tasks within milliseconds; a roll's start-first
+// tasks share their slot with the task they replace and do not count.
+const scaleDownGrace = 5 * time.Second
+
+// retryScaleDown makes swarm finish a scale-down it gave up on, and returns
+// when the excess was first seen (zero when there is none). Swarm's
+// replicated orchestrator marks the tasks it stops in one pass over the
+// copies it read, and when another writer (scheduler, allocator, agent)
+// updated such a task meanwhile it logs "failed to update task to
+// REMOVE: update out of sequence" and never tries again: the service then
+// runs more replicas than it says, for good, until something changes it.
+// An update with the same spec is such a change (the orchestrator
+// reconciles the service again; no task restarts), sent at most once per
+// scaleDownGrace while the excess lasts.
+func (r *Runtime) retryScaleDown(ctx context.Context, obs *runtime.Observed, svc swarm.Service, spec swarm.ServiceSpec, list []engine.Task, since time.Time, log logrus.FieldLogger) (time.Time, error) {
+	replicas, slots := replicasOf(svc.Spec), wantedSlots(list)
+	if uint64(slots) <= replicas {
+		return time.Time{}, nil
+	}
+	now := r.now()
+	if since.IsZero() {
+		return now, nil
+	}
+	if now.Sub(since) < scaleDownGrace {
+		return since, nil
+	}
+	if err := r.eng.UpdateService(ctx, svc.ID, svc.Version.Index, spec); err != nil {
+		return since, r.metrics.count("update-service", err)
+	}
+	obs.AddDrift(runtime.DriftExtraReplica)
+	log.WithFields(logrus.Fields{"service": svc.Spec.Name, "replicas": replicas, "wantedSlots": slots, "since": since.UTC().Format(time.RFC3339)}).
+		Warn("swarm kept more tasks wanted running than the service's replicas (a scale-down it did not finish); updated the service so it scales down again")
+	return now, nil
+}
+
+// wantedSlots counts the slots in which swarm wants a task running.
+func wantedSlots(list []engine.Task) int {
+	slots := map[int]bool{}
+	for _, t := range list {
+		if t.DesiredState == engine.TaskRunning || t.DesiredState == engine.TaskReady {
+			slots[t.Slot] = true
+		}
+	}
+	return len(slots)
 }
 
 // probe checks readiness of the live tasks concurrently.
