@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/internal/rawio"
 )
 
 const (
@@ -47,6 +49,7 @@ type connBufs struct {
 type conn struct {
 	s      *Server
 	nc     net.Conn
+	rw     io.ReadWriter // nc's bytes (rawio)
 	remote string
 	state  atomic.Int32
 	cr     connReader
@@ -71,7 +74,10 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String()}
-	c.cr.nc = nc
+	// Bytes of calls move with raw system calls where they can (see
+	// rawio); the watch, deadlines and Close use nc.
+	c.rw = rawio.New(nc)
+	c.cr.rw = c.rw
 	// Not cancellable: a request's context is cancelled by the loop itself
 	// (client gone, handler done), and a parent that cannot be cancelled
 	// spares each request's context registering with it.
@@ -89,7 +95,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 // connReader reads the connection, first giving back the byte the watch
 // read, if any.
 type connReader struct {
-	nc      net.Conn
+	rw      io.Reader
 	pending bool
 	b       [1]byte
 }
@@ -100,7 +106,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 		p[0] = r.b[0]
 		return 1, nil
 	}
-	return r.nc.Read(p)
+	return r.rw.Read(p)
 }
 
 func (c *conn) serve() {
@@ -120,10 +126,10 @@ func (c *conn) serve() {
 	c.bufs = bufPool.Get().(*connBufs)
 	if c.bufs.r == nil {
 		c.bufs.r = bufio.NewReaderSize(&c.cr, headMax)
-		c.bufs.w = bufio.NewWriterSize(c.nc, 4<<10)
+		c.bufs.w = bufio.NewWriterSize(c.rw, 4<<10)
 	} else {
 		c.bufs.r.Reset(&c.cr)
-		c.bufs.w.Reset(c.nc)
+		c.bufs.w.Reset(c.rw)
 	}
 	br := c.bufs.r
 	srv := c.s.srv

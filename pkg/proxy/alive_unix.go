@@ -2,10 +2,7 @@
 
 package proxy
 
-import (
-	"errors"
-	"syscall"
-)
+import "github.com/dockerfaasd/dockerfaasd/internal/rawio"
 
 // alive reports whether an idle connection is still usable: the peer has
 // not closed it and sent nothing unasked. It peeks without blocking, one
@@ -22,12 +19,9 @@ func (uc *upConn) alive() bool {
 	return uc.peekLive
 }
 
-// peek is alive's look at the socket.
+// peek is alive's look at the socket. Nothing to read is the only healthy
+// state: bytes are EOF or a stray answer, any error is fatal.
 func (uc *upConn) peek(fd uintptr) bool {
-	var b [1]byte
-	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	// Nothing to read is the only healthy state: no error is EOF or a
-	// stray answer, any other error is fatal.
-	uc.peekLive = errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
+	uc.peekLive = rawio.Idle(fd)
 	return true // never wait for readiness
 }

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/dockerfaasd/dockerfaasd/internal/rawio"
 )
 
 // Pool tuning for the forwarding path. The bounds match the transport's
@@ -145,10 +147,13 @@ func (p *connPool) dial(ctx context.Context, by time.Time, addr string) (*upConn
 	if err != nil {
 		return nil, err
 	}
+	// Bytes of calls move with raw system calls where they can (see
+	// rawio); deadlines, the idle check and Close use conn.
+	rw := rawio.New(conn)
 	uc := &upConn{
 		conn: conn,
-		br:   bufio.NewReaderSize(conn, connBufferSize),
-		bw:   bufio.NewWriterSize(conn, connBufferSize),
+		br:   bufio.NewReaderSize(rw, connBufferSize),
+		bw:   bufio.NewWriterSize(rw, connBufferSize),
 		addr: addr,
 	}
 	if sc, ok := conn.(syscall.Conn); ok {

@@ -27,7 +27,7 @@ func (r *Runtime) Sync(ctx context.Context, d runtime.Desired) (obs runtime.Obse
 	r.mu.Lock()
 	prev := r.last[d.Key]
 	r.mu.Unlock()
-	next := lastSync{generation: d.Generation, hash: d.Hash, service: prev.service, network: prev.network, unmounted: prev.unmounted}
+	next := lastSync{generation: d.Generation, hash: d.Hash, service: prev.service, network: prev.network, unmounted: prev.unmounted, extraSince: prev.extraSince}
 	defer func() {
 		if err == nil {
 			next.converged = obs.Converged
