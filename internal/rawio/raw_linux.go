@@ -111,7 +111,11 @@ func (r *rawConn) writeAll(fd uintptr) bool {
 
 // opError wraps err as net's own Read and Write do.
 func (r *rawConn) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: r.c.LocalAddr().Network(), Source: r.c.LocalAddr(), Addr: r.c.RemoteAddr(), Err: err}
+	oe := &net.OpError{Op: op, Net: "tcp", Source: r.c.LocalAddr(), Addr: r.c.RemoteAddr(), Err: err}
+	if oe.Source != nil {
+		oe.Net = oe.Source.Network()
+	}
+	return oe
 }
 
 // pollError names a RawConn's error (deadline, closed) as Read or Write
