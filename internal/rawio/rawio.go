@@ -19,7 +19,9 @@ import (
 )
 
 // New returns what reads and writes c's bytes: raw system calls on its
-// socket where the platform allows, else c itself. Deadlines, Close and
+// socket where the platform allows (c is a syscall.Conn), else c itself.
+// A wrapper that changes Read or Write but exposes the socket is bypassed,
+// so give it only connections whose bytes are the socket's. Deadlines, Close and
 // everything else stay c's; reads and writes through c and through what
 // New returns may be mixed. Concurrent Reads, or concurrent Writes, are
 // not allowed (a Read and a Write may run at once).
