@@ -387,8 +387,6 @@ func (c *config) setTimeouts(v string) error {
 	return nil
 }
 
-// parseDuration accepts positive Go durations and, like the OpenFaaS
-// watchdogs, plain seconds.
 // parseProcs turns a PROCS value into the GOMAXPROCS to set, 0 for the
 // runtime's own: an explicit GOMAXPROCS in the environment (env) under
 // auto. current is the runtime's value, the CPUs the process may use.
@@ -406,6 +404,8 @@ func parseProcs(v, env string, current int) (int, error) {
 	return n, nil
 }
 
+// parseDuration accepts positive Go durations and, like the OpenFaaS
+// watchdogs, plain seconds.
 func parseDuration(v string) (time.Duration, error) {
 	if n, err := strconv.Atoi(v); err == nil {
 		// Zero or less would be a timeout that fires at once or a ticker

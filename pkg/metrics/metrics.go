@@ -130,28 +130,33 @@ func (g *Gateway) function(key string) *fnMetrics {
 	return v.(*fnMetrics)
 }
 
+// findCode returns f's children for code if made, and all those made.
+func (f *fnMetrics) findCode(code int) (*codeMetrics, []*codeMetrics) {
+	p := f.codes.Load()
+	if p == nil {
+		return nil, nil
+	}
+	for _, m := range *p {
+		if m.code == code {
+			return m, *p
+		}
+	}
+	return nil, *p
+}
+
 // code returns f's children for code, made on its first call.
 func (g *Gateway) code(key string, f *fnMetrics, code int) *codeMetrics {
-	if p := f.codes.Load(); p != nil {
-		for _, m := range *p {
-			if m.code == code {
-				return m
-			}
-		}
+	if m, _ := f.findCode(code); m != nil {
+		return m
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var old []*codeMetrics
-	if p := f.codes.Load(); p != nil {
-		old = *p
-		for _, m := range old {
-			if m.code == code {
-				return m
-			}
-		}
+	m, old := f.findCode(code) // made meanwhile?
+	if m != nil {
+		return m
 	}
 	name, c := FunctionName(key), strconv.Itoa(code)
-	m := &codeMetrics{
+	m = &codeMetrics{
 		code:          code,
 		invocations:   g.invocations.WithLabelValues(name, c),
 		gwInvocations: g.gwInvocations.WithLabelValues(name, c),
