@@ -332,7 +332,7 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 		return err
 	}
 	apiCfg.UI = console
-	router, calls := api.NewHandlers(apiCfg)
+	router, calls, callAllowed := api.NewHandlers(apiCfg)
 	handler := pathRoutes.Handler(gw.Instrument(router))
 	console.Bind(handler)
 	if cfg.Pprof {
@@ -375,6 +375,10 @@ func run(ctx context.Context, cfg config, log *logrus.Logger) error {
 	var fast *front.Server
 	if cfg.FastPath && cert == nil && calls != nil {
 		fast = front.New(srv, nil, front.FunctionCalls, log.WithField("component", "front"))
+		// Calls plain enough are forwarded without the handlers, with the
+		// same credentials check and request count (docs/data-plane.md).
+		invoke.EnablePlain(proxy.PlainHooks{Authorize: callAllowed, Count: gw.CountCall})
+		fast.ServePlain(invoke)
 	}
 	if !cfg.InvokeAuth {
 		log.Warn("INVOKE_AUTH=false: /function/* is open to anyone who can reach this port")

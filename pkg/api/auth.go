@@ -97,16 +97,39 @@ func (a *basicAuth) check(r *http.Request) (valid, attempted bool, user string) 
 // other header (another case or padding, a wrong secret) goes on to the
 // full check.
 func (a *basicAuth) knownHeader(vv []string) bool {
-	if len(vv) != 1 || !a.configured {
+	return len(vv) == 1 && a.knownValue(vv[0])
+}
+
+// knownValue is knownHeader for one value.
+func knownValue[T string | []byte](a *basicAuth, v T) bool {
+	if !a.configured {
 		return false
 	}
 	var buf [256]byte // hashed from the stack: no allocation per call
-	if len(vv[0]) > len(buf) {
+	if len(v) > len(buf) {
 		return false
 	}
-	n := copy(buf[:], vv[0])
+	n := copy(buf[:], v)
 	h := sha256.Sum256(buf[:n])
 	return subtle.ConstantTimeCompare(h[:], a.header[:]) == 1
+}
+
+func (a *basicAuth) knownValue(v string) bool { return knownValue(a, v) }
+
+// allows reports whether wrap would let a request with this
+// Authorization value, from remote with no X-Forwarded-For, through at
+// once: the configured credentials as clients send them, from a client
+// the throttle does not refuse. It counts nothing; a request it does not
+// allow is for wrap to answer.
+func (a *basicAuth) allows(authorization []byte, remote string) bool {
+	if !knownValue(a, authorization) {
+		return false
+	}
+	if a.throttle != nil {
+		wait, _ := a.throttle.settle(a.throttle.clientAt(remote, nil), true, true)
+		return wait == 0
+	}
+	return true
 }
 
 // wrap protects next. The realm and body are the ones OpenFaaS uses, so

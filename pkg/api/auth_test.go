@@ -2,9 +2,16 @@ package api
 
 import (
 	"encoding/base64"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerfaasd/dockerfaasd/pkg/status"
+	"github.com/dockerfaasd/dockerfaasd/pkg/store"
 )
 
 // protected lists one request per route behind basic auth.
@@ -137,5 +144,65 @@ func TestAuthNotLogged(t *testing.T) {
 		if strings.Contains(s, "hunter2") || strings.Contains(s, "Basic ") {
 			t.Errorf("log leaks credentials: %s", s)
 		}
+	}
+}
+
+// TestInvokeAllows: NewHandlers' invokeAllows lets a call through only
+// when the invoke handler would at once (the configured credentials as
+// clients send them, from a client not throttled, or any call when
+// invocations are open), and says so for those, so that a server
+// forwarding plain calls without the handler keeps its answers.
+func TestInvokeAllows(t *testing.T) {
+	valid := "Basic " + base64.StdEncoding.EncodeToString([]byte(testUser+":"+testPass))
+	wrong := "Basic " + base64.StdEncoding.EncodeToString([]byte(testUser+":nope"))
+	tests := []struct {
+		name      string
+		open      bool
+		authz     string
+		throttled bool // the client failed FailuresMax times first
+		want      bool
+	}{
+		{"valid", false, valid, false, true},
+		{"none", false, "", false, false},
+		{"wrong password", false, wrong, false, false},
+		{"other spelling", false, "basic " + valid[len("Basic "):], false, false}, // the handler decides it
+		{"bearer", false, "Bearer", false, false},
+		{"valid but throttled", false, valid, true, false},
+		{"open, none", true, "", false, true},
+		{"open, wrong", true, wrong, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{
+				Store: store.NewMemory(), Status: status.NewBoard(), Log: logrus.New(),
+				Invoke: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }),
+				Auth:   Auth{User: testUser, Password: testPass, InvokeOpen: tt.open, FailuresMax: 2},
+			}
+			cfg.Log.(*logrus.Logger).SetOutput(io.Discard)
+			_, invoke, allows := NewHandlers(cfg)
+			const remote = "192.0.2.7:4000"
+			call := func(authz string) int {
+				r := httptest.NewRequest(http.MethodPost, "/function/hello", nil)
+				r.RemoteAddr = remote
+				if authz != "" {
+					r.Header.Set("Authorization", authz)
+				}
+				w := httptest.NewRecorder()
+				invoke.ServeHTTP(w, r)
+				return w.Code
+			}
+			if tt.throttled {
+				for range 2 {
+					call(wrong)
+				}
+			}
+			got := allows([]byte(tt.authz), remote)
+			if got != tt.want {
+				t.Errorf("allows = %v, want %v", got, tt.want)
+			}
+			if code := call(tt.authz); got && code != http.StatusOK {
+				t.Errorf("allowed, but the handler answers %d", code)
+			}
+		})
 	}
 }

@@ -194,15 +194,18 @@ type api struct {
 
 // NewRouter returns the daemon's HTTP handler.
 func NewRouter(cfg Config) http.Handler {
-	router, _ := NewHandlers(cfg)
+	router, _, _ := NewHandlers(cfg)
 	return router
 }
 
 // NewHandlers returns the daemon's HTTP handler and, on its own, the one
 // it mounts on /function/NAME (cfg.Invoke behind the same credentials
 // and login throttle, nil without cfg.Invoke), for a server that routes
-// function calls itself.
-func NewHandlers(cfg Config) (router, invoke http.Handler) {
+// function calls itself; invokeAllows says whether that handler would
+// let a call with this Authorization value from remote (and no
+// X-Forwarded-For) through at once, for a server that forwards calls
+// without it (proxy.PlainHooks).
+func NewHandlers(cfg Config) (router, invoke http.Handler, invokeAllows func(authorization []byte, remote string) bool) {
 	a := &api{
 		store:        cfg.Store,
 		status:       cfg.Status,
@@ -287,8 +290,10 @@ func NewHandlers(cfg Config) (router, invoke http.Handler) {
 
 	if cfg.Invoke != nil {
 		invoke = cfg.Invoke
+		invokeAllows = func([]byte, string) bool { return true }
 		if !cfg.Auth.InvokeOpen {
 			invoke = auth.wrap(invoke)
+			invokeAllows = auth.allows
 		}
 		r.Handle("/function/{name}", invoke)
 		r.Handle("/function/{name}/", invoke)
@@ -338,7 +343,7 @@ func NewHandlers(cfg Config) (router, invoke http.Handler) {
 		// surface lives, and behind the same auth.
 		r.Handle("/system/metrics", auth.wrap(methods{http.MethodGet: cfg.Metrics}))
 	}
-	return r, invoke
+	return r, invoke, invokeAllows
 }
 
 // healthz answers liveness probes and `faas-cli ready`. It says nothing about

@@ -159,10 +159,16 @@ func (t *throttle) settle(c netip.Prefix, attempted, valid bool) (wait time.Dura
 // X-Forwarded-For no trusted proxy added. An IPv6 client is its /64, the
 // block one subscriber usually gets, so it cannot rotate addresses.
 func (t *throttle) client(r *http.Request) netip.Prefix {
-	peer := remoteAddr(r.RemoteAddr)
+	return t.clientAt(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
+}
+
+// clientAt is client for a request from remote with these X-Forwarded-For
+// values.
+func (t *throttle) clientAt(remote string, xff []string) netip.Prefix {
+	peer := remoteAddr(remote)
 	addr := peer
 	if t.trusts(peer) {
-		hops := forwardedFor(r.Header.Values("X-Forwarded-For"))
+		hops := forwardedFor(xff)
 		for i := len(hops) - 1; i >= 0; i-- {
 			h, err := netip.ParseAddr(hops[i])
 			if err != nil {

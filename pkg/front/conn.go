@@ -54,6 +54,7 @@ type conn struct {
 	state  atomic.Int32
 	cr     connReader
 	bufs   *connBufs
+	pc     PlainCall // the plain call in progress, reused
 	ctx    context.Context
 	// The answer's fields and their copy at WriteHeader, reused call
 	// after call.
@@ -174,6 +175,15 @@ func (c *conn) serve() {
 			handedOver = c.handOver()
 			return
 		}
+		if c.s.plain != nil {
+			served, keep := c.servePlain(n)
+			if served && !keep {
+				return
+			}
+			if served {
+				continue
+			}
+		}
 		head, _ := br.Peek(n)
 		req, ok := parseHead(head)
 		if !ok || !c.s.fast(req.URL.Path) {
@@ -196,6 +206,11 @@ func (c *conn) peekHead(br *bufio.Reader) (int, error) {
 		// A head ends at its first empty line. One ended by a bare LF is
 		// net/http's to judge (it accepts it).
 		if i := bytes.Index(b, lflf); i >= 0 && !bytes.Contains(b[:i+1], crlfcrlf) {
+			return -1, nil
+		}
+		// So is one whose last field line ends in a bare LF before the
+		// CRLF that ends the head.
+		if i := bytes.Index(b, lfcrlf); i >= 0 && (i == 0 || b[i-1] != '\r') && !bytes.Contains(b[:i+1], crlfcrlf) {
 			return -1, nil
 		}
 		if i := bytes.Index(b, crlfcrlf); i >= 0 {
@@ -227,6 +242,7 @@ func (c *conn) peekHead(br *bufio.Reader) (int, error) {
 var (
 	crlfcrlf = []byte("\r\n\r\n")
 	lflf     = []byte("\n\n")
+	lfcrlf   = []byte("\n\r\n")
 )
 
 func isTimeout(err error) bool {

@@ -39,6 +39,7 @@ type Server struct {
 	srv     *http.Server
 	handler http.Handler
 	fast    func(path string) bool
+	plain   PlainServer // nil: every call goes through handler
 	log     logrus.FieldLogger
 
 	handed *connListener
@@ -63,6 +64,10 @@ func New(srv *http.Server, handler http.Handler, fast func(path string) bool, lo
 	}
 	return &Server{srv: srv, handler: handler, fast: fast, log: log, conns: map[*conn]struct{}{}}
 }
+
+// ServePlain has the loop offer plain calls (see PlainCall) to ps before
+// the handler. Call it before Serve.
+func (s *Server) ServePlain(ps PlainServer) { s.plain = ps }
 
 // FunctionCalls is the fast set of the daemon: synchronous function
 // calls, /function/NAME and below, NAME not empty (the router's pattern).

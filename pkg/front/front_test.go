@@ -887,6 +887,7 @@ func TestHandOverHeads(t *testing.T) {
 			raw:  "GET /fast/x HTTP/1.1\nHost: a\n\n",
 			bug:  "peekHead only looks for CRLFCRLF: the head never ends for the loop, which waits (until ReadHeaderTimeout) instead of handing over",
 		},
+		{name: "bare LF before the final CRLF", raw: "GET /fast/x HTTP/1.1\r\nHost: a\n\r\n"},
 		{
 			name: "bare LF after the last field",
 			raw:  "GET /fast/x HTTP/1.1\r\nHost: a\r\n\n",

@@ -285,17 +285,7 @@ func (w *response) sendHead(final bool, first []byte) {
 	w.c.bufs.body = held[:0]
 }
 
-func (w *response) writeStatusLine(code int) {
-	w.bw.WriteString("HTTP/1.1 ")
-	w.bw.WriteString(strconv.Itoa(code))
-	w.bw.WriteByte(' ')
-	text := http.StatusText(code)
-	if text == "" {
-		text = "status code " + strconv.Itoa(code)
-	}
-	w.bw.WriteString(text)
-	w.bw.WriteString("\r\n")
-}
+func (w *response) writeStatusLine(code int) { writeStatusLine(w.bw, code) }
 
 // writeFields writes the handler's fields except those the loop decides
 // (framing, Connection when it closes) or that come after the body

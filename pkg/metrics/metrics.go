@@ -208,6 +208,12 @@ func (g *Gateway) Instrument(next http.Handler) http.Handler {
 	})
 }
 
+// CountCall counts a function call served without Instrument (the front
+// loop's plain calls), as Instrument counts it.
+func (g *Gateway) CountCall(code int, method string) {
+	g.request(reqLabels{code, method, "/function/{name}"}).Inc()
+}
+
 // request returns the child of gateway_http_requests_total for l. The
 // labels are bounded (routes, methods, codes), so the cache is too.
 func (g *Gateway) request(l reqLabels) prometheus.Counter {

@@ -171,6 +171,12 @@ func (ex *exchange) roundTrip() (*http.Response, error) {
 		ex.wrote = true
 	}
 
+	return ex.readAnswer()
+}
+
+// readAnswer reads the head of the final answer to the request written.
+func (ex *exchange) readAnswer() (*http.Response, error) {
+	uc, r := ex.uc, ex.r
 	// Not while a body writer runs: the body's size limit may touch w's
 	// header map from its goroutine.
 	if ex.written == nil {

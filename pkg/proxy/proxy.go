@@ -145,6 +145,7 @@ type Proxy struct {
 	conns     *connPool   // the forwarding path's connections
 	buffers   *bufferPool // its body copy buffers
 	viaRP     bool        // Options.Transport was set: every call takes rp
+	plain     *PlainHooks // nil: ServePlain declines every call (EnablePlain)
 
 	// rr holds one *atomic.Uint64 round-robin counter per function key.
 	// Per key, so that each function's replicas are hit evenly whatever the
@@ -396,7 +397,7 @@ func withExec(ctx context.Context, exec time.Duration) (context.Context, context
 
 // clientDeadlines sets the function's read and write deadlines on the
 // client connection and returns its exec timeout (0 for none).
-func (p *Proxy) clientDeadlines(rc *http.ResponseController, c *call) time.Duration {
+func (p *Proxy) clientDeadlines(rc deadliner, c *call) time.Duration {
 	var t faas.Timeouts
 	if p.timeouts != nil {
 		t = p.timeouts.Timeouts(c.key)
@@ -413,6 +414,13 @@ func (p *Proxy) clientDeadlines(rc *http.ResponseController, c *call) time.Durat
 		_ = rc.SetWriteDeadline(now.Add(max(t.Write, exec) + time.Second))
 	}
 	return max(exec, 0)
+}
+
+// deadliner sets a client connection's deadlines: http.ResponseController,
+// or a plain call.
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
 }
 
 // limitedBody notes on the call that the body went over the limit, so the

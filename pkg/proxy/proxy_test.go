@@ -114,6 +114,13 @@ func front(t testing.TB, p *Proxy) string {
 		return srv.URL
 	}
 	loop := frontloop.New(srv.Config, nil, func(string) bool { return true }, quietLogger())
+	// The loop hands plain calls to the proxy's ServePlain, as in the
+	// daemon, unless a test set hooks of its own or PROXY_TEST_PLAIN=off
+	// has every call take ServeHTTP.
+	if p.plain == nil && os.Getenv("PROXY_TEST_PLAIN") != "off" {
+		p.EnablePlain(PlainHooks{Authorize: func([]byte, string) bool { return true }})
+	}
+	loop.ServePlain(p)
 	go func() { _ = loop.Serve(srv.Listener) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
