@@ -81,6 +81,12 @@ type frontServer struct {
 // down at the end of the test.
 func startFront(t *testing.T, h http.Handler, fast func(string) bool, config func(*http.Server)) *frontServer {
 	t.Helper()
+	return startFrontPlain(t, h, fast, config, nil)
+}
+
+// startFrontPlain is startFront with plain calls offered to plain.
+func startFrontPlain(t *testing.T, h http.Handler, fast func(string) bool, config func(*http.Server), plain PlainServer) *frontServer {
+	t.Helper()
 	srv := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}
 	if config != nil {
 		config(srv)
@@ -90,6 +96,9 @@ func startFront(t *testing.T, h http.Handler, fast func(string) bool, config fun
 		t.Fatal(err)
 	}
 	fs := &frontServer{Server: New(srv, nil, fast, quietLog()), srv: srv, addr: ln.Addr().String(), served: make(chan error, 1)}
+	if plain != nil {
+		fs.ServePlain(plain)
+	}
 	go func() { fs.served <- fs.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)

@@ -57,7 +57,7 @@ type PlainCall struct {
 
 	c      *conn
 	head   []byte // the request head, for Escalate
-	ctx    *callCtx
+	ctx    context.Context
 	cancel func()
 	begun  bool
 	w      *response // set by Escalate
@@ -88,8 +88,7 @@ func (pc *PlainCall) Begin() context.Context {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(t))
 	}
 	ctx, cancel := c.requestContext()
-	pc.ctx, _ = ctx.(*callCtx)
-	pc.cancel = cancel
+	pc.ctx, pc.cancel = ctx, cancel
 	c.mu.Lock()
 	c.reqCancel, c.reqDone, c.fired, c.gone = cancel, false, false, false
 	c.canWatch = c.bufs.r.Buffered() == len(pc.head)+len(pc.Body)

@@ -3,8 +3,10 @@ package front
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -186,12 +188,25 @@ func (stubPlain) ServePlain(pc *PlainCall) bool {
 // one that is not plain goes to the handler; keep-alive, pipelining and
 // Connection: close work across both.
 func TestPlainCalls(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testPlainCalls(t, nil) })
+	// A cancellable BaseContext makes each call's context a child of it.
+	t.Run("cancellable base", func(t *testing.T) {
+		testPlainCalls(t, func(s *http.Server) {
+			s.BaseContext = func(net.Listener) context.Context {
+				ctx, cancel := context.WithCancel(context.Background())
+				t.Cleanup(cancel)
+				return ctx
+			}
+		})
+	})
+}
+
+func testPlainCalls(t *testing.T, config func(*http.Server)) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "handler %s %s %q", r.Method, r.URL.Path, body)
 	})
-	fs := startFront(t, h, always, nil)
-	fs.ServePlain(stubPlain{})
+	fs := startFrontPlain(t, h, always, config, stubPlain{})
 
 	c := dial(t, fs.addr)
 	br := bufio.NewReader(c)

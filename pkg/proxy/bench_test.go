@@ -120,8 +120,11 @@ func BenchmarkDirect(b *testing.B) {
 
 // BenchmarkProxyHop sends the same requests through the proxy; its req/s
 // over BenchmarkDirect's is the share of direct throughput one hop keeps.
-// Sub-benchmarks, measured in the same run: "front" is the daemon's path
-// for function calls (pkg/front's loop, then the proxy's own forwarding),
+// Sub-benchmarks, measured in the same run: "plain" is the daemon's path
+// for plain function calls (pkg/front's loop handing the call's bytes to
+// ServePlain), "front" the loop with the handler (calls that are not
+// plain, or a daemon without the hooks: http.Request, then the proxy's own
+// forwarding),
 // "forward" the same forwarding behind net/http's server (TLS, dedicated
 // addresses), "reverseproxy" the httputil.ReverseProxy + http.Transport
 // path behind net/http that forwarding replaced (still used for upgrades
@@ -130,8 +133,10 @@ func BenchmarkProxyHop(b *testing.B) {
 	for _, path := range []struct {
 		name      string
 		loop      bool
+		plain     bool
 		transport http.RoundTripper
 	}{
+		{name: "plain", loop: true, plain: true},
 		{name: "front", loop: true},
 		{name: "forward"},
 		{name: "reverseproxy", transport: newTransport(0)},
@@ -153,6 +158,10 @@ func BenchmarkProxyHop(b *testing.B) {
 				return
 			}
 			loop := frontloop.New(fr.Config, nil, frontloop.FunctionCalls, quietLogger())
+			if path.plain {
+				p.EnablePlain(PlainHooks{Authorize: func([]byte, string) bool { return true }})
+				loop.ServePlain(p)
+			}
 			go func() { _ = loop.Serve(fr.Listener) }()
 			b.Cleanup(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -163,6 +163,9 @@ func exchangeRaw(addr, request string) string {
 		_ = resp.Header.Write(&h)
 		fmt.Fprintf(&out, "%s chunked=%v length=%d close=%v\n%s%q %v\n", resp.Status, len(resp.TransferEncoding) > 0,
 			resp.ContentLength, resp.Close, h.String(), body, err)
+		if resp.StatusCode < 200 {
+			n-- // informational: the answer follows
+		}
 	}
 	return out.String()
 }

@@ -7,11 +7,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openfaas/faas-provider/types"
 )
 
 // TestLoginThrottle: a daemon with AUTH_FAILURES_MAX=3 answers three wrong
 // passwords from 127.0.0.1 with 401, then everything authenticated from
-// that address with 429 and Retry-After, the right password included,
+// that address with 429 and Retry-After, the right password included
+// (on function calls too),
 // until the window ends; open routes stay open. The metrics count both,
 // and the daemon log never holds a password that was sent.
 func TestLoginThrottle(t *testing.T) {
@@ -47,8 +50,14 @@ func TestLoginThrottle(t *testing.T) {
 		return time.Duration(n) * time.Second
 	}
 
+	// A function, so that calls are throttled too: the daemon forwards
+	// most calls without the API's handlers (plain calls), and must not
+	// let the right password through for a client refused.
+	d.deploy(types.FunctionDeployment{Service: "thr", Image: fnImage(t, "fn-echo")})
+	d.waitReady("thr", "openfaas-fn", 1)
 	// Nothing throttled yet: the right password works.
 	send("right password first", "GET", "/system/info", basic(d.user, d.password), http.StatusOK)
+	send("a call with the right password", "POST", "/function/thr", basic(d.user, d.password), http.StatusOK)
 	var sent []string
 	start := time.Now()
 	for i := 0; i < 3; i++ {
@@ -64,6 +73,8 @@ func TestLoginThrottle(t *testing.T) {
 	retryAfter("the right password", res)
 	res = send("no credentials within the window", "GET", "/system/providers", nil, http.StatusTooManyRequests)
 	wait := retryAfter("no credentials", res)
+	res = send("a call with the right password within the window", "POST", "/function/thr", basic(d.user, d.password), http.StatusTooManyRequests)
+	retryAfter("a call with the right password", res)
 	if time.Since(start) >= window-time.Second {
 		t.Fatalf("the requests took %v, too close to the %v window for the checks above to mean anything", time.Since(start), window)
 	}
@@ -73,8 +84,8 @@ func TestLoginThrottle(t *testing.T) {
 	if got := metricValue(t, d, "dockerfaasd_auth_failures_total"); got != 3 {
 		t.Errorf("dockerfaasd_auth_failures_total = %v, want 3", got)
 	}
-	if got := metricValue(t, d, "dockerfaasd_auth_throttled_total"); got != 3 {
-		t.Errorf("dockerfaasd_auth_throttled_total = %v, want 3", got)
+	if got := metricValue(t, d, "dockerfaasd_auth_throttled_total"); got != 4 {
+		t.Errorf("dockerfaasd_auth_throttled_total = %v, want 4", got)
 	}
 
 	// The window ends within Retry-After; then the right password works.
