@@ -270,18 +270,29 @@ func plainPath(b []byte) bool {
 // writeStatusLine writes an answer's status line as net/http's server
 // does: the code's standard text, whatever the handler's source said.
 func writeStatusLine(bw *bufio.Writer, code int) {
-	bw.WriteString("HTTP/1.1 ")
-	var num [8]byte
-	bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
-	bw.WriteByte(' ')
-	text := http.StatusText(code)
-	if text == "" {
-		text = "status code " + strconv.Itoa(code)
+	if code >= 100 && code < 600 {
+		if line := statusLines[code]; line != "" {
+			bw.WriteString(line)
+			return
+		}
 	}
-	bw.WriteString(text)
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteString(" status code ")
+	bw.WriteString(strconv.Itoa(code))
 	bw.WriteString("\r\n")
 }
 
+// statusLines are the status lines of the codes that have a text, made
+// once so that writing one takes no allocation.
+var statusLines = func() (lines [600]string) {
+	for code := 100; code < len(lines); code++ {
+		if text := http.StatusText(code); text != "" {
+			lines[code] = "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
+		}
+	}
+	return lines
+}()
 // servePlain offers the request whose head is the first n bytes of the
 // buffer to the plain server. served is false when the request is not
 // plain or the server declined it: nothing was consumed or written.

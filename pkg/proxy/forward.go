@@ -125,7 +125,7 @@ func (ex *exchange) roundTrip() (*http.Response, error) {
 	if ex.exec > 0 {
 		uc.armExec(ex.exec)
 	}
-	ex.stop = afterFunc(ex.ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	ex.stop = afterFunc(ex.ctx, uc.abortFn)
 
 	r := ex.r
 	hasBody := ex.body != nil

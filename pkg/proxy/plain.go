@@ -175,11 +175,10 @@ func (p *Proxy) forwardPlain(ctx context.Context, exec time.Duration, pc *frontl
 // call's fields, and its body.
 func (ex *exchange) writePlain(pc *frontloop.PlainCall) error {
 	uc, c := ex.uc, ex.c
-	conn := uc.conn
 	if ex.exec > 0 {
 		uc.armExec(ex.exec)
 	}
-	ex.stop = afterFunc(ex.ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	ex.stop = afterFunc(ex.ctx, uc.abortFn)
 	bw := uc.bw
 	bw.WriteString(pc.Method)
 	bw.WriteByte(' ')
@@ -284,7 +283,10 @@ func (ex *exchange) answerPlain(pc *frontloop.PlainCall) (done bool, err error) 
 	writeField(bw, HeaderCallID, c.callID)
 	writeField(bw, HeaderStartTime, c.startStr)
 	if !hasDuration {
-		writeField(bw, HeaderDuration, formatSeconds(time.Since(c.start)))
+		var num [32]byte
+		bw.WriteString(HeaderDuration + ": ")
+		bw.Write(strconv.AppendFloat(num[:0], time.Since(c.start).Seconds(), 'f', 6, 64))
+		bw.WriteString("\r\n")
 	}
 	pc.EndHead(hasDate)
 	_, _ = br.Discard(end + 4)

@@ -38,6 +38,9 @@ type upConn struct {
 	raw      syscall.RawConn
 	peekFn   func(fd uintptr) bool
 	peekLive bool
+	// abortFn ends what a call is doing on the connection (a past
+	// deadline): the cancellation hook, bound once.
+	abortFn func()
 
 	// The exec timeout of the call using the connection: one timer for
 	// the connection's life, re-armed per call, which ends the call by
@@ -160,6 +163,7 @@ func (p *connPool) dial(ctx context.Context, by time.Time, addr string) (*upConn
 		uc.raw, _ = sc.SyscallConn()
 	}
 	uc.peekFn = uc.peek
+	uc.abortFn = func() { _ = conn.SetDeadline(aLongTimeAgo) }
 	return uc, nil
 }
 
