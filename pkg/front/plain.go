@@ -27,13 +27,14 @@ type PlainServer interface {
 // takes the handler's path.
 const maxPlainFields = 32
 
-// plainBodyMax bounds a plain call's body: it must arrive with the head,
-// in the loop's buffer.
-const plainBodyMax = 16 << 10
+// plainBodyMax bounds a plain call's body: with the head, it must fit in
+// the loop's buffer (headMax), where it is read whole before the call.
+const plainBodyMax = headMax
 
 // PlainCall is a request the loop found plain: HTTP/1.1, GET, POST, PUT,
 // PATCH or DELETE of a /function/ path made of letters, digits and
-// "-._~/", one Host, a body of at most 16 KiB already received whole,
+// "-._~/", one Host, a body that fits with the head in the loop's 8 KiB
+// buffer,
 // and no field but end-to-end ones the proxy forwards as they are: no
 // Transfer-Encoding, Expect, Upgrade, Te, Trailer, Keep-Alive, Pragma,
 // Proxy-*, Forwarded, X-Forwarded-* or X-Start-Time, and a Connection

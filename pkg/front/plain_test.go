@@ -42,7 +42,7 @@ var plainHeads = []struct {
 	{"two Hosts", "GET /function/f HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", false},
 	{"two call IDs", "GET /function/f HTTP/1.1\r\nHost: a\r\nX-Call-Id: 1\r\nX-Call-Id: 2\r\n\r\n", false},
 	{"two Authorization", "GET /function/f HTTP/1.1\r\nHost: a\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", false},
-	{"body over 16 KiB", "POST /function/f HTTP/1.1\r\nHost: a\r\nContent-Length: 16385\r\n\r\n", false},
+	{"body over 8 KiB", "POST /function/f HTTP/1.1\r\nHost: a\r\nContent-Length: 8193\r\n\r\n", false},
 	{"Connection options", "GET /function/f HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-A\r\n\r\n", false},
 	{"chunked", "POST /function/f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", false},
 	{"Expect", "POST /function/f HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", false},
@@ -236,6 +236,9 @@ func testPlainCalls(t *testing.T, config func(*http.Server)) {
 	exchange("POST /function/f HTTP/1.1\r\nHost: a\r\nX-Do: decline\r\nContent-Length: 2\r\n\r\nhi", `200 handler POST /function/f "hi"`)
 	exchange("GET /function/f HTTP/1.1\r\nHost: a\r\nX-Do: escalate\r\n\r\n", `200 escalated GET`)
 	exchange("HEAD /function/f HTTP/1.1\r\nHost: a\r\n\r\n", `200 `)
+	// A body that does not fit with its head in the buffer.
+	big := strings.Repeat("b", 8150)
+	exchange("POST /function/f HTTP/1.1\r\nHost: a\r\nContent-Length: 8150\r\n\r\n"+big, `200 handler POST /function/f "`+big+`"`)
 	// Pipelined, the body of the first arriving with the second's head.
 	exchange("POST /function/f HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /function/g?q HTTP/1.1\r\nHost: a\r\n\r\n"+
 		"GET /function/h HTTP/1.1\r\nHost: a\r\nX-Do: decline\r\n\r\n",
