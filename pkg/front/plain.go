@@ -294,6 +294,7 @@ var statusLines = func() (lines [600]string) {
 	}
 	return lines
 }()
+
 // servePlain offers the request whose head is the first n bytes of the
 // buffer to the plain server. served is false when the request is not
 // plain or the server declined it: nothing was consumed or written.

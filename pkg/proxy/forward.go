@@ -47,35 +47,14 @@ var errUnexpectedSwitch = errors.New("replica switched protocols unasked")
 // than a context per call; body is the request body already bounded by
 // MaxBodyBytes (nil when the request has none).
 func (p *Proxy) forward(ctx context.Context, exec time.Duration, w http.ResponseWriter, rc *http.ResponseController, r *http.Request, c *call, body io.ReadCloser) {
-	var dialBy time.Time // a dial counts against the exec timeout
-	if exec > 0 {
-		dialBy = time.Now().Add(exec)
-	}
-	uc, err := p.conns.get(ctx, dialBy, c.upstream)
-	if err != nil && len(c.eps) > 1 && isDialError(err) && ctx.Err() == nil {
-		// Nothing was sent, the body is untouched: the next replica may
-		// take the call. Once, as retryTransport does.
-		p.logRetry(c, err)
-		c.pick = (c.pick + 1) % len(c.eps)
-		c.upstream = c.eps[c.pick].Addr
-		c.load.On(c.eps[c.pick].Replica)
-		uc, err = p.conns.get(ctx, dialBy, c.upstream)
-	}
+	dialBy := dialDeadline(exec)
+	uc, err := p.replicaConn(ctx, dialBy, c)
 	if err != nil {
 		p.upstreamFailed(ctx, w, c, err)
 		return
 	}
-	ex := exchange{p: p, ctx: ctx, exec: exec, r: r, c: c, body: body, uc: uc, w: w, rc: rc}
-	resp, err := ex.roundTrip()
-	if err != nil && ex.replayable(err) {
-		// The pooled connection was closed under us before the replica
-		// read anything of a request that is safe to send again: send it
-		// on a fresh connection to the same replica.
-		ex.retire()
-		if ex.uc, err = p.conns.dial(ctx, dialBy, c.upstream); err == nil {
-			resp, err = ex.roundTrip()
-		}
-	}
+	ex := exchange{p: p, ctx: ctx, exec: exec, dialBy: dialBy, r: r, c: c, body: body, uc: uc, w: w, rc: rc}
+	resp, err := ex.replay(ex.roundTrip())
 	if err != nil {
 		ex.retire()
 		if werr := ex.writerErr(); werr != nil {
@@ -90,17 +69,57 @@ func (p *Proxy) forward(ctx context.Context, exec time.Duration, w http.Response
 	ex.respond(w, resp)
 }
 
+// dialDeadline is when a dial for a call with this exec timeout gives up:
+// a dial counts against the exec timeout (zero: never).
+func dialDeadline(exec time.Duration) time.Time {
+	if exec <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(exec)
+}
+
+// replicaConn gets a connection to the call's replica. A dial that fails
+// sends nothing, so the next replica may take the call: once, as
+// retryTransport does, and the call moves there.
+func (p *Proxy) replicaConn(ctx context.Context, dialBy time.Time, c *call) (*upConn, error) {
+	uc, err := p.conns.get(ctx, dialBy, c.upstream)
+	if err != nil && len(c.eps) > 1 && isDialError(err) && ctx.Err() == nil {
+		p.logRetry(c, err)
+		c.pick = (c.pick + 1) % len(c.eps)
+		c.upstream = c.eps[c.pick].Addr
+		c.load.On(c.eps[c.pick].Replica)
+		uc, err = p.conns.get(ctx, dialBy, c.upstream)
+	}
+	return uc, err
+}
+
+// replay sends the request again on a fresh connection to the same
+// replica when the pooled one was closed under it before the replica read
+// anything and the request is safe to send again (replayable); otherwise
+// it returns the first attempt's result.
+func (ex *exchange) replay(resp *http.Response, err error) (*http.Response, error) {
+	if err == nil || !ex.replayable(err) {
+		return resp, err
+	}
+	ex.retire()
+	if ex.uc, err = ex.p.conns.dial(ex.ctx, ex.dialBy, ex.c.upstream); err != nil {
+		return nil, err
+	}
+	return ex.roundTrip()
+}
+
 // exchange is one request/answer on one upstream connection.
 type exchange struct {
-	p    *Proxy
-	ctx  context.Context
-	exec time.Duration
-	r    *http.Request
-	c    *call
-	body io.ReadCloser
-	uc   *upConn
-	w    http.ResponseWriter
-	rc   *http.ResponseController
+	p      *Proxy
+	ctx    context.Context
+	exec   time.Duration
+	dialBy time.Time // when a dial for the call gives up (dialDeadline)
+	r      *http.Request
+	c      *call
+	body   io.ReadCloser
+	uc     *upConn
+	w      http.ResponseWriter
+	rc     *http.ResponseController
 
 	stop    func() bool // unregisters the cancellation hook
 	written chan error  // the body writer's result, nil when written inline

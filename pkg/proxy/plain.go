@@ -122,24 +122,14 @@ func plainTarget(path []byte) (target, bool) {
 
 // forwardPlain is forward for a plain call.
 func (p *Proxy) forwardPlain(ctx context.Context, exec time.Duration, pc *frontloop.PlainCall, c *call) {
-	var dialBy time.Time
-	if exec > 0 {
-		dialBy = time.Now().Add(exec)
-	}
-	uc, err := p.conns.get(ctx, dialBy, c.upstream)
-	if err != nil && len(c.eps) > 1 && isDialError(err) && ctx.Err() == nil {
-		p.logRetry(c, err)
-		c.pick = (c.pick + 1) % len(c.eps)
-		c.upstream = c.eps[c.pick].Addr
-		c.load.On(c.eps[c.pick].Replica)
-		uc, err = p.conns.get(ctx, dialBy, c.upstream)
-	}
+	dialBy := dialDeadline(exec)
+	uc, err := p.replicaConn(ctx, dialBy, c)
 	if err != nil {
 		w, _ := pc.Escalate()
 		p.upstreamFailed(ctx, w, c, err)
 		return
 	}
-	ex := exchange{p: p, ctx: ctx, exec: exec, c: c, uc: uc}
+	ex := exchange{p: p, ctx: ctx, exec: exec, dialBy: dialBy, c: c, uc: uc}
 	if len(pc.Body) > 0 {
 		ex.body = http.NoBody // sent: never replayed
 	}
@@ -157,13 +147,7 @@ func (p *Proxy) forwardPlain(ctx context.Context, exec time.Duration, pc *frontl
 	if err == nil {
 		resp, err = ex.readAnswer()
 	}
-	if err != nil && ex.replayable(err) {
-		ex.retire()
-		if ex.uc, err = p.conns.dial(ctx, dialBy, c.upstream); err == nil {
-			resp, err = ex.roundTrip()
-		}
-	}
-	if err != nil {
+	if resp, err = ex.replay(resp, err); err != nil {
 		ex.retire()
 		p.upstreamFailed(ctx, w, c, err)
 		return
