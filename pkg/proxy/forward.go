@@ -123,7 +123,6 @@ type exchange struct {
 
 	stop    func() bool // unregisters the cancellation hook
 	written chan error  // the body writer's result, nil when written inline
-	wrote   bool        // a byte of the request may have left
 
 	// A plain answer (readPlainAnswer): its fields are already in w's
 	// header map, and these stand for http.ReadResponse's results.
@@ -154,7 +153,6 @@ func (ex *exchange) roundTrip() (*http.Response, error) {
 	}
 	switch {
 	case hasBody && !chunked && r.ContentLength <= inlineBodyMax:
-		ex.wrote = true
 		if err := writeBody(uc.bw, ex.body, r.ContentLength, false, nil); err != nil {
 			ex.written = make(chan error, 1)
 			ex.written <- err
@@ -167,7 +165,6 @@ func (ex *exchange) roundTrip() (*http.Response, error) {
 		if err := uc.bw.Flush(); err != nil {
 			return nil, err
 		}
-		ex.wrote = true
 		// The replica may answer while its input still arrives (and a
 		// streaming one must): write the body beside the read.
 		done := make(chan error, 1)
@@ -187,7 +184,6 @@ func (ex *exchange) roundTrip() (*http.Response, error) {
 		if err := uc.bw.Flush(); err != nil {
 			return nil, err
 		}
-		ex.wrote = true
 	}
 
 	return ex.readAnswer()

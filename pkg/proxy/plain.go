@@ -196,7 +196,6 @@ func (ex *exchange) writePlain(pc *frontloop.PlainCall) error {
 	}
 	bw.WriteString("\r\n")
 	bw.Write(pc.Body)
-	ex.wrote = true
 	return bw.Flush()
 }
 
