@@ -34,8 +34,8 @@ const plainBodyMax = headMax
 // PlainCall is a request the loop found plain: HTTP/1.1, GET, POST, PUT,
 // PATCH or DELETE of a /function/ path made of letters, digits and
 // "-._~/", one Host, a body that fits with the head in the loop's 8 KiB
-// buffer,
-// and no field but end-to-end ones the proxy forwards as they are: no
+// buffer, and no field but end-to-end ones the proxy forwards as they
+// are (at most 32): no
 // Transfer-Encoding, Expect, Upgrade, Te, Trailer, Keep-Alive, Pragma,
 // Proxy-*, Forwarded, X-Forwarded-* or X-Start-Time, and a Connection
 // field only to say keep-alive or close. Byte slices point into the
