@@ -117,19 +117,28 @@ func knownValue[T string | []byte](a *basicAuth, v T) bool {
 func (a *basicAuth) knownValue(v string) bool { return knownValue(a, v) }
 
 // allows reports whether wrap would let a request with this
-// Authorization value, from remote with no X-Forwarded-For, through at
-// once: the configured credentials as clients send them, from a client
-// the throttle does not refuse. It counts nothing; a request it does not
-// allow is for wrap to answer.
-func (a *basicAuth) allows(authorization []byte, remote string) bool {
+// Authorization value, from remote through the proxies these
+// X-Forwarded-For values name, through at once: the configured
+// credentials as clients send them, from a client the throttle does not
+// refuse. It counts nothing; a request it does not allow is for wrap to
+// answer.
+func (a *basicAuth) allows(authorization []byte, remote string, forwardedFor [][]byte) bool {
 	if !knownValue(a, authorization) {
 		return false
 	}
-	if a.throttle != nil {
-		wait, _ := a.throttle.settle(a.throttle.clientAt(remote, nil), true, true)
-		return wait == 0
+	if a.throttle == nil {
+		return true
 	}
-	return true
+	var xff []string
+	if len(forwardedFor) > 0 && a.throttle.trusts(remoteAddr(remote)) {
+		// Read only from a trusted peer, as client does.
+		xff = make([]string, len(forwardedFor))
+		for i, v := range forwardedFor {
+			xff[i] = string(v)
+		}
+	}
+	wait, _ := a.throttle.settle(a.throttle.clientAt(remote, xff), true, true)
+	return wait == 0
 }
 
 // wrap protects next. The realm and body are the ones OpenFaaS uses, so

@@ -196,7 +196,7 @@ func TestInvokeAllows(t *testing.T) {
 					call(wrong)
 				}
 			}
-			got := allows([]byte(tt.authz), remote)
+			got := allows([]byte(tt.authz), remote, nil)
 			if got != tt.want {
 				t.Errorf("allows = %v, want %v", got, tt.want)
 			}
@@ -204,5 +204,50 @@ func TestInvokeAllows(t *testing.T) {
 				t.Errorf("allowed, but the handler answers %d", code)
 			}
 		})
+	}
+}
+
+// TestInvokeAllowsBehindProxy: behind a trusted proxy the throttled client
+// is the one X-Forwarded-For names, as for the handler; behind another
+// peer the header is not read.
+func TestInvokeAllowsBehindProxy(t *testing.T) {
+	valid := "Basic " + base64.StdEncoding.EncodeToString([]byte(testUser+":"+testPass))
+	trusted, err := ParseTrustedProxies("192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	_, invoke, allows := NewHandlers(Config{
+		Store: store.NewMemory(), Status: status.NewBoard(), Log: log,
+		Invoke: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }),
+		Auth:   Auth{User: testUser, Password: testPass, FailuresMax: 2, TrustedProxies: trusted},
+	})
+	// Two wrong passwords from 198.51.100.9, through the trusted proxy.
+	for range 2 {
+		r := httptest.NewRequest(http.MethodPost, "/function/hello", nil)
+		r.RemoteAddr = "192.0.2.1:4000"
+		r.Header.Set("X-Forwarded-For", "198.51.100.9")
+		r.SetBasicAuth(testUser, "nope")
+		invoke.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	for _, tt := range []struct {
+		remote string
+		xff    []string
+		want   bool
+	}{
+		{"192.0.2.1:4000", []string{"198.51.100.9"}, false},
+		{"192.0.2.1:4000", []string{"203.0.113.5, 198.51.100.9"}, false},
+		{"192.0.2.1:4000", []string{"198.51.100.10"}, true},
+		{"192.0.2.1:4000", nil, true},                      // the proxy itself
+		{"192.0.2.2:4000", []string{"198.51.100.9"}, true}, // not trusted: its own address counts
+	} {
+		var xff [][]byte
+		for _, v := range tt.xff {
+			xff = append(xff, []byte(v))
+		}
+		if got := allows([]byte(valid), tt.remote, xff); got != tt.want {
+			t.Errorf("from %s with X-Forwarded-For %q: allows = %v, want %v", tt.remote, tt.xff, got, tt.want)
+		}
 	}
 }

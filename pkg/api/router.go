@@ -202,10 +202,10 @@ func NewRouter(cfg Config) http.Handler {
 // it mounts on /function/NAME (cfg.Invoke behind the same credentials
 // and login throttle, nil without cfg.Invoke), for a server that routes
 // function calls itself; invokeAllows says whether that handler would
-// let a call with this Authorization value from remote (and no
-// X-Forwarded-For) through at once, for a server that forwards calls
-// without it (proxy.PlainHooks).
-func NewHandlers(cfg Config) (router, invoke http.Handler, invokeAllows func(authorization []byte, remote string) bool) {
+// let a call with this Authorization value, from remote with these
+// X-Forwarded-For values, through at once, for a server that forwards
+// calls without it (proxy.PlainHooks).
+func NewHandlers(cfg Config) (router, invoke http.Handler, invokeAllows func(authorization []byte, remote string, forwardedFor [][]byte) bool) {
 	a := &api{
 		store:        cfg.Store,
 		status:       cfg.Status,
@@ -290,7 +290,7 @@ func NewHandlers(cfg Config) (router, invoke http.Handler, invokeAllows func(aut
 
 	if cfg.Invoke != nil {
 		invoke = cfg.Invoke
-		invokeAllows = func([]byte, string) bool { return true }
+		invokeAllows = func([]byte, string, [][]byte) bool { return true }
 		if !cfg.Auth.InvokeOpen {
 			invoke = auth.wrap(invoke)
 			invokeAllows = auth.allows

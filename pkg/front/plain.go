@@ -35,10 +35,10 @@ const plainBodyMax = headMax
 // PATCH or DELETE of a /function/ path made of letters, digits and
 // "-._~/", one Host, a body that fits with the head in the loop's 8 KiB
 // buffer, and no field but end-to-end ones the proxy forwards as they
-// are (at most 32): no
+// are (at most 32) and X-Forwarded-* (at most 4 X-Forwarded-For): no
 // Transfer-Encoding, Expect, Upgrade, Te, Trailer, Keep-Alive, Pragma,
-// Proxy-*, Forwarded, X-Forwarded-* or X-Start-Time, and a Connection
-// field only to say keep-alive or close. Byte slices point into the
+// Proxy-*, Forwarded or X-Start-Time, and a Connection field only to say
+// keep-alive or close. Byte slices point into the
 // loop's buffer and are valid until ServePlain returns.
 type PlainCall struct {
 	Method   string
@@ -51,6 +51,14 @@ type PlainCall struct {
 	Body     []byte
 	Remote   string // the client's address
 	Close    bool   // the client asked to close after the answer
+
+	// What an outer proxy reported (not among the fields): the values
+	// of X-Forwarded-For in order, and the first X-Forwarded-Host and
+	// X-Forwarded-Proto values (empty without one).
+	ForwardedFor   [][]byte
+	ForwardedHost  []byte
+	ForwardedProto []byte
+	xffBuf         [4][]byte // ForwardedFor's backing array
 
 	fields  [maxPlainFields]plainField
 	nfields int
@@ -183,7 +191,7 @@ func (pc *PlainCall) parsePlain(head []byte) bool {
 		return false
 	}
 	pc.Path, pc.RawQuery, pc.HasQuery = path, query, hasQuery
-	hosts, lengths, ids, auths := 0, 0, 0, 0
+	hosts, lengths, ids, auths, fwdHosts, fwdProtos := 0, 0, 0, 0, 0, 0
 	length := int64(0)
 	for {
 		line, rest, ok = h1.CutLine(rest)
@@ -234,9 +242,24 @@ func (pc *PlainCall) parsePlain(head []byte) bool {
 		case "Authorization":
 			auths++
 			pc.Auth = value
+		case "X-Forwarded-For":
+			if len(pc.ForwardedFor) == len(pc.xffBuf) {
+				return false
+			}
+			pc.ForwardedFor = append(pc.xffBuf[:len(pc.ForwardedFor)], value)
+			continue
+		case "X-Forwarded-Host":
+			if fwdHosts++; fwdHosts == 1 {
+				pc.ForwardedHost = value
+			}
+			continue
+		case "X-Forwarded-Proto":
+			if fwdProtos++; fwdProtos == 1 {
+				pc.ForwardedProto = value
+			}
+			continue
 		case "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer", "Keep-Alive", "Pragma",
-			"Proxy-Connection", "Proxy-Authorization", "Proxy-Authenticate", "Forwarded",
-			"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Start-Time":
+			"Proxy-Connection", "Proxy-Authorization", "Proxy-Authenticate", "Forwarded", "X-Start-Time":
 			return false
 		}
 		if pc.nfields == maxPlainFields {

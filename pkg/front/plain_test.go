@@ -50,8 +50,9 @@ var plainHeads = []struct {
 	{"Pragma", "GET /function/f HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\n\r\n", false},
 	{"Proxy-Authorization", "GET /function/f HTTP/1.1\r\nHost: a\r\nproxy-authorization: x\r\n\r\n", false},
 	{"Forwarded", "GET /function/f HTTP/1.1\r\nHost: a\r\nForwarded: for=x\r\n\r\n", false},
-	{"X-Forwarded-For", "GET /function/f HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n", false},
-	{"X-Forwarded-Proto", "GET /function/f HTTP/1.1\r\nHost: a\r\nx-forwarded-proto: https\r\n\r\n", false},
+	{"X-Forwarded-*", "GET /function/f HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-proto: https\r\n" +
+		"X-Forwarded-Host:\r\nX-Forwarded-Host: b\r\nX-Forwarded-For: 10.0.0.2, 10.0.0.3\r\n\r\n", true},
+	{"5 X-Forwarded-For", "GET /function/f HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-Forwarded-For: 10.0.0.1\r\n", 5) + "\r\n", false},
 	{"X-Start-Time", "GET /function/f HTTP/1.1\r\nHost: a\r\nX-Start-Time: 1\r\n\r\n", false},
 	{"Trailer", "GET /function/f HTTP/1.1\r\nHost: a\r\nTrailer: X\r\n\r\n", false},
 }
@@ -116,8 +117,15 @@ func comparePlainWithHead(head []byte, pc *PlainCall) string {
 	check("CallID", string(pc.CallID), req.Header.Get("X-Call-Id"))
 	check("Auth", string(pc.Auth), req.Header.Get("Authorization"))
 	// The fields are the request's but for those the call holds itself.
+	var xff []string
+	for _, v := range pc.ForwardedFor {
+		xff = append(xff, string(v))
+	}
+	check("ForwardedFor", fmt.Sprint(xff), fmt.Sprint(req.Header["X-Forwarded-For"]))
+	check("ForwardedHost", string(pc.ForwardedHost), req.Header.Get("X-Forwarded-Host"))
+	check("ForwardedProto", string(pc.ForwardedProto), req.Header.Get("X-Forwarded-Proto"))
 	h := req.Header.Clone()
-	for _, k := range []string{"Content-Length", "Connection", "X-Call-Id"} {
+	for _, k := range []string{"Content-Length", "Connection", "X-Call-Id", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 		delete(h, k)
 	}
 	got := http.Header{}

@@ -159,7 +159,7 @@ func BenchmarkProxyHop(b *testing.B) {
 			}
 			loop := frontloop.New(fr.Config, nil, frontloop.FunctionCalls, quietLogger())
 			if path.plain {
-				p.EnablePlain(PlainHooks{Authorize: func([]byte, string) bool { return true }})
+				p.EnablePlain(PlainHooks{Authorize: func([]byte, string, [][]byte) bool { return true }})
 				loop.ServePlain(p)
 			}
 			go func() { _ = loop.Serve(fr.Listener) }()

@@ -18,11 +18,11 @@ import (
 // stand in front of it.
 type PlainHooks struct {
 	// Authorize decides a call's credentials (its Authorization value,
-	// possibly empty) from the client at remote as the handler in front
-	// of the proxy would. true lets the call through; false hands it to
+	// possibly empty) from the client at remote, through the proxies
+	// X-Forwarded-For names, as the handler in front of the proxy would. true lets the call through; false hands it to
 	// that handler, which answers it (401, 429) and counts the failure.
 	// Required.
-	Authorize func(authorization []byte, remote string) bool
+	Authorize func(authorization []byte, remote string, forwardedFor [][]byte) bool
 	// Count, when set, counts a call served, as the handler in front of
 	// the proxy counts requests.
 	Count func(code int, method string)
@@ -65,7 +65,7 @@ func (p *Proxy) ServePlain(pc *frontloop.PlainCall) bool {
 	if p.maxBody > 0 && int64(len(pc.Body)) > p.maxBody {
 		return false
 	}
-	if !h.Authorize(pc.Auth, pc.Remote) {
+	if !h.Authorize(pc.Auth, pc.Remote, pc.ForwardedFor) {
 		return false
 	}
 
@@ -178,11 +178,27 @@ func (ex *exchange) writePlain(pc *frontloop.PlainCall) error {
 		k, v := pc.Field(i)
 		writeFieldBytes(bw, k, v)
 	}
+	// As writeHead: the client's chain extended with its address, and an
+	// outer proxy's host and scheme kept.
 	if ip, _, err := net.SplitHostPort(pc.Remote); err == nil {
-		writeField(bw, "X-Forwarded-For", ip)
+		bw.WriteString("X-Forwarded-For: ")
+		for _, v := range pc.ForwardedFor {
+			bw.Write(v)
+			bw.WriteString(", ")
+		}
+		bw.WriteString(ip)
+		bw.WriteString("\r\n")
 	}
-	writeFieldBytes(bw, "X-Forwarded-Host", pc.Host)
-	writeField(bw, "X-Forwarded-Proto", "http")
+	if len(pc.ForwardedHost) > 0 {
+		writeFieldBytes(bw, "X-Forwarded-Host", pc.ForwardedHost)
+	} else {
+		writeFieldBytes(bw, "X-Forwarded-Host", pc.Host)
+	}
+	if len(pc.ForwardedProto) > 0 {
+		writeFieldBytes(bw, "X-Forwarded-Proto", pc.ForwardedProto)
+	} else {
+		writeField(bw, "X-Forwarded-Proto", "http")
+	}
 	writeField(bw, HeaderCallID, c.callID)
 	writeField(bw, HeaderStartTime, c.startStr)
 	switch {

@@ -116,7 +116,7 @@ func newPlainPair(t testing.TB) *plainPair {
 		c := NewCache()
 		c.Set("openfaas-fn/echo", []faas.Endpoint{{Replica: "r", Addr: pp.replicas[i].ln.Addr().String()}})
 		p := New(c, Options{Log: quietLogger(), ReadyWait: -1})
-		p.EnablePlain(PlainHooks{Authorize: func([]byte, string) bool { return allow }})
+		p.EnablePlain(PlainHooks{Authorize: func([]byte, string, [][]byte) bool { return allow }})
 		pp.urls[i] = strings.TrimPrefix(front(t, p), "http://")
 	}
 	return &pp
@@ -249,6 +249,9 @@ var plainRequests = []string{
 	"GET /function/nothere HTTP/1.1\r\nHost: x\r\n\r\n",
 	"POST /function/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /function/echo HTTP/1.1\r\nHost: x\r\n\r\n",
 	"GET /function/echo HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\nX-Call-Id: mine\r\n\r\n",
+	"GET /function/echo HTTP/1.1\r\nHost: x\r\nx-forwarded-for: 10.0.0.1,10.0.0.2\r\nX-Forwarded-Host:\r\n" +
+		"X-Forwarded-Host: outer\r\nX-Forwarded-For: 10.0.0.3\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n\r\n",
+	"POST /function/echo HTTP/1.1\r\nHost: x\r\nForwarded: for=10.0.0.1\r\nContent-Length: 2\r\n\r\nhi",
 }
 
 // TestPlainMatchesOrdinary: every request of plainRequests, with every

@@ -118,7 +118,7 @@ func front(t testing.TB, p *Proxy) string {
 	// daemon, unless a test set hooks of its own or PROXY_TEST_PLAIN=off
 	// has every call take ServeHTTP.
 	if p.plain == nil && os.Getenv("PROXY_TEST_PLAIN") != "off" {
-		p.EnablePlain(PlainHooks{Authorize: func([]byte, string) bool { return true }})
+		p.EnablePlain(PlainHooks{Authorize: func([]byte, string, [][]byte) bool { return true }})
 	}
 	loop.ServePlain(p)
 	go func() { _ = loop.Serve(srv.Listener) }()

@@ -229,6 +229,22 @@ func testDeployFromStack(t *testing.T, rt string) {
 		if got := res.Header.Get("X-Call-Id"); got != "e2e-call-id" {
 			t.Errorf("client X-Call-Id not echoed: got %q", got)
 		}
+
+		// Through an outer proxy: its chain is extended, its host and
+		// scheme kept.
+		res = d.invoke(http.MethodGet, "/function/echo", nil, map[string]string{
+			"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Host": "faas.example", "X-Forwarded-Proto": "https"})
+		if r, err = decodeEcho(res); err != nil {
+			t.Fatal(err)
+		}
+		if peer, ok := strings.CutPrefix(r.Headers["X-Forwarded-For"], "203.0.113.7, "); !ok || peer == "" || strings.Contains(peer, ",") {
+			t.Errorf("behind an outer proxy the function saw X-Forwarded-For %q, want 203.0.113.7 and the proxy's address", r.Headers["X-Forwarded-For"])
+		}
+		for h, want := range map[string]string{"X-Forwarded-Host": "faas.example", "X-Forwarded-Proto": "https"} {
+			if r.Headers[h] != want {
+				t.Errorf("behind an outer proxy the function saw %s %q, want %q", h, r.Headers[h], want)
+			}
+		}
 	})
 
 	t.Run("redirect passed through", func(t *testing.T) {
