@@ -97,7 +97,7 @@ func (a *basicAuth) check(r *http.Request) (valid, attempted bool, user string) 
 // other header (another case or padding, a wrong secret) goes on to the
 // full check.
 func (a *basicAuth) knownHeader(vv []string) bool {
-	return len(vv) == 1 && a.knownValue(vv[0])
+	return len(vv) == 1 && knownValue(a, vv[0])
 }
 
 // knownValue is knownHeader for one value.
@@ -113,8 +113,6 @@ func knownValue[T string | []byte](a *basicAuth, v T) bool {
 	h := sha256.Sum256(buf[:n])
 	return subtle.ConstantTimeCompare(h[:], a.header[:]) == 1
 }
-
-func (a *basicAuth) knownValue(v string) bool { return knownValue(a, v) }
 
 // allows reports whether wrap would let a request with this
 // Authorization value, from remote through the proxies these

@@ -211,7 +211,7 @@ func (g *Gateway) Instrument(next http.Handler) http.Handler {
 // CountCall counts a function call served without Instrument (the front
 // loop's plain calls), as Instrument counts it.
 func (g *Gateway) CountCall(code int, method string) {
-	g.request(reqLabels{code, method, "/function/{name}"}).Inc()
+	g.request(reqLabels{code, method, functionRoute}).Inc()
 }
 
 // request returns the child of gateway_http_requests_total for l. The
@@ -243,13 +243,16 @@ var routes = map[string]bool{
 	"/system/logs": true, "/debug/reconcile": true, "/system/async": true,
 }
 
+// functionRoute is the route of every function call.
+const functionRoute = "/function/{name}"
+
 // route maps a request path onto a bounded set of route names.
 func route(p string) string {
 	switch {
 	case routes[p]:
 		return p
 	case strings.HasPrefix(p, "/function/"):
-		return "/function/{name}"
+		return functionRoute
 	case strings.HasPrefix(p, "/system/function/"):
 		return "/system/function/{name}"
 	case strings.HasPrefix(p, "/system/scale-function/"):

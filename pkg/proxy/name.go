@@ -62,7 +62,11 @@ type target struct {
 // path so that an encoded "/" in the remainder is not mistaken for a separator
 // and is forwarded exactly as sent.
 func parseInvocation(u *url.URL) (target, error) {
-	esc := u.EscapedPath()
+	return parseInvocationPath(u.EscapedPath())
+}
+
+// parseInvocationPath is parseInvocation for an escaped path.
+func parseInvocationPath(esc string) (target, error) {
 	rest, ok := strings.CutPrefix(esc, functionPrefix)
 	if !ok {
 		return target{}, fmt.Errorf("path %q is not under %s", esc, functionPrefix)

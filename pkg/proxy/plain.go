@@ -53,8 +53,9 @@ func (p *Proxy) ServePlain(pc *frontloop.PlainCall) bool {
 	if h == nil || p.viaRP {
 		return false
 	}
-	t, ok := plainTarget(pc.Path)
-	if !ok {
+	// A plain path has nothing escaped: it is its own escaped form.
+	t, err := parseInvocationPath(string(pc.Path))
+	if err != nil {
 		return false
 	}
 	key := faas.Key(t.namespace, t.name)
@@ -96,28 +97,6 @@ func (p *Proxy) ServePlain(pc *frontloop.PlainCall) bool {
 		h.Count(c.code, pc.Method)
 	}
 	return true
-}
-
-// plainTarget is parseInvocation for a plain call's path, which needs no
-// unescaping.
-func plainTarget(path []byte) (target, bool) {
-	rest, ok := bytes.CutPrefix(path, []byte(functionPrefix))
-	if !ok {
-		return target{}, false
-	}
-	ref, remainder := rest, []byte(nil)
-	if i := bytes.IndexByte(rest, '/'); i >= 0 {
-		ref, remainder = rest[:i], rest[i:]
-	}
-	name, ns, err := ParseName(string(ref))
-	if err != nil {
-		return target{}, false
-	}
-	t := target{name: name, namespace: ns, path: "/"}
-	if len(remainder) > 0 {
-		t.path = string(remainder)
-	}
-	return t, true
 }
 
 // forwardPlain is forward for a plain call.
