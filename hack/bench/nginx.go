@@ -21,6 +21,9 @@ type nginxProc struct {
 	cmd  *exec.Cmd
 	dir  string
 	addr string
+	// fieldsAddr is the same hop adding the fields the daemon's contract
+	// adds (see nginxConf).
+	fieldsAddr string
 	done chan struct{} // closed when the master process has exited
 	err  error         // its exit status, once done is closed
 }
@@ -30,6 +33,15 @@ type nginxProc struct {
 // the fast hop it is. keepalive_requests is raised on both sides so that,
 // like the Go paths, nginx keeps wrk's and its upstream connections for
 // the whole cell instead of closing each after 1000 requests.
+//
+// The second server is the same hop doing the header work the OpenFaaS
+// contract asks of the daemon: X-Forwarded-For/-Host/-Proto, a call ID
+// and a start time on the request, and the call ID, start time and
+// duration on the answer. nginx's values are close in size to the
+// daemon's: a 32-digit request ID (the daemon's UUID has 36 characters)
+// and seconds with milliseconds (the daemon's nanoseconds have 19
+// digits). The function parses each field, so this is the fair measure
+// of what a proxy keeping the contract can reach.
 const nginxConf = `daemon off;
 master_process on;
 worker_processes auto;
@@ -63,12 +75,30 @@ http {
             proxy_set_header Connection "";
         }
     }
+
+    server {
+        listen {{fieldsListen}};
+        location / {
+            proxy_pass http://function;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Call-Id $request_id;
+            proxy_set_header X-Start-Time $msec;
+            add_header X-Call-Id $request_id;
+            add_header X-Start-Time $msec;
+            add_header X-Duration-Seconds $upstream_response_time;
+        }
+    }
 }
 `
 
 // renderNginxConf fills nginxConf in.
-func renderNginxConf(dir, listen, upstream string) string {
-	return strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{upstream}}", upstream).Replace(nginxConf)
+func renderNginxConf(dir, listen, fieldsListen, upstream string) string {
+	return strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{fieldsListen}}", fieldsListen,
+		"{{upstream}}", upstream).Replace(nginxConf)
 }
 
 // findNginx returns nginx's path: on PATH, or where Debian puts it
@@ -85,8 +115,10 @@ func findNginx() (string, error) {
 }
 
 // startNginx runs nginx with its own config, pid file and log in a new
-// directory under the run's temporary one, listening on a free 127.0.0.1
-// port and proxying to upstream (host:port), and waits until it answers.
+// directory under the run's temporary one, listening on two free
+// 127.0.0.1 ports (the plain hop, and the one adding the contract's
+// fields) and proxying to upstream (host:port), and waits until both
+// answer.
 func (r *runner) startNginx(ctx context.Context, upstream string) (*nginxProc, error) {
 	bin, err := findNginx()
 	if err != nil {
@@ -96,13 +128,20 @@ func (r *runner) startNginx(ctx context.Context, upstream string) (*nginxProc, e
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+	var addrs [2]string
+	for i := 0; i < len(addrs); {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", port)
+		if i == 0 || addrs[i] != addrs[0] {
+			i++
+		}
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr, fieldsAddr := addrs[0], addrs[1]
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(renderNginxConf(dir, addr, upstream)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(renderNginxConf(dir, addr, fieldsAddr, upstream)), 0o644); err != nil {
 		return nil, err
 	}
 	// -e: the log for what nginx says before it has read the config,
@@ -118,7 +157,7 @@ func (r *runner) startNginx(ctx context.Context, upstream string) (*nginxProc, e
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start nginx: %w", err)
 	}
-	n := &nginxProc{cmd: cmd, dir: dir, addr: addr, done: make(chan struct{})}
+	n := &nginxProc{cmd: cmd, dir: dir, addr: addr, fieldsAddr: fieldsAddr, done: make(chan struct{})}
 	go func() {
 		n.err = cmd.Wait()
 		close(n.done)
@@ -132,7 +171,11 @@ func (r *runner) startNginx(ctx context.Context, upstream string) (*nginxProc, e
 		case <-wctx.Done():
 		}
 	}()
-	if _, err := firstOK(wctx, "http://"+addr+"/", "", nil, 10*time.Millisecond, 10*time.Second); err != nil {
+	_, err = firstOK(wctx, "http://"+addr+"/", "", nil, 10*time.Millisecond, 10*time.Second)
+	if err == nil {
+		_, err = firstOK(wctx, "http://"+fieldsAddr+"/", "", nil, 10*time.Millisecond, 10*time.Second)
+	}
+	if err != nil {
 		select {
 		case <-n.done:
 			err = fmt.Errorf("nginx exited: %v", n.err)
@@ -141,7 +184,7 @@ func (r *runner) startNginx(ctx context.Context, upstream string) (*nginxProc, e
 		stopErr := n.stop()
 		return nil, errors.Join(fmt.Errorf("nginx on %s: %w%s", addr, err, n.logTail()), stopErr)
 	}
-	logf("nginx on %s, proxying to %s (%s, config %s)", addr, upstream, bin, conf)
+	logf("nginx on %s (with the contract's fields on %s), proxying to %s (%s, config %s)", addr, fieldsAddr, upstream, bin, conf)
 	return n, nil
 }
 

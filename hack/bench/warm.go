@@ -27,11 +27,18 @@ type warmCell struct {
 	// writes is write(2) calls per request of that process: two (the
 	// answer, plus the request upstream for a proxy) is the floor.
 	writes float64
+	// machine is the CPU time per request of the whole machine (every
+	// process and the kernel: function, wrk, network stack), and switches
+	// its context switches per request: where a proxy's cost shows up
+	// outside its own process, as wake-ups of the function and of wrk.
+	machine  time.Duration
+	switches float64
 }
 
 // warm measures warm invocations: (A) the function container directly,
 // (B) through baseproxy, (C) through dockerfaasd with auth, (N) through
-// nginx, each at concurrency 1 and 32, after an unmeasured warm-up, in
+// nginx, (H) through nginx adding the header fields the daemon adds,
+// each at concurrency 1 and 32, after an unmeasured warm-up, in
 // BENCH_WARM_ROUNDS rounds. On a small machine that wrk shares with the
 // paths, one round swung C/B from 0.85× to 1.15× between two runs of the
 // same build; the ratios are therefore taken per round, from cells run
@@ -83,7 +90,12 @@ func (r *runner) warm(ctx context.Context) error {
 		if err := sameReplica(ctx, direct, "http://"+ngx.addr+"/"); err != nil {
 			return err
 		}
-		paths = append(paths, warmPath{"N nginx", "http://" + ngx.addr + "/", "", ngx.pid()})
+		if err := sameReplica(ctx, direct, "http://"+ngx.fieldsAddr+"/"); err != nil {
+			return err
+		}
+		paths = append(paths,
+			warmPath{"N nginx", "http://" + ngx.addr + "/", "", ngx.pid()},
+			warmPath{"H nginx + fields", "http://" + ngx.fieldsAddr + "/", "", ngx.pid()})
 	}
 	cells, err := r.measureRounds(ctx, paths)
 	if err != nil {
@@ -230,6 +242,10 @@ func (r *runner) measureRounds(ctx context.Context, paths []warmPath) ([]warmCel
 				if err != nil {
 					return nil, fmt.Errorf("%s: %w", p.name, err)
 				}
+				m0, err := readMachine()
+				if err != nil {
+					return nil, err
+				}
 				res, err := r.runWrk(ctx, p.url, p.auth, conns, r.s.Duration)
 				if err != nil {
 					return nil, err
@@ -238,14 +254,20 @@ func (r *runner) measureRounds(ctx context.Context, paths []warmPath) ([]warmCel
 				if err != nil {
 					return nil, fmt.Errorf("%s: %w", p.name, err)
 				}
-				cpu, writes := time.Duration(0), 0.0
-				if res.Requests > 0 {
-					cpu = time.Duration(t1-t0) * (time.Second / clockTicks) / time.Duration(res.Requests)
-					writes = float64(w1-w0) / float64(res.Requests)
+				m1, err := readMachine()
+				if err != nil {
+					return nil, err
 				}
-				logf("round %d %-14s c=%-2d %8.0f req/s  p50 %-9s p99 %-9s cpu/req %-8s writes/req %.2f errors %d", round+1, p.name, conns, res.rps(),
-					res.p50(), res.p99(), cpu, writes, res.errors())
-				cells = append(cells, warmCell{path: p.name, conns: conns, round: round, res: res, cpu: cpu, writes: writes})
+				c := warmCell{path: p.name, conns: conns, round: round, res: res}
+				if n := res.Requests; n > 0 {
+					c.cpu = time.Duration(t1-t0) * (time.Second / clockTicks) / time.Duration(n)
+					c.writes = float64(w1-w0) / float64(n)
+					c.machine = time.Duration(m1.busy-m0.busy) * (time.Second / clockTicks) / time.Duration(n)
+					c.switches = float64(m1.switches-m0.switches) / float64(n)
+				}
+				logf("round %d %-16s c=%-2d %8.0f req/s  p50 %-9s p99 %-9s cpu/req %-8s writes/req %.2f machine/req %-8s switches/req %.2f errors %d",
+					round+1, p.name, conns, res.rps(), res.p50(), res.p99(), c.cpu, c.writes, c.machine, c.switches, res.errors())
+				cells = append(cells, c)
 			}
 		}
 	}
@@ -275,6 +297,52 @@ func procCounters(pid int) (ticks, writes int64, err error) {
 		}
 	}
 	return ticks, writes, nil
+}
+
+// machineCounters are the whole machine's busy CPU ticks (all CPUs: user,
+// nice, system, irq and softirq time) and context switches so far.
+type machineCounters struct{ busy, switches int64 }
+
+// readMachine reads machineCounters from /proc/stat.
+func readMachine() (machineCounters, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCounters{}, err
+	}
+	return parseProcStat(string(b))
+}
+
+// parseProcStat takes machineCounters from /proc/stat's "cpu" and
+// "ctxt" lines.
+func parseProcStat(s string) (machineCounters, error) {
+	var m machineCounters
+	var haveCPU, haveCtxt bool
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 8 && f[0] == "cpu":
+			// user nice system idle iowait irq softirq: all but idle and
+			// iowait is work.
+			for _, i := range []int{1, 2, 3, 6, 7} {
+				v, err := strconv.ParseInt(f[i], 10, 64)
+				if err != nil {
+					return m, fmt.Errorf("/proc/stat cpu line: %w", err)
+				}
+				m.busy += v
+			}
+			haveCPU = true
+		case len(f) == 2 && f[0] == "ctxt":
+			v, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return m, fmt.Errorf("/proc/stat ctxt line: %w", err)
+			}
+			m.switches, haveCtxt = v, true
+		}
+	}
+	if !haveCPU || !haveCtxt {
+		return m, errors.New("/proc/stat without cpu and ctxt lines")
+	}
+	return m, nil
 }
 
 // childPids lists a process's children from /proc/PID/task/*/children
@@ -358,6 +426,9 @@ func medianF(vs []float64) float64 {
 
 // spread prints the median of vs and, with more than one, their range.
 func spread(vs []float64, format func(float64) string) string {
+	if !slices.ContainsFunc(vs, func(v float64) bool { return !math.IsNaN(v) }) {
+		return format(math.NaN()) // nothing measured
+	}
 	if len(vs) < 2 {
 		return format(medianF(vs))
 	}
@@ -381,8 +452,12 @@ func fmtSignedDur(d time.Duration) string {
 func renderWarm(cells []warmCell, d time.Duration, rounds int, noNginx string, rss rssRun) string {
 	var b strings.Builder
 	withN := len(warmCells(cells, "N", 1)) > 0
+	withH := len(warmCells(cells, "H", 1)) > 0
 	paths, names := []string{"A direct", "B baseproxy", "C dockerfaasd"}, "A, B and C"
-	if withN {
+	switch {
+	case withN && withH:
+		paths, names = append(paths, "N nginx", "H nginx + fields"), "A, B, C, N and H"
+	case withN:
 		paths, names = append(paths, "N nginx"), "A, B, C and N"
 	}
 	fmt.Fprintf(&b, "wrk, %s per cell after a warm-up, GET of fn-hostname (a 12-byte answer); %d rounds, each running "+
@@ -390,8 +465,15 @@ func renderWarm(cells []warmCell, d time.Duration, rounds int, noNginx string, r
 	b.WriteString("CPU/request is the CPU time of the process serving the path (the function for A, baseproxy for B, " +
 		"the daemon for C, nginx's master and workers for N) divided by the requests it served, and writes/request its " +
 		"write(2) calls per request: both hold up better than requests/s and latency when other work shares the machine. " +
-		"The first table gives the median of the rounds for each cell; the ratios are taken within each round and given " +
-		"as their median (lowest – highest).\n\n")
+		"Machine CPU/request and switches/request are the whole machine's busy CPU time and context switches " +
+		"(`/proc/stat`) per request: the function, wrk and the network stack included, so they show what a path costs " +
+		"outside its own process. The first table gives the median of the rounds for each cell; the ratios are taken " +
+		"within each round and given as their median (lowest – highest).\n\n")
+	if withH {
+		b.WriteString("H is the same nginx adding the header fields the daemon adds to every call (X-Forwarded-For, " +
+			"-Host and -Proto, a call ID and a start time on the request; the call ID, start time and duration on the " +
+			"answer), which the function then parses: the contract's own cost, which N does not pay.\n\n")
+	}
 	if !withN {
 		fmt.Fprintf(&b, "**N (nginx) not measured in this run:** %s.\n\n", noNginx)
 	}
@@ -427,6 +509,15 @@ func renderWarm(cells []warmCell, d time.Duration, rounds int, noNginx string, r
 			row{"p50 added over direct by N (N−A)", pair("N", "A", addedP50), fmtMs, "—"},
 			row{"(C−A)/(N−A) p50 (latency dockerfaasd adds vs nginx)", added, fmtRatio, "≤ 1.20 at c=1" + verdict(medianF(added(1)) <= 1.2)},
 			row{"p99 of C over N", pair("C", "N", addedP99), fmtMs, "≤ 1 ms at c=32" + verdict(medianF(pn32) <= 1)},
+			row{"C/N machine CPU per request", pair("C", "N", machineRatio), fmtRatio, "—"},
+			row{"C−N context switches per request", pair("C", "N", addedSwitches), fmtSwitches, "—"},
+		)
+	}
+	if withH {
+		rows = append(rows,
+			row{"H/N requests/s (what the contract's fields cost nginx)", pair("H", "N", rpsRatio), fmtRatio, "—"},
+			row{"C/H requests/s (dockerfaasd vs nginx adding the same fields)", pair("C", "H", rpsRatio), fmtRatio, "—"},
+			row{"C/H machine CPU per request", pair("C", "H", machineRatio), fmtRatio, "—"},
 		)
 	}
 	b.WriteString("\n| ratio | c=1 | c=32 | target |\n|---|---:|---:|---|\n")
@@ -469,6 +560,17 @@ func addedP50Ratio(cells []warmCell, conns int) []float64 {
 // The per-round comparisons of two cells.
 func rpsRatio(x, y warmCell) float64 { return ratio(x.res.rps(), y.res.rps()) }
 func cpuRatio(x, y warmCell) float64 { return ratio(x.cpu.Seconds(), y.cpu.Seconds()) }
+func machineRatio(x, y warmCell) float64 {
+	return ratio(x.machine.Seconds(), y.machine.Seconds())
+}
+func addedSwitches(x, y warmCell) float64 { return x.switches - y.switches }
+
+func fmtSwitches(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
+	return fmt.Sprintf("%+.2f", v)
+}
 func addedP99(x, y warmCell) float64 {
 	return float64(x.res.p99()-y.res.p99()) / float64(time.Millisecond)
 }
@@ -480,10 +582,11 @@ func addedP50(x, y warmCell) float64 {
 // name) at each concurrency. A CPU figure of zero means the serving
 // process was not found (no request is served in no CPU time).
 func writeCellTable(b *strings.Builder, cells []warmCell, paths []string) {
-	b.WriteString("| path | connections | requests/s | p50 | p99 | CPU/request | writes/request | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| path | connections | requests/s | p50 | p99 | CPU/request | writes/request | machine CPU/request | switches/request | errors |\n" +
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, conns := range []int{1, 32} {
 		for _, path := range paths {
-			var rps, p50, p99, cpu, writes []float64
+			var rps, p50, p99, cpu, writes, machine, switches []float64
 			var errs int64
 			for _, c := range cells {
 				if c.path != path || c.conns != conns {
@@ -494,14 +597,20 @@ func writeCellTable(b *strings.Builder, cells []warmCell, paths []string) {
 				p99 = append(p99, float64(c.res.p99()))
 				cpu = append(cpu, float64(c.cpu))
 				writes = append(writes, c.writes)
+				machine = append(machine, float64(c.machine))
+				switches = append(switches, c.switches)
 				errs += c.res.errors()
 			}
 			cpuS, writesS := fmtDur(time.Duration(medianF(cpu))), fmt.Sprintf("%.2f", medianF(writes))
 			if medianF(cpu) == 0 {
 				cpuS, writesS = "—", "—"
 			}
-			fmt.Fprintf(b, "| %s | %d | %.0f | %s | %s | %s | %s | %d |\n", path, conns, medianF(rps),
-				fmtDur(time.Duration(medianF(p50))), fmtDur(time.Duration(medianF(p99))), cpuS, writesS, errs)
+			machineS, switchesS := fmtDur(time.Duration(medianF(machine))), fmt.Sprintf("%.2f", medianF(switches))
+			if medianF(machine) == 0 {
+				machineS, switchesS = "—", "—"
+			}
+			fmt.Fprintf(b, "| %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %d |\n", path, conns, medianF(rps),
+				fmtDur(time.Duration(medianF(p50))), fmtDur(time.Duration(medianF(p99))), cpuS, writesS, machineS, switchesS, errs)
 		}
 	}
 }

@@ -20,6 +20,13 @@ func cell(path string, conns, round int, rps, p50, p99 int64, cpu time.Duration)
 		res: wrkResult{Requests: rps, DurationUS: 1e6, P50: p50, P99: p99}}
 }
 
+// onMachine sets a cell's whole-machine CPU and context switches per
+// request.
+func onMachine(c warmCell, machine time.Duration, switches float64) warmCell {
+	c.machine, c.switches = machine, switches
+	return c
+}
+
 func TestRenderWarmNginxRows(t *testing.T) {
 	// Per round at c=1 p50: A 50 µs, N 140, 150, 160 µs, C as given; at
 	// c=32: N 20000 req/s, p99 8 ms.
@@ -33,8 +40,10 @@ func TestRenderWarmNginxRows(t *testing.T) {
 				cell("N nginx", 1, round, 7000, 140+10*int64(round), 1000, 100*time.Microsecond),
 				cell("A direct", 32, round, 35000, 700, 11000, 30*time.Microsecond),
 				cell("B baseproxy", 32, round, 8000, 4000, 12000, 170*time.Microsecond),
-				cell("C dockerfaasd", 32, round, cRPS, 4000, cP99, 150*time.Microsecond),
-				cell("N nginx", 32, round, 20000, 1500, 8000, 60*time.Microsecond),
+				onMachine(cell("C dockerfaasd", 32, round, cRPS, 4000, cP99, 150*time.Microsecond), 80*time.Microsecond, 2.5),
+				onMachine(cell("N nginx", 32, round, 20000, 1500, 8000, 60*time.Microsecond), 64*time.Microsecond, 1.75),
+				onMachine(cell("H nginx + fields", 32, round, 16000+1000*int64(round), 1600, 8200, 70*time.Microsecond), 72*time.Microsecond, 2),
+				cell("H nginx + fields", 1, round, 6000, 160, 1100, 110*time.Microsecond),
 			)
 		}
 		return cells
@@ -56,7 +65,14 @@ func TestRenderWarmNginxRows(t *testing.T) {
 			"| C/N CPU per request (dockerfaasd vs nginx) | 3.00× (3.00× – 3.00×) | 2.50× (2.50× – 2.50×) | — |",
 			"| N nginx | 32 | 20000 | 1.50 ms | 8.00 ms | 60 µs |",
 			"| 20.0 MiB | 40.0 MiB | 30.0 MiB | 62 | 5000 | 0 | 10 (non-2xx/3xx 7, timeout 3) |",
-			"each running A, B, C and N back to back",
+			"each running A, B, C, N and H back to back",
+			"| C/N machine CPU per request | — | 1.25× (1.25× – 1.25×) | — |",
+			"| C−N context switches per request | +0.00 (+0.00 – +0.00) | +0.75 (+0.75 – +0.75) | — |",
+			"| H/N requests/s (what the contract's fields cost nginx) | 0.86× (0.86× – 0.86×) | 0.85× (0.80× – 0.90×) | — |",
+			"| C/H requests/s (dockerfaasd vs nginx adding the same fields) | 0.43× (0.43× – 0.43×) | 1.12× (1.06× – 1.19×) | — |",
+			"| C/H machine CPU per request | — | 1.11× (1.11× – 1.11×) | — |",
+			"| H nginx + fields | 32 | 17000 | 1.60 ms | 8.20 ms | 70 µs | 0.00 | 72 µs | 2.00 | 0 |",
+			"| N nginx | 1 | 7000 | 150 µs | 1.00 ms | 100 µs | 0.00 | — | — | 0 |",
 		}},
 		{"goals not met", mk(350, 8000, 16000), []string{
 			"| C/N requests/s (dockerfaasd vs nginx) | 0.37× (0.37× – 0.37×) | 0.40× (0.40× – 0.40×) | ≥ 0.90 at c=32 (**not met**) |",
@@ -90,10 +106,35 @@ func TestRenderWarmWithoutNginx(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", w, md)
 		}
 	}
-	for _, unwanted := range []string{"N nginx", "C/N"} {
+	for _, unwanted := range []string{"N nginx", "C/N", "H nginx", "C/H"} {
 		if strings.Contains(md, unwanted) {
 			t.Errorf("report has %q without N:\n%s", unwanted, md)
 		}
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	const stat = "cpu  100 5 50 9000 30 7 8 2 0 0\ncpu0 50 2 25 4500 15 3 4 1 0 0\nintr 1 2 3\nctxt 123456\nbtime 1\n"
+	for _, tc := range []struct {
+		name string
+		in   string
+		want machineCounters
+		ok   bool
+	}{
+		{"busy is user, nice, system, irq, softirq", stat, machineCounters{busy: 170, switches: 123456}, true},
+		{"no ctxt line", "cpu  1 2 3 4 5 6 7 8\n", machineCounters{}, false},
+		{"no cpu line", "ctxt 5\n", machineCounters{}, false},
+		{"bad number", "cpu  x 2 3 4 5 6 7 8\nctxt 5\n", machineCounters{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseProcStat(tc.in)
+			if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+				t.Errorf("parseProcStat = %+v, %v; want %+v, ok %v", got, err, tc.want, tc.ok)
+			}
+		})
+	}
+	if _, err := readMachine(); err != nil {
+		t.Errorf("this machine's /proc/stat: %v", err)
 	}
 }
 
@@ -118,7 +159,14 @@ func TestNginxHop(t *testing.T) {
 		}
 		t.Skip("nginx not installed (hack/install-nginx.sh; with CI=true this is a failure)")
 	}
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	fields := make(chan http.Header, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Call-Id") != "" {
+			select {
+			case fields <- r.Header.Clone():
+			default:
+			}
+		}
 		_, _ = io.WriteString(w, "fn-1234")
 	}))
 	defer backend.Close()
@@ -130,8 +178,36 @@ func TestNginxHop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = n.stop() }()
+	<-fields // startNginx's own look at the fields hop
 	if err := sameReplica(ctx, backend.URL, "http://"+n.addr+"/"); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case h := <-fields:
+		t.Fatalf("the plain hop added the contract's fields: %v", h)
+	default:
+	}
+	// The other server adds the fields the daemon adds, both ways.
+	res, err := http.Get("http://" + n.fieldsAddr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	for _, k := range []string{"X-Call-Id", "X-Start-Time", "X-Duration-Seconds"} {
+		if res.Header.Get(k) == "" {
+			t.Errorf("answer through the fields hop lacks %s: %v", k, res.Header)
+		}
+	}
+	select {
+	case h := <-fields:
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Call-Id", "X-Start-Time"} {
+			if h.Get(k) == "" {
+				t.Errorf("request through the fields hop lacks %s: %v", k, h)
+			}
+		}
+	default:
+		t.Error("the fields hop sent no X-Call-Id upstream")
 	}
 	workers := childPids(n.pid())
 	if len(workers) != runtime.NumCPU() {
