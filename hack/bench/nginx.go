@@ -24,8 +24,8 @@ type nginxProc struct {
 	// fieldsAddr is the same hop adding the fields the daemon's contract
 	// adds (see nginxConf).
 	fieldsAddr string
-	done chan struct{} // closed when the master process has exited
-	err  error         // its exit status, once done is closed
+	done       chan struct{} // closed when the master process has exited
+	err        error         // its exit status, once done is closed
 }
 
 // nginxConf is the whole config: a master with one worker per core, as a

@@ -463,7 +463,7 @@ func renderWarm(cells []warmCell, d time.Duration, rounds int, noNginx string, r
 	fmt.Fprintf(&b, "wrk, %s per cell after a warm-up, GET of fn-hostname (a 12-byte answer); %d rounds, each running "+
 		"%s back to back at each concurrency.\n\n", d, rounds, names)
 	b.WriteString("CPU/request is the CPU time of the process serving the path (the function for A, baseproxy for B, " +
-		"the daemon for C, nginx's master and workers for N) divided by the requests it served, and writes/request its " +
+		"the daemon for C, nginx's master and workers for N and H) divided by the requests it served, and writes/request its " +
 		"write(2) calls per request: both hold up better than requests/s and latency when other work shares the machine. " +
 		"Machine CPU/request and switches/request are the whole machine's busy CPU time and context switches " +
 		"(`/proc/stat`) per request: the function, wrk and the network stack included, so they show what a path costs " +
