@@ -95,7 +95,9 @@ func (r *runner) warm(ctx context.Context) error {
 		}
 		paths = append(paths,
 			warmPath{"N nginx", "http://" + ngx.addr + "/", "", ngx.pid()},
-			warmPath{"H nginx + fields", "http://" + ngx.fieldsAddr + "/", "", ngx.pid()})
+			// H gets C's request: the Authorization field, which the daemon
+			// passes on to the function, as nginx does.
+			warmPath{"H nginx + fields", "http://" + ngx.fieldsAddr + "/", auth, ngx.pid()})
 	}
 	cells, err := r.measureRounds(ctx, paths)
 	if err != nil {
@@ -472,7 +474,8 @@ func renderWarm(cells []warmCell, d time.Duration, rounds int, noNginx string, r
 	if withH {
 		b.WriteString("H is the same nginx adding the header fields the daemon adds to every call (X-Forwarded-For, " +
 			"-Host and -Proto, a call ID and a start time on the request; the call ID, start time and duration on the " +
-			"answer), which the function then parses: the contract's own cost, which N does not pay.\n\n")
+			"answer), which the function then parses, and sent C's request (with its Authorization field, which both " +
+			"pass on to the function): the contract's own cost, which N does not pay.\n\n")
 	}
 	if !withN {
 		fmt.Fprintf(&b, "**N (nginx) not measured in this run:** %s.\n\n", noNginx)
