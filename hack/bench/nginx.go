@@ -34,9 +34,9 @@ type nginxProc struct {
 // like the Go paths, nginx keeps wrk's and its upstream connections for
 // the whole cell instead of closing each after 1000 requests.
 //
-// The second server is the same hop doing the header work the OpenFaaS
-// contract asks of the daemon: X-Forwarded-For/-Host/-Proto, a call ID
-// and a start time on the request, and the call ID, start time and
+// The second server is the same hop doing the header work the daemon
+// does for the OpenFaaS contract: X-Forwarded-For/-Host/-Proto, a call
+// ID and a start time on the request, and the call ID, start time and
 // duration on the answer. nginx's values are close in size to the
 // daemon's: a 32-digit request ID (the daemon's UUID has 36 characters)
 // and seconds with milliseconds (the daemon's nanoseconds have 19

@@ -29,8 +29,8 @@ type warmCell struct {
 	writes float64
 	// machine is the CPU time per request of the whole machine (every
 	// process and the kernel: function, wrk, network stack), and switches
-	// its context switches per request: where a proxy's cost shows up
-	// outside its own process, as wake-ups of the function and of wrk.
+	// its context switches per request: what a path costs outside its own
+	// process (the function's and wrk's work, their wake-ups).
 	machine  time.Duration
 	switches float64
 }

@@ -178,7 +178,11 @@ func TestNginxHop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = n.stop() }()
-	<-fields // startNginx's own look at the fields hop
+	select {
+	case <-fields: // startNginx's own look at the fields hop
+	case <-time.After(10 * time.Second):
+		t.Fatal("startNginx's look at the fields hop sent no X-Call-Id upstream")
+	}
 	if err := sameReplica(ctx, backend.URL, "http://"+n.addr+"/"); err != nil {
 		t.Fatal(err)
 	}
