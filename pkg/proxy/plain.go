@@ -71,25 +71,13 @@ func (p *Proxy) ServePlain(pc *frontloop.PlainCall) bool {
 	}
 
 	ctx := pc.Begin()
-	c := &call{start: time.Now(), target: t, key: key, observedKey: key}
+	c := &call{start: time.Now(), target: t, key: key}
 	if p.observe != nil {
 		defer func() { p.observe(c.observedKey, c.code, time.Since(c.start)) }()
 	}
-	c.load = p.load.Begin(key)
+	p.begin(c, string(pc.CallID))
 	defer c.load.End()
-	if p.started != nil {
-		p.started(key)
-	}
-	if len(pc.CallID) > 0 {
-		c.callID = string(pc.CallID)
-	} else {
-		c.callID = NewCallID()
-	}
-	c.startStr = strconv.FormatInt(c.start.UnixNano(), 10)
-	c.eps = eps
-	c.pick = int((p.counter(key).Add(1) - 1) % uint64(len(eps)))
-	c.upstream = eps[c.pick].Addr
-	c.load.On(eps[c.pick].Replica)
+	p.pickReplica(c, eps)
 
 	exec := p.clientDeadlines(pc, c)
 	p.forwardPlain(ctx, exec, pc, c)

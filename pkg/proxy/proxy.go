@@ -291,17 +291,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, c, http.StatusNotFound, fmt.Sprintf("function %s not found", c.ref()))
 		return
 	}
-	c.observedKey = c.key
-	c.load = p.load.Begin(c.key)
+	p.begin(c, r.Header.Get(HeaderCallID))
 	defer c.load.End()
-	if p.started != nil {
-		p.started(c.key)
-	}
-	c.callID = r.Header.Get(HeaderCallID)
-	if c.callID == "" {
-		c.callID = NewCallID()
-	}
-	c.startStr = strconv.FormatInt(c.start.UnixNano(), 10)
 
 	if len(eps) == 0 {
 		// Nothing ready: the function may be at zero. Ask for it to be
@@ -324,12 +315,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveIsolated(w, r, c)
 		return
 	}
-	c.eps = eps
-	c.pick = int((p.counter(c.key).Add(1) - 1) % uint64(len(eps)))
-	c.upstream = eps[c.pick].Addr
-	// Held until the response is written (c.load.End above), so a replica
-	// drained now is stopped only after this call has finished.
-	c.load.On(eps[c.pick].Replica)
+	p.pickReplica(c, eps)
 
 	if p.maxBody > 0 && r.ContentLength > p.maxBody {
 		p.fail(w, c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", p.maxBody))
@@ -365,6 +351,34 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.forward(r.Context(), exec, w, rc, r, c, body)
+}
+
+// begin starts a call to a known function: it is observed under the
+// function's key and counted in its load, the started hook hears of it,
+// and it gets its call ID (the client's, or a new one) and start time.
+// The caller ends c.load.
+func (p *Proxy) begin(c *call, callID string) {
+	c.observedKey = c.key
+	c.load = p.load.Begin(c.key)
+	if p.started != nil {
+		p.started(c.key)
+	}
+	if callID == "" {
+		callID = NewCallID()
+	}
+	c.callID = callID
+	c.startStr = strconv.FormatInt(c.start.UnixNano(), 10)
+}
+
+// pickReplica chooses the call's replica among eps (not empty), round
+// robin per function, and holds it in the call's load until c.load ends
+// (after the response is written), so that a replica drained now is
+// stopped only after this call has finished.
+func (p *Proxy) pickReplica(c *call, eps []faas.Endpoint) {
+	c.eps = eps
+	c.pick = int((p.counter(c.key).Add(1) - 1) % uint64(len(eps)))
+	c.upstream = eps[c.pick].Addr
+	c.load.On(eps[c.pick].Replica)
 }
 
 // isEndpoint reports whether addr is still a ready endpoint of key, for
