@@ -269,7 +269,44 @@ func (d *Client) RemoveNetwork(ctx context.Context, id string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	return wrap("remove network "+ShortID(id), d.c.NetworkRemove(ctx, id))
+	err := d.c.NetworkRemove(ctx, id)
+	if err != nil && strings.Contains(err.Error(), "active endpoints") {
+		err = d.removeBusyNetwork(ctx, id, err)
+	}
+	return wrap("remove network "+ShortID(id), err)
+}
+
+// removeBusyNetwork handles a removal Docker refused for active endpoints
+// (refused, the error it got). Endpoints whose container is gone are listed
+// as "ep-<id>": they are disconnected by force and the removal tried again.
+// A network with nothing listed at all has a miscounted endpoint
+// (ErrNetworkLeaked). One with containers attached is in use: refused.
+func (d *Client) removeBusyNetwork(ctx context.Context, id string, refused error) error {
+	in, err := d.c.NetworkInspect(ctx, id, network.InspectOptions{})
+	if err != nil {
+		return refused
+	}
+	stale := 0
+	for key, ep := range in.Containers {
+		if !strings.HasPrefix(key, "ep-") {
+			return refused // a container holds it
+		}
+		if d.c.NetworkDisconnect(ctx, id, ep.Name, true) == nil {
+			stale++
+		}
+	}
+	if stale > 0 {
+		if err := d.c.NetworkRemove(ctx, id); err == nil || !strings.Contains(err.Error(), "active endpoints") {
+			return err
+		}
+		if in, err = d.c.NetworkInspect(ctx, id, network.InspectOptions{}); err != nil || len(in.Containers) > 0 {
+			return refused
+		}
+	}
+	if len(in.Containers) > 0 {
+		return refused
+	}
+	return fmt.Errorf("%w: %v", ErrNetworkLeaked, refused)
 }
 
 // ConnectNetwork implements Engine.

@@ -28,6 +28,12 @@ var (
 	// ErrAddressPoolsExhausted: Docker has no address range left for
 	// another network.
 	ErrAddressPoolsExhausted = errors.New("docker has no address pool left for a new network")
+	// ErrNetworkLeaked: Docker refuses to remove a network for "active
+	// endpoints" while nothing is attached to it. Engine 20.10 miscounts a
+	// network's endpoints when containers join and leave it side by side
+	// (its endpoint count is updated through a cache that shares the
+	// object being changed), and only an engine restart recounts them.
+	ErrNetworkLeaked = errors.New("docker counts an endpoint on this network that no container holds (an Engine 20.10 miscount after containers joined and left it side by side; it is recounted when the engine restarts)")
 )
 
 // Container states as Docker reports them.
@@ -142,6 +148,8 @@ type Engine interface {
 	ListNetworks(ctx context.Context, labels map[string]string) ([]Network, error)
 	// CreateNetwork creates a bridge network; ErrConflict when the name exists.
 	CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error)
+	// RemoveNetwork removes a network; ErrNetworkLeaked when Docker refuses
+	// for endpoints no container holds.
 	RemoveNetwork(ctx context.Context, id string) error
 	ConnectNetwork(ctx context.Context, network, container string) error
 	// DisconnectNetwork detaches a container from a network; one not

@@ -496,3 +496,64 @@ func containerListAll(labels ...string) container.ListOptions {
 	}
 	return container.ListOptions{All: true, Filters: f}
 }
+
+// networksLeft lists the networks of function name still there, leaving
+// out each that Docker will not remove for an endpoint it miscounted
+// (Engine 20.10; docs/operations.md, "A deleted function's network that
+// Docker will not remove"): one with no container attached that the
+// daemon warned about by name and counts in
+// dockerfaasd_docker_leaked_networks. Those are logged, not hidden.
+func (d *daemon) networksLeft(t *testing.T, name string) ([]network.Summary, error) {
+	t.Helper()
+	nets, err := d.fnNetworks(name)
+	if err != nil {
+		return nil, err
+	}
+	var left, leaked []network.Summary
+	for _, n := range nets {
+		if d.leakedByEngine(n) {
+			leaked = append(leaked, n)
+		} else {
+			left = append(left, n)
+		}
+	}
+	if len(leaked) == 0 {
+		return left, nil
+	}
+	if got := metricValue(t, d, "dockerfaasd_docker_leaked_networks"); got < float64(len(leaked)) {
+		return nets, fmt.Errorf("%d networks warned about as leaked by Docker, but dockerfaasd_docker_leaked_networks is %v", len(leaked), got)
+	}
+	// The delete is done with all the same: no reconcile keeps failing.
+	v, err := d.reconcileStatus()
+	if err != nil {
+		return nets, err
+	}
+	if f, ok := v.function(name); ok {
+		return nets, fmt.Errorf("deleted %s is still in /debug/reconcile: %s %s", name, f.LastResult, f.LastError)
+	}
+	for _, n := range leaked {
+		t.Logf("network %s is left: Docker counts an endpoint on it that no container holds (Engine 20.10), and the daemon reported it", n.Name)
+	}
+	return left, nil
+}
+
+// leakedByEngine tells whether network n has no container attached and the
+// daemon's log warns that Docker will not remove it.
+func (d *daemon) leakedByEngine(n network.Summary) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	in, err := d.docker.NetworkInspect(ctx, n.ID, network.InspectOptions{})
+	if err != nil || len(in.Containers) > 0 {
+		return false
+	}
+	log, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "Docker will not remove the network of a deleted function") && strings.Contains(line, "network="+n.Name) {
+			return true
+		}
+	}
+	return false
+}

@@ -474,7 +474,7 @@ func TestPerRequestIsolation(t *testing.T) {
 				if err != nil || len(cs) > 0 {
 					return fmt.Errorf("pooled containers left: %d %v", len(cs), err)
 				}
-				nets, err := d.fnNetworks(fn)
+				nets, err := d.networksLeft(t, fn)
 				if err != nil || len(nets) > 0 {
 					return fmt.Errorf("networks left: %d %v", len(nets), err)
 				}

@@ -20,6 +20,7 @@ type Engine struct {
 	containers map[string]*docker.Container
 	specs      map[string]docker.ContainerSpec
 	networks   map[string]*docker.Network
+	leaked     map[string]bool // network names miscounted (LeakNetwork)
 	images     map[string]bool
 	seq        int
 	subs       []chan docker.Event
@@ -339,9 +340,31 @@ func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
 			return fmt.Errorf("remove network %s: has active endpoints: %w", n.Name, docker.ErrConflict)
 		}
 	}
+	if e.leaked[n.Name] {
+		return fmt.Errorf("remove network %s: has active endpoints: %w", n.Name, docker.ErrNetworkLeaked)
+	}
 	delete(e.networks, n.ID)
 	e.record("remove-network %s", n.Name)
 	return nil
+}
+
+// LeakNetwork makes the engine count an endpoint on network name that no
+// container holds, as Engine 20.10 does after containers joined and left
+// it side by side: its removal fails with ErrNetworkLeaked until Recount.
+func (e *Engine) LeakNetwork(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.leaked == nil {
+		e.leaked = map[string]bool{}
+	}
+	e.leaked[name] = true
+}
+
+// Recount clears what LeakNetwork did, as an engine restart does.
+func (e *Engine) Recount() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.leaked = nil
 }
 
 // RemoveNetworkBehindBack deletes a network as a user would, detaching

@@ -32,6 +32,7 @@ func (r *Runtime) ensureNetwork(ctx context.Context, obs *runtime.Observed, key,
 	}
 	if ok {
 		r.rememberNetwork(netName, key)
+		r.forgetLeaked(n.ID) // deployed again: in use
 		return r.joinSelf(ctx, n, log)
 	}
 	// Known before but missing now: someone removed it. Asked before the
@@ -131,18 +132,33 @@ func (r *Runtime) Remove(ctx context.Context, key string) (bool, error) {
 		r.metrics.dockerError("list-networks")
 		return len(list) > 0, err
 	}
+	removed := len(list) > 0
 	for _, n := range nets {
 		if err := r.leaveSelf(ctx, n); err != nil {
 			return true, err
 		}
-		if err := r.eng.RemoveNetwork(ctx, n.ID); err != nil && !errors.Is(err, engine.ErrNotFound) {
+		err := r.eng.RemoveNetwork(ctx, n.ID)
+		switch {
+		case errors.Is(err, engine.ErrNetworkLeaked):
+			// Nothing holds it, and nothing this daemon does can make
+			// Docker let go of it: the key is done with, and the network
+			// is an orphan each resync tries again (it goes once the
+			// engine restarted).
+			r.networkLeaked(n, err, log)
+			continue
+		case err != nil && !errors.Is(err, engine.ErrNotFound):
 			r.metrics.dockerError("remove-network")
 			return true, err
 		}
+		removed = true
 		r.mu.Lock()
 		delete(r.networks, n.Name)
 		r.mu.Unlock()
-		log.WithField("network", n.Name).Info("removed network of deleted function")
+		if r.forgetLeaked(n.ID) {
+			log.WithField("network", n.Name).Info("removed network of deleted function, which Docker had refused to remove for a miscounted endpoint")
+		} else {
+			log.WithField("network", n.Name).Info("removed network of deleted function")
+		}
 	}
 	r.mu.Lock()
 	delete(r.seen, key)
@@ -155,5 +171,31 @@ func (r *Runtime) Remove(ctx context.Context, key string) (bool, error) {
 		}
 	}
 	r.mu.Unlock()
-	return len(list) > 0 || len(nets) > 0, nil
+	return removed, nil
+}
+
+// forgetLeaked forgets that the network with id was leaked (removed at
+// last, or used again); it reports whether it was.
+func (r *Runtime) forgetLeaked(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.leaked[id]
+	if ok {
+		delete(r.leaked, id)
+		r.metrics.leakedNets.Set(float64(len(r.leaked)))
+	}
+	return ok
+}
+
+// networkLeaked records that Docker will not remove network n, which no
+// container holds, for an endpoint it miscounted; warned about once.
+func (r *Runtime) networkLeaked(n engine.Network, err error, log logrus.FieldLogger) {
+	r.mu.Lock()
+	_, known := r.leaked[n.ID]
+	r.leaked[n.ID] = n.Name
+	r.metrics.leakedNets.Set(float64(len(r.leaked)))
+	r.mu.Unlock()
+	if !known {
+		log.WithError(err).WithField("network", n.Name).Warn("Docker will not remove the network of a deleted function until the engine restarts; it is tried again at every resync")
+	}
 }

@@ -144,6 +144,10 @@ type Runtime struct {
 	parked   map[string]parkRecord
 	crashes  map[string]*crashState
 	networks map[string]string // network name → function key, for network events
+	// leaked holds the networks of deleted functions Docker will not
+	// remove for a miscounted endpoint (engine.ErrNetworkLeaked), by ID
+	// → name: each is warned about once and tried again at every resync.
+	leaked map[string]string
 	// self holds the function networks the daemon's own container has
 	// joined (see Config.Self).
 	self engine.SelfNetworks
@@ -211,6 +215,7 @@ func New(cfg Config, eng engine.Engine) *Runtime {
 		parked:   map[string]parkRecord{},
 		crashes:  map[string]*crashState{},
 		networks: map[string]string{},
+		leaked:   map[string]string{},
 		seen:     map[string]map[string]string{},
 		last:     map[string]lastSync{},
 		touched:  map[string]uint64{},
