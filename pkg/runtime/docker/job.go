@@ -597,9 +597,9 @@ const jobTeardownWait = 10 * time.Second
 
 // awaitTeardown waits (bounded) until Docker has finished the exit of
 // container id: a call is answered at the die event, before Docker tore
-// the container's network down, and a removal racing that teardown can
-// leave Engine 20.10 with a stale endpoint that blocks the network's
-// removal for good.
+// the container's network down, which a removal should not race. (Engine
+// 20.10 can miscount the network's endpoints all the same when containers
+// join and leave it side by side: see Remove.)
 func (r *Runtime) awaitTeardown(id string) {
 	if r.jobs.eng == nil {
 		return
