@@ -14,15 +14,11 @@ import (
 // function's network for an endpoint it miscounted (Engine 20.10). The
 // delete still completes, once warned about; the network is an orphan each
 // resync tries again, and it goes once the engine recounted (restarted).
-// Deployed again meanwhile, the function uses it and it is no longer
-// counted as leaked.
+// Deployed again meanwhile, the function uses it; removed by hand, it is
+// gone: either way it is no longer counted as leaked.
 func TestLeakedNetworkOfDeletedFunction(t *testing.T) {
-	for _, redeploy := range []bool{false, true} {
-		name := "engine restarts"
-		if redeploy {
-			name = "function deployed again"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, then := range []string{"engine restarts", "function deployed again", "network removed by hand"} {
+		t.Run(then, func(t *testing.T) {
 			f := newFixture(t)
 			log, hook := logtest.NewNullLogger()
 			cfg := f.rt.cfg
@@ -64,7 +60,8 @@ func TestLeakedNetworkOfDeletedFunction(t *testing.T) {
 				t.Errorf("a network that stays counted as %d orphans removed", n)
 			}
 
-			if redeploy {
+			switch then {
+			case "function deployed again":
 				key = f.deploy(deployment("fn"), 1)
 				f.reconcile(key, 5)
 				if got := f.running(""); len(got) != 1 {
@@ -72,6 +69,18 @@ func TestLeakedNetworkOfDeletedFunction(t *testing.T) {
 				}
 				if got := testutil.ToFloat64(f.rt.metrics.leakedNets); got != 0 {
 					t.Errorf("leaked networks gauge = %v with the network in use again, want 0", got)
+				}
+				return
+			case "network removed by hand":
+				f.eng.RemoveNetworkBehindBack(netName)
+				if err := f.c.ResyncAll(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if got := f.queued(); len(got) != 0 {
+					t.Errorf("resync queued %q with nothing of the function left", got)
+				}
+				if got := testutil.ToFloat64(f.rt.metrics.leakedNets); got != 0 {
+					t.Errorf("leaked networks gauge = %v with the network gone, want 0", got)
 				}
 				return
 			}

@@ -81,6 +81,7 @@ func (r *Runtime) List(ctx context.Context) (map[string]runtime.Listing, error) 
 	}
 	r.checkNeighbors(cs)
 	r.sweepJobs(cs)
+	r.pruneLeaked(nets)
 
 	out := make(map[string]runtime.Listing, len(byKey))
 	var steady []string

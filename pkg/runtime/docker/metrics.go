@@ -19,9 +19,10 @@ var dockerOps = []string{
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{dockerErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "dockerfaasd_docker_errors_total", Help: "Failed Docker API calls by operation.",
-	}, []string{"op"}),
+	m := &metrics{
+		dockerErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockerfaasd_docker_errors_total", Help: "Failed Docker API calls by operation.",
+		}, []string{"op"}),
 		leakedNets: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dockerfaasd_docker_leaked_networks",
 			Help: "Networks of deleted functions Docker will not remove until it restarts: it counts an endpoint on them that no container holds.",

@@ -187,6 +187,27 @@ func (r *Runtime) forgetLeaked(id string) bool {
 	return ok
 }
 
+// pruneLeaked forgets the leaked networks that are not among nets, a
+// listing of all of this instance's: removed by hand once Docker let go of
+// them, their key is no orphan any more, so Remove would never see them go.
+func (r *Runtime) pruneLeaked(nets []engine.Network) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.leaked) == 0 {
+		return
+	}
+	listed := make(map[string]bool, len(nets))
+	for _, n := range nets {
+		listed[n.ID] = true
+	}
+	for id := range r.leaked {
+		if !listed[id] {
+			delete(r.leaked, id)
+		}
+	}
+	r.metrics.leakedNets.Set(float64(len(r.leaked)))
+}
+
 // networkLeaked records that Docker will not remove network n, which no
 // container holds, for an endpoint it miscounted; warned about once.
 func (r *Runtime) networkLeaked(n engine.Network, err error, log logrus.FieldLogger) {
