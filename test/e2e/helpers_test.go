@@ -551,7 +551,8 @@ func (d *daemon) leakedByEngine(n network.Summary) bool {
 		return false
 	}
 	for _, line := range strings.Split(string(log), "\n") {
-		if strings.Contains(line, "Docker will not remove the network of a deleted function") && strings.Contains(line, "network="+n.Name) {
+		// network= is the last of logrus's sorted fields: the name ends the line.
+		if strings.Contains(line, "Docker will not remove the network of a deleted function") && strings.HasSuffix(line, " network="+n.Name) {
 			return true
 		}
 	}
