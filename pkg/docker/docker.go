@@ -31,8 +31,9 @@ var (
 	// ErrNetworkLeaked: Docker refuses to remove a network for "active
 	// endpoints" while nothing is attached to it. Engine 20.10 miscounts a
 	// network's endpoints when containers join and leave it side by side
-	// (its endpoint count is updated through a cache that shares the
-	// object being changed), and only an engine restart recounts them.
+	// (measured; its code suggests why: the count is updated through a
+	// cache that shares the object being changed), and only an engine
+	// restart recounts them.
 	ErrNetworkLeaked = errors.New("docker counts an endpoint on this network that no container holds (an Engine 20.10 miscount after containers joined and left it side by side; it is recounted when the engine restarts)")
 )
 
